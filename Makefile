@@ -1,0 +1,40 @@
+# gatelane: every target sets itself up (venv, pinned packages, Debian packages) on a fresh machine.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: all demo test lint types fw-check unit bench sysdeps clean
+
+all: test
+
+sysdeps:
+	@tools/setup-system.sh
+
+$(STAMP): pyproject.toml constraints.txt | sysdeps
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "Installing pinned Python packages into $(VENV)"
+	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+demo: sysdeps $(STAMP)
+	$(VENV)/bin/lane-sim run --scenario demo --report .demo/report.json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+	@$(PY) tools/check_firmware_types.py
+
+unit: sysdeps $(STAMP)
+	$(PY) -m pytest
+
+test: sysdeps $(STAMP) lint types
+	$(PY) -m pytest
+
+bench: sysdeps $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .bench .demo .mypy_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""Open a byte transport by URL: the one seam between unit test, simulator, bench and lane.
+
+``/dev/...`` (real port or pty), ``socket://host:port`` (TCP simulator or a serial server),
+``loop://`` (unit tests), ``spy://...`` (hex-dump a live port on site). Only configuration
+changes between environments (DESIGN.md principle 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import serial
+
+from edge_agent.errors import ConfigError, DeviceError
+
+_PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+
+
+@dataclass(frozen=True, slots=True)
+class LineSettings:
+    """Serial line settings; ignored by transports without a line (socket://, loop://)."""
+
+    baudrate: int = 9600
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: int = 1
+
+    @classmethod
+    def parse(cls, text: str, baudrate: int) -> LineSettings:
+        """Parse the usual short form, e.g. ``8N1`` or ``7E1``."""
+        if len(text) != 3 or not text[0].isdigit() or text[1].upper() not in _PARITIES:
+            raise ConfigError(f"line settings {text!r}: expected a form like '8N1' or '7E1'")
+        settings = cls(baudrate, int(text[0]), text[1].upper(), int(text[2]))
+        if settings.bytesize not in (7, 8) or settings.stopbits not in (1, 2):
+            raise ConfigError(f"line settings {text!r}: data bits must be 7 or 8, stop bits 1 or 2")
+        return settings
+
+    def __str__(self) -> str:
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
+
+def open_port(url: str, settings: LineSettings | None = None, *, timeout: float = 0.05) -> Any:
+    """Open ``url`` with pyserial and return the port object (``serial.SerialBase``).
+
+    Raises:
+        DeviceError: the port does not exist, is busy, or the URL scheme is unknown.
+    """
+    line = settings or LineSettings()
+    try:
+        return serial.serial_for_url(
+            url,
+            baudrate=line.baudrate,
+            bytesize=line.bytesize,
+            parity=_PARITIES[line.parity],
+            stopbits=line.stopbits,
+            timeout=timeout,
+            write_timeout=1.0,
+            exclusive=True if url.startswith("/dev/") else None,
+        )
+    except (serial.SerialException, ValueError, OSError) as exc:
+        raise DeviceError(f"cannot open {url!r} ({line}): {exc}") from exc

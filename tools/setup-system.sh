@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the few Debian packages gatelane needs outside Python, when they are missing.
+# Runs on every `make` target that needs them; it is a no-op (a few ms) once they are there.
+set -euo pipefail
+
+missing=()
+python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
+ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || missing+=(libzbar0)
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "gatelane needs Debian packages: run 'sudo apt-get install -y ${missing[*]}' and try again." >&2
+    exit 1
+fi
+echo "Installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian package may start a system broker on 1883; the project always runs its own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
+    systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
