@@ -1,0 +1,296 @@
+"""The edge agent's imperative shell: drivers -> pure cores -> lane machine -> commands.
+
+This is the only module with threads and loops. One reader thread per device pushes raw input
+onto one queue; the main loop owns every piece of state (weight watcher, lane machine), so
+nothing else needs a lock. The barrier decision is taken on the main loop the moment the later
+of pass and weight arrives, and the OPEN command goes straight to the IO board's port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import random
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_agent import __version__
+from edge_agent.clock import wall_clock_status
+from edge_agent.config import AgentConfig, load_config
+from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.lane.commands import (
+    CloseWhenClear,
+    LaneCommand,
+    MarkPassUsed,
+    OpenBarrier,
+    Publish,
+    TakeSnapshot,
+)
+from edge_agent.lane.events import LaneEvent
+from edge_agent.lane.machine import LaneMachine, MachineConfig
+from edge_agent.lane.policy import PolicyConfig
+from edge_agent.status import StatusBoard, serve_status
+from edge_agent.wiring import DeviceInputs, LaneDevices, open_devices
+
+log = logging.getLogger("edge_agent")
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """One item on the main loop's queue: which device, and what it said."""
+
+    source: str
+    payload: Any
+
+
+class LaneAgent:
+    """Runs one lane until ``stop`` is set."""
+
+    def __init__(self, config: AgentConfig, *, clock: Clock = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._queue: queue.Queue[_Input] = queue.Queue(maxsize=10_000)
+        self._stop = threading.Event()
+        self.status = StatusBoard(config)
+        policy = PolicyConfig(
+            e_kg=config.weighbridge.e_kg,
+            default_tolerance_kg=config.passes.default_tolerance_kg,
+        )
+        self.machine = LaneMachine(MachineConfig(policy=policy), new_id=_new_id)
+        self._devices: LaneDevices | None = None
+        self._inputs: DeviceInputs | None = None
+
+    # -- life ------------------------------------------------------------------------------------
+    def run(self) -> None:
+        config = self.config
+        config.lane.state_dir.mkdir(parents=True, exist_ok=True)
+        devices = open_devices(config, self._clock)
+        self._devices = devices
+        self._inputs = DeviceInputs(config, devices, self._clock)
+        server = serve_status(config.status.listen, self.status)
+        loops = {"io": self._io_loop, "weigh": self._weigh_loop, "camera": self._camera_loop}
+        threads = [
+            threading.Thread(target=target, name=name, daemon=True)
+            for name, target in loops.items()
+        ]
+        devices.publisher.start()
+        for thread in threads:
+            thread.start()
+        log.info(
+            "lane %s/%s running (agent %s, boot %s)",
+            config.lane.site,
+            config.lane.lane,
+            __version__,
+            devices.outbox.boot_id,
+        )
+        try:
+            self._main_loop()
+        finally:
+            self._stop.set()
+            server.shutdown()
+            for thread in threads:
+                thread.join(timeout=2.0)
+            devices.close()
+            log.info("lane %s stopped", config.lane.lane)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _put(self, source: str, payload: Any) -> None:
+        try:
+            self._queue.put(_Input(source, payload), timeout=1.0)
+        except queue.Full:
+            log.error("input queue full; dropping %s input", source)
+
+    # -- reader threads: each owns one device and only puts raw input on the queue -------------
+    def _io_loop(self) -> None:
+        assert self._devices is not None
+        board = self._devices.board
+        backoff = _Backoff()
+        while not self._stop.is_set():
+            try:
+                board.open()
+                backoff.reset()
+                while not self._stop.is_set():
+                    for event in board.read_events(0.05):
+                        self._put("io", event)
+            except EdgeAgentError as exc:
+                self._put("io", _link_lost(self._clock(), str(exc)))
+                log.warning("IO board: %s; retrying in %.1f s", exc, backoff.peek())
+                self._stop.wait(backoff.next())
+
+    def _weigh_loop(self) -> None:
+        assert self._devices is not None
+        reader = self._devices.weighbridge
+        while not self._stop.is_set():
+            for item in reader.read(0.1):
+                self._put("weigh", item)
+
+    def _camera_loop(self) -> None:
+        from edge_agent.drivers.camera import open_frame_source
+
+        assert self._devices is not None
+        url, pipeline = self._devices.camera_url, self._devices.pipeline
+        backoff = _Backoff()
+        while not self._stop.is_set():
+            try:
+                source = open_frame_source(url)
+            except EdgeAgentError as exc:
+                self._put("camera", (False, str(exc)))
+                self._stop.wait(backoff.next())
+                continue
+            self._put("camera", (True, ""))
+            backoff.reset()
+            try:
+                while not self._stop.is_set():
+                    frame = source.read(0.5)
+                    if frame is None:
+                        continue
+                    for read in pipeline.process(frame.image, frame.at):
+                        self._put("qr", read)
+            except EdgeAgentError as exc:
+                self._put("camera", (False, str(exc)))
+                log.warning("camera %s lost: %s", url, exc)
+            finally:
+                source.close()
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _main_loop(self) -> None:
+        assert self._inputs is not None
+        while not self._stop.is_set():
+            now = self._clock()
+            pending = (self.machine.next_deadline(), self._inputs.next_deadline())
+            deadlines = [d for d in pending if d is not None]
+            timeout = 0.2 if not deadlines else max(0.0, min(min(deadlines) - now, 0.2))
+            try:
+                item: _Input | None = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            now = self._clock()
+            events: list[LaneEvent] = []
+            if item is not None:
+                events += self._inputs.translate(item.source, item.payload, now)
+            events += self._inputs.tick(now)
+            for event in events:
+                self._execute(self.machine.handle(event, now), now)
+            self._execute(self.machine.handle_timer(now), now)
+            self.status.update_lane(self.machine, self._inputs)
+
+    def _execute(self, commands: list[LaneCommand], now: float) -> None:
+        devices = self._devices
+        assert devices is not None
+        for command in commands:
+            try:
+                self._execute_one(devices, command, now)
+            except EdgeAgentError as exc:
+                # A failed device call must not stop the lane; the machine learns of link
+                # loss through the driver's own events.
+                log.error("command %s failed: %s", type(command).__name__, exc)
+
+    def _execute_one(self, devices: LaneDevices, command: LaneCommand, now: float) -> None:
+        match command:
+            case OpenBarrier():
+                seq = devices.board.open_barrier(valid_for_s=1.0)
+                log.info("barrier OPEN sent (seq %s) for %s", seq, command.transit_id)
+            case CloseWhenClear():
+                devices.board.close_when_clear()
+                log.info("barrier close-when-clear sent for %s", command.transit_id)
+            case Publish():
+                synced, source = wall_clock_status()
+                envelope = devices.outbox.add_event(
+                    command.type,
+                    command.data,
+                    transit_id=command.transit_id,
+                    mono_ms=int(now * 1000),
+                    wall_ms=int(time.time() * 1000),
+                    clock_synced=synced,
+                    clock_source=source,
+                )
+                devices.publisher.wake()
+                self.status.record_event(envelope)
+                log.info("event %s seq=%s %s", command.type, envelope.get("seq"), _brief(command))
+            case MarkPassUsed():
+                devices.ledger.mark_used(
+                    bytes.fromhex(command.cti_hex),
+                    exp=command.exp,
+                    now=time.time(),
+                    lane=self.config.lane.lane,
+                )
+            case TakeSnapshot():
+                assert self._inputs is not None
+                self._inputs.take_snapshot(command.transit_id, command.reason)
+
+
+class _Backoff:
+    """Reconnect delays: 0.2 s doubling to 5 s, with jitter so a fleet does not stampede."""
+
+    def __init__(self, first: float = 0.2, cap: float = 5.0) -> None:
+        self._first, self._cap, self._delay = first, cap, first
+
+    def peek(self) -> float:
+        return self._delay
+
+    def next(self) -> float:
+        delay = self._delay * random.uniform(0.8, 1.2)
+        self._delay = min(self._cap, self._delay * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._delay = self._first
+
+
+def _link_lost(at: float, reason: str) -> Any:
+    from edge_agent.drivers.ioboard import LinkLost
+
+    return LinkLost(at, reason)
+
+
+def _brief(command: Publish) -> str:
+    data = command.data
+    keys = ("decision", "reasons", "code", "kg", "valid", "reason", "outcome", "by")
+    parts = [f"{k}={data[k]}" for k in keys if k in data and data[k] not in (None, [], "")]
+    return " ".join(parts)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="edge-agent", description="Run one gate lane.")
+    parser.add_argument("--config", required=True, type=Path, help="the lane's TOML file")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return 2
+    agent = LaneAgent(config)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    signal.signal(signal.SIGINT, lambda *_: agent.stop())
+    try:
+        agent.run()
+    except EdgeAgentError as exc:
+        log.error("edge-agent stopped: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""Frame sources chosen by URL: the same lane code reads a simulator, a folder, or a camera.
+
+    sim://HOST:PORT          the camera simulator's TCP stream (length-prefixed greyscale frames)
+    dir:///path/to/images    replay image files in name order (``?fps=8&loop=1``)
+    picamera2:               Raspberry Pi camera (lores YUV420 stream, Y plane = greyscale)
+    uvc:0                    USB UVC camera through OpenCV (optional dependency)
+
+Every source has latest-frame semantics: a slow consumer gets the newest frame, never a queue
+of stale ones. ``read(timeout)`` returns a new ``Frame`` or None on timeout; while a live
+source is disconnected it raises ``CameraLost`` (the lane reports ``lane.camera_lost``) and
+keeps reconnecting in the background.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.errors import ConfigError, DeviceError
+
+# Wire format of sim:// (one frame): header, then width*height greyscale bytes, row-major.
+FRAME_MAGIC = b"GLF1"
+FRAME_HEADER = struct.Struct(">4sHHdI")  # magic, width, height, capture time, payload length
+MAX_FRAME_BYTES = 4096 * 3072
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".pgm", ".tif", ".tiff"}
+
+
+class CameraLost(DeviceError):
+    """The frame source is gone; the lane reports ``lane.camera_lost`` and retries."""
+
+    code = "lane.camera_lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    image: npt.NDArray[np.uint8]  # greyscale, H x W
+    at: float  # monotonic seconds when the frame arrived
+    seq: int = 0
+
+
+def encode_frame(image: npt.NDArray[np.uint8], at: float) -> bytes:
+    """One sim:// frame on the wire (used by the camera simulator)."""
+    h, w = image.shape
+    payload = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+    return FRAME_HEADER.pack(FRAME_MAGIC, w, h, at, len(payload)) + payload
+
+
+class FrameSource(ABC):
+    url: str = ""
+
+    @abstractmethod
+    def read(self, timeout: float) -> Frame | None:
+        """The next new frame, or None when none arrived within ``timeout`` seconds."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    def ended(self) -> bool:
+        """True when a finite source (a folder) has nothing more to give."""
+        return False
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _LatestFrame:
+    """A one-slot mailbox: writers replace, the reader waits for something newer."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._taken_seq = 0
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None and self._frame.seq > self._taken_seq:
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def take(self, timeout: float, give_up: Any) -> Frame | None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._frame is None or self._frame.seq <= self._taken_seq:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or give_up():
+                    return None
+                self._cond.wait(remaining)
+            self._taken_seq = self._frame.seq
+            return self._frame
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise ConnectionError("stream closed")
+        buf += chunk
+    return bytes(buf)
+
+
+class SimFrameSource(FrameSource):
+    """Client of the camera simulator; a background thread keeps the newest frame."""
+
+    def __init__(self, host: str, port: int, *, reconnect_s: float = 0.5,
+                 connect_timeout_s: float = 2.0) -> None:
+        self.url = f"sim://{host}:{port}"
+        self._addr = (host, port)
+        self._reconnect_s = reconnect_s
+        self._connect_timeout_s = connect_timeout_s
+        self._slot = _LatestFrame()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._sock: socket.socket | None = None
+        self._seq = 0
+        self.last_error = ""
+        self._thread = threading.Thread(target=self._run, name="camera-sim", daemon=True)
+        self._thread.start()
+        # Give the first connection a moment so the first read() usually finds a frame.
+        self._connected.wait(connect_timeout_s)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def dropped(self) -> int:
+        return self._slot.dropped
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock = socket.create_connection(self._addr, timeout=self._connect_timeout_s)
+            except OSError as exc:
+                self.last_error = str(exc)
+                self._stop.wait(self._reconnect_s)
+                continue
+            self._sock = sock
+            sock.settimeout(None)
+            self._connected.set()
+            try:
+                self._pump(sock)
+            except (OSError, ConnectionError, ValueError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+            finally:
+                self._connected.clear()
+                self._slot.wake()
+                sock.close()
+                self._sock = None
+            self._stop.wait(self._reconnect_s)
+
+    def _pump(self, sock: socket.socket) -> None:
+        while not self._stop.is_set():
+            magic, w, h, _at, length = FRAME_HEADER.unpack(_recv_exact(sock, FRAME_HEADER.size))
+            if magic != FRAME_MAGIC or length != w * h or length > MAX_FRAME_BYTES:
+                raise ValueError(f"bad frame header {magic!r} {w}x{h} {length}")
+            payload = _recv_exact(sock, length)
+            self._seq += 1
+            image = np.frombuffer(payload, np.uint8).reshape(h, w)
+            self._slot.put(Frame(image, time.monotonic(), self._seq))
+
+    def read(self, timeout: float) -> Frame | None:
+        if self._stop.is_set():
+            raise CameraLost(f"{self.url}: source closed")
+        frame = self._slot.take(timeout, lambda: not self._connected.is_set())
+        if frame is None and not self._connected.is_set():
+            raise CameraLost(f"{self.url}: not connected ({self.last_error or 'connecting'})")
+        return frame
+
+    def close(self) -> None:
+        self._stop.set()
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._slot.wake()
+        self._thread.join(timeout=2)
+
+
+class DirFrameSource(FrameSource):
+    """Replays the images of a folder in name order, converted to greyscale."""
+
+    def __init__(self, path: Path, *, fps: float = 0.0, loop: bool = False) -> None:
+        self.url = f"dir://{path}"
+        if not path.is_dir():
+            raise ConfigError(f"{self.url}: not a directory")
+        self._files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._files:
+            raise ConfigError(f"{self.url}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self._fps, self._loop = fps, loop
+        self._index = 0
+        self._next_at = 0.0
+        self.current: Path | None = None
+
+    @property
+    def ended(self) -> bool:
+        return not self._loop and self._index >= len(self._files)
+
+    def read(self, timeout: float) -> Frame | None:
+        from PIL import Image
+
+        if self.ended:
+            return None
+        if self._fps > 0:
+            wait = self._next_at - time.monotonic()
+            if wait > timeout:
+                time.sleep(max(0.0, timeout))
+                return None
+            time.sleep(max(0.0, wait))
+            self._next_at = max(self._next_at, time.monotonic()) + 1 / self._fps
+        path = self._files[self._index % len(self._files)]
+        self._index += 1
+        self.current = path
+        try:
+            with Image.open(path) as img:
+                image = np.asarray(img.convert("L"))
+        except OSError as exc:
+            raise DeviceError(f"{path}: {exc}") from exc
+        return Frame(image, time.monotonic(), self._index)
+
+    def close(self) -> None:
+        self._index = len(self._files)
+        self._loop = False
+
+
+class _GrabberSource(FrameSource):
+    """A camera read by a grabber thread that keeps only the newest frame."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._slot = _LatestFrame()
+        self._stop = threading.Event()
+        self._ok = threading.Event()
+        self._seq = 0
+        self.last_error = ""
+        self._thread = threading.Thread(target=self._run, name="camera-grab", daemon=True)
+        self._thread.start()
+
+    def _grab(self) -> npt.NDArray[np.uint8] | None:
+        raise NotImplementedError
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._open()
+                self._ok.set()
+                while not self._stop.is_set():
+                    image = self._grab()
+                    if image is None:
+                        raise DeviceError("no frame")
+                    self._seq += 1
+                    self._slot.put(Frame(image, time.monotonic(), self._seq))
+            except Exception as exc:  # any driver failure means "camera lost, retry"
+                self.last_error = str(exc) or type(exc).__name__
+            finally:
+                self._ok.clear()
+                self._slot.wake()
+                try:
+                    self._release()
+                except Exception:  # noqa: S110 - releasing a dead camera may fail too
+                    pass
+            self._stop.wait(1.0)
+
+    def read(self, timeout: float) -> Frame | None:
+        frame = self._slot.take(timeout, lambda: False)
+        if frame is None and not self._ok.is_set():
+            raise CameraLost(f"{self.url}: {self.last_error or 'starting'}")
+        return frame
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=3)
+
+
+class PiCameraSource(_GrabberSource):
+    """Pi camera via picamera2: a lores YUV420 stream whose Y plane is the greyscale frame."""
+
+    def __init__(self, url: str, size: tuple[int, int] = (1280, 720)) -> None:
+        self._size = size
+        self._cam: Any = None
+        super().__init__(url)
+
+    def _open(self) -> None:
+        from picamera2 import Picamera2  # type: ignore[import-not-found]
+
+        cam = Picamera2()
+        config = cam.create_video_configuration(
+            main={"size": self._size, "format": "YUV420"}, buffer_count=2
+        )
+        cam.configure(config)
+        cam.start()
+        self._cam = cam
+
+    def _grab(self) -> npt.NDArray[np.uint8] | None:
+        yuv = self._cam.capture_array("main")
+        w, h = self._size
+        return np.ascontiguousarray(yuv[:h, :w])
+
+    def _release(self) -> None:
+        if self._cam is not None:
+            self._cam.stop()
+            self._cam.close()
+            self._cam = None
+
+
+class UvcSource(_GrabberSource):
+    """USB UVC camera through OpenCV (install opencv-python-headless on the lane)."""
+
+    def __init__(self, url: str, index: int) -> None:
+        self._index = index
+        self._cap: Any = None
+        super().__init__(url)
+
+    def _open(self) -> None:
+        import cv2  # type: ignore[import-not-found]
+
+        cap = cv2.VideoCapture(self._index)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        if not cap.isOpened():
+            raise DeviceError(f"{self.url}: cannot open")
+        self._cap = cap
+
+    def _grab(self) -> npt.NDArray[np.uint8] | None:
+        import cv2
+
+        ok, image = self._cap.read()
+        if not ok:
+            return None
+        return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+
+    def _release(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+def open_frame_source(url: str) -> FrameSource:
+    """Open a frame source by URL; raise ``ConfigError`` for an unknown or malformed URL."""
+    parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if parts.scheme == "sim":
+        if not parts.hostname or parts.port is None:
+            raise ConfigError(f"{url}: expected sim://HOST:PORT")
+        return SimFrameSource(parts.hostname, parts.port)
+    if parts.scheme == "dir":
+        path = Path(unquote(parts.netloc + parts.path))
+        return DirFrameSource(path, fps=float(query.get("fps", 0)),
+                              loop=query.get("loop", "0") in ("1", "true", "yes"))
+    if parts.scheme == "picamera2":
+        return PiCameraSource(url)
+    if parts.scheme == "uvc":
+        index = parts.path or parts.netloc or "0"
+        if not index.isdigit():
+            raise ConfigError(f"{url}: expected uvc:N with a device index")
+        return UvcSource(url, int(index))
+    if parts.scheme == "file":
+        raise ConfigError(f"{url}: video files are not supported yet; use dir:// with frames")
+    raise ConfigError(f"{url}: unknown frame source (sim://, dir://, picamera2:, uvc:N)")

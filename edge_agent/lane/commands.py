@@ -1,0 +1,49 @@
+"""Outputs of the lane state machine: what the shell must do, in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class OpenBarrier:
+    """Ask the IO board to open; the board closes by itself once the truck has passed."""
+
+    transit_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseWhenClear:
+    """Ask the IO board to close as soon as its safety checks allow (truck backed off)."""
+
+    transit_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Put an event into the durable outbox (section 4.4 ``evt/{type}``)."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    transit_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPassUsed:
+    """Record the pass in the single-use ledger: it opened the barrier once."""
+
+    cti_hex: str
+    exp: int
+    transit_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TakeSnapshot:
+    """Keep the camera frame of this moment as evidence for a held truck."""
+
+    transit_id: str
+    reason: str
+
+
+LaneCommand = OpenBarrier | CloseWhenClear | Publish | MarkPassUsed | TakeSnapshot

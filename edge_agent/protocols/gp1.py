@@ -1,0 +1,423 @@
+"""GP1 release passes: ``GP1:`` + Base45(COSE_Sign1(CWT claims)), issued and verified.
+
+The verifier is pure (time and state are parameters) and never raises on bad input: every
+rejection is a ``Verdict`` carrying a stable section-6 ``pass.*`` code. The checks run in a
+fixed order, cheapest and least trusting first: prefix, Base45, bounded CBOR envelope, kid in
+the trust list, signature over the exact protected bytes, then the claims (validity window with
+clock skew, site/gate/direction, revocation, the single-use ledger keyed by ``cti``).
+
+Trust entries are valid for *verification* between ``valid_from`` and ``valid_to``; during a
+key rotation the old and new keys overlap so passes signed just before the switch still verify.
+Several entries may share a kid: each one is tried.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cbor2
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from edge_agent.errors import ConfigError
+from edge_agent.protocols import cose
+from edge_agent.protocols.base45 import b45decode, b45encode
+
+if TYPE_CHECKING:
+    from edge_agent.drivers.pass_ledger import PassLedger
+
+PREFIX = "GP1:"
+MAX_TEXT_CHARS = len(PREFIX) + (cose.MAX_SIGN1_BYTES * 3 + 1) // 2
+MAX_PAYLOAD_BYTES = 900
+CLAIM_ISS, CLAIM_EXP, CLAIM_NBF, CLAIM_IAT, CLAIM_CTI = 1, 4, 5, 6, 7
+CLAIM_RELEASE = -70001
+CTI_BYTES = 16
+REVOCATION_HASH_BYTES = 16
+MAX_STR = 64
+MAX_ITEMS = 8
+DIRECTIONS = ("exit", "entry")
+
+# Section-6 rejection codes, in verification order.
+BAD_FORMAT = "pass.bad_format"
+UNKNOWN_KEY = "pass.unknown_key"
+BAD_SIGNATURE = "pass.bad_signature"
+EXPIRED = "pass.expired"
+NOT_YET_VALID = "pass.not_yet_valid"
+WRONG_SITE = "pass.wrong_site"
+WRONG_GATE = "pass.wrong_gate"
+WRONG_DIRECTION = "pass.wrong_direction"
+REVOKED = "pass.revoked"
+ALREADY_USED = "pass.already_used"
+
+PrivateKey = cose.PrivateKey
+PublicKey = cose.PublicKey
+
+
+@dataclass(frozen=True, slots=True)
+class PassClaims:
+    release_no: str
+    enterprise: str
+    plates: tuple[str, ...]
+    containers: tuple[str, ...]
+    declared_gross_kg: int
+    tolerance_kg: int | None
+    site: str
+    gates: tuple[str, ...]
+    direction: str  # "exit" | "entry"
+    iss: str
+    iat: int
+    nbf: int
+    exp: int
+    cti: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "release_no": self.release_no,
+            "enterprise": self.enterprise,
+            "plates": list(self.plates),
+            "containers": list(self.containers),
+            "declared_gross_kg": self.declared_gross_kg,
+            "tolerance_kg": self.tolerance_kg,
+            "site": self.site,
+            "gates": list(self.gates),
+            "direction": self.direction,
+            "iss": self.iss,
+            "iat": self.iat,
+            "nbf": self.nbf,
+            "exp": self.exp,
+            "cti": self.cti.hex(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    valid: bool
+    reason: str | None  # a section-6 ``pass.*`` code when not valid
+    claims: PassClaims | None  # present once the signature verified
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "reason": self.reason,
+            "pass": self.claims.to_json() if self.claims else None,
+        }
+
+
+def key_id(key: PublicKey | PrivateKey) -> bytes:
+    """First 8 bytes of SHA-256 over the public key's DER SubjectPublicKeyInfo."""
+    public = key.public_key() if isinstance(key, (ed25519.Ed25519PrivateKey,
+                                                   ec.EllipticCurvePrivateKey)) else key
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).digest()[:8]
+
+
+def revocation_hash(cti: bytes) -> bytes:
+    """The revocation-list entry for a pass: SHA-256(cti) truncated to 16 bytes."""
+    return hashlib.sha256(cti).digest()[:REVOCATION_HASH_BYTES]
+
+
+def _iso(ts: int | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace(
+        "+00:00", "Z")
+
+
+def parse_time(value: str | int | float | datetime | None) -> int | None:
+    """Unix seconds from an ISO 8601 string (``Z`` or offset; naive means UTC) or a number."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else int(value)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp())
+
+
+@dataclass(frozen=True, slots=True)
+class TrustEntry:
+    kid: bytes
+    public_key: PublicKey
+    valid_from: int | None
+    valid_to: int | None
+    issuer: str
+
+    def usable_at(self, now: float, skew_s: int = 0) -> bool:
+        return (self.valid_from is None or now + skew_s >= self.valid_from) and (
+            self.valid_to is None or now - skew_s <= self.valid_to
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        der = self.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return {
+            "kid": self.kid.hex(),
+            "alg": cose.ALG_NAMES[cose.alg_for_key(self.public_key)],
+            "public_key": base64.b64encode(der).decode(),
+            "valid_from": _iso(self.valid_from),
+            "valid_to": _iso(self.valid_to),
+            "issuer": self.issuer,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TrustEntry:
+        try:
+            public = serialization.load_der_public_key(base64.b64decode(obj["public_key"]))
+            if not isinstance(public, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
+                raise ValueError(f"unsupported key type {type(public).__name__}")
+            cose.alg_for_key(public)
+            kid = bytes.fromhex(obj.get("kid") or key_id(public).hex())
+            if kid != key_id(public):
+                raise ValueError(f"kid {kid.hex()} does not match the public key")
+            return cls(kid, public, parse_time(obj.get("valid_from")),
+                       parse_time(obj.get("valid_to")), str(obj.get("issuer", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"trust list entry {obj.get('kid', '?')}: {exc}") from None
+
+
+class TrustList:
+    """The issuer keys this lane accepts; entries may overlap during a rotation."""
+
+    def __init__(self, entries: Iterable[TrustEntry] = ()) -> None:
+        self.entries: tuple[TrustEntry, ...] = tuple(entries)
+
+    def keys_for(self, kid: bytes) -> list[TrustEntry]:
+        return [e for e in self.entries if e.kid == kid]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": "gp1-trust", "version": 1, "keys": [e.to_json() for e in self.entries]}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TrustList:
+        keys = obj.get("keys") if isinstance(obj, Mapping) else None
+        if not isinstance(keys, list):
+            raise ConfigError("trust list: expected an object with a 'keys' list")
+        return cls(TrustEntry.from_json(k) for k in keys)
+
+    @classmethod
+    def load(cls, path: Path) -> TrustList:
+        try:
+            return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"trust list {path}: {exc}") from None
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    def with_key(self, public: PublicKey, *, issuer: str = "customs",
+                 valid_from: str | int | datetime | None = None,
+                 valid_to: str | int | datetime | None = None) -> TrustList:
+        """A copy with one more key (rotation: add the new key before retiring the old)."""
+        entry = TrustEntry(key_id(public), public, parse_time(valid_from),
+                           parse_time(valid_to), issuer)
+        return TrustList((*self.entries, entry))
+
+
+def generate_key(alg: str = "ed25519") -> PrivateKey:
+    if alg == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if alg == "es256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ConfigError(f"unknown key algorithm {alg!r} (ed25519 or es256)")
+
+
+def load_private_key(path: Path) -> PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"issuer key {path}: {exc}") from None
+    if not isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
+        raise ConfigError(f"issuer key {path}: unsupported key type {type(key).__name__}")
+    return key
+
+
+def write_keypair(out_dir: Path, alg: str = "ed25519", *,
+                  issuer: str = "customs") -> tuple[Path, Path]:
+    """Write ``issuer.key.pem`` (mode 0600) and ``trust.json`` holding its public key."""
+    key = generate_key(alg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key_path, trust_path = out_dir / "issuer.key.pem", out_dir / "trust.json"
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    TrustList().with_key(key.public_key(), issuer=issuer).save(trust_path)
+    return key_path, trust_path
+
+
+def _text_list(items: Iterable[str], what: str) -> list[str]:
+    out = [str(i) for i in items]
+    if len(out) > MAX_ITEMS or any(not 0 < len(i) <= MAX_STR for i in out):
+        raise ConfigError(f"{what}: at most {MAX_ITEMS} items of 1..{MAX_STR} characters")
+    return out
+
+
+def issue_pass(private_key: PrivateKey, *, release_no: str, enterprise: str,
+               plates: Sequence[str], containers: Sequence[str] = (), declared_gross_kg: int,
+               tolerance_kg: int | None = None, site: str, gates: Sequence[str] = (),
+               direction: str = "exit", issuer: str = "customs",
+               valid_from: datetime | int, valid_for_s: int, cti: bytes | None = None,
+               issued_at: datetime | int | None = None) -> str:
+    """Build, sign and encode a pass; returns the QR text (``GP1:...``)."""
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"direction must be exit or entry, not {direction!r}")
+    if declared_gross_kg < 0 or (tolerance_kg is not None and tolerance_kg < 0):
+        raise ConfigError("declared_gross_kg and tolerance_kg must not be negative")
+    if valid_for_s <= 0:
+        raise ConfigError("valid_for_s must be positive")
+    cti = os.urandom(CTI_BYTES) if cti is None else cti
+    if len(cti) != CTI_BYTES:
+        raise ConfigError(f"cti must be {CTI_BYTES} bytes")
+    nbf = parse_time(valid_from)
+    assert nbf is not None
+    release: dict[int, Any] = {
+        1: release_no, 2: enterprise, 3: _text_list(plates, "plates"),
+        4: _text_list(containers, "containers"), 5: int(declared_gross_kg), 7: site,
+        9: DIRECTIONS.index(direction),
+    }
+    if tolerance_kg is not None:
+        release[6] = int(tolerance_kg)
+    if gates:
+        release[8] = _text_list(gates, "gates")
+    iat = parse_time(issued_at) if issued_at is not None else nbf
+    claims = {CLAIM_ISS: issuer, CLAIM_EXP: nbf + int(valid_for_s), CLAIM_NBF: nbf,
+              CLAIM_IAT: iat, CLAIM_CTI: cti, CLAIM_RELEASE: release}
+    payload = cbor2.dumps(claims)
+    protected = cose.encode_protected(cose.alg_for_key(private_key), key_id(private_key))
+    signature = cose.sign(private_key, cose.sig_structure(protected, payload))
+    return PREFIX + b45encode(cose.encode_sign1(protected, payload, signature))
+
+
+class _ClaimError(ValueError):
+    pass
+
+
+def _text(m: Mapping[Any, Any], key: int) -> str:
+    value = m.get(key)
+    if type(value) is not str or not 0 < len(value) <= MAX_STR:
+        raise _ClaimError(f"claim {key}: expected text of 1..{MAX_STR} characters")
+    return value
+
+
+def _uint(m: Mapping[Any, Any], key: int) -> int:
+    value = m.get(key)
+    # bool is an int subclass: refuse it where an integer is expected.
+    if type(value) is not int or not 0 <= value < 2**40:
+        raise _ClaimError(f"claim {key}: expected an unsigned integer below 2**40")
+    return value
+
+
+def _get_texts(m: Mapping[Any, Any], key: int, *, optional: bool = False) -> tuple[str, ...]:
+    value = m.get(key)
+    if value is None and optional:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        raise _ClaimError(f"claim {key}: expected an array of text")
+    if len(value) > MAX_ITEMS or any(type(v) is not str or not 0 < len(v) <= MAX_STR
+                                     for v in value):
+        raise _ClaimError(f"claim {key}: at most {MAX_ITEMS} texts of 1..{MAX_STR} characters")
+    return tuple(value)
+
+
+def decode_claims(payload: bytes) -> PassClaims:
+    """Type-check the CWT payload; raise ``ValueError`` naming the first bad claim."""
+    try:
+        claims = cose.loads_bounded(payload, max_bytes=MAX_PAYLOAD_BYTES, what="claims")
+    except cose.CoseError as exc:
+        raise _ClaimError(str(exc)) from None
+    if not isinstance(claims, Mapping):
+        raise _ClaimError("claims: expected a map")
+    release = claims.get(CLAIM_RELEASE)
+    if not isinstance(release, Mapping):
+        raise _ClaimError(f"claim {CLAIM_RELEASE}: expected a map")
+    cti = claims.get(CLAIM_CTI)
+    if type(cti) is not bytes or len(cti) != CTI_BYTES:
+        raise _ClaimError(f"claim {CLAIM_CTI}: cti must be {CTI_BYTES} bytes")
+    direction = _uint(release, 9)
+    if direction not in (0, 1):
+        raise _ClaimError("claim 9: direction must be 0 (exit) or 1 (entry)")
+    return PassClaims(
+        release_no=_text(release, 1), enterprise=_text(release, 2),
+        plates=_get_texts(release, 3), containers=_get_texts(release, 4),
+        declared_gross_kg=_uint(release, 5),
+        tolerance_kg=None if release.get(6) is None else _uint(release, 6),
+        site=_text(release, 7), gates=_get_texts(release, 8, optional=True),
+        direction=DIRECTIONS[direction], iss=_text(claims, CLAIM_ISS),
+        iat=_uint(claims, CLAIM_IAT), nbf=_uint(claims, CLAIM_NBF),
+        exp=_uint(claims, CLAIM_EXP), cti=cti,
+    )
+
+
+def inspect_pass(text: str) -> dict[str, Any]:
+    """Decode a pass without trusting it (for ``lanectl pass inspect``); raises ``ValueError``."""
+    sign1 = _unwrap(text)
+    return {"alg": cose.ALG_NAMES[sign1.alg], "kid": sign1.kid.hex(),
+            "claims": decode_claims(sign1.payload).to_json(), "signature_verified": False}
+
+
+def _unwrap(text: str) -> cose.Sign1:
+    if not isinstance(text, str) or not text.startswith(PREFIX):
+        raise ValueError(f"text does not start with {PREFIX!r}")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"text is {len(text)} characters, limit {MAX_TEXT_CHARS}")
+    return cose.decode_sign1(b45decode(text[len(PREFIX):]))
+
+
+def verify_pass(text: str, *, trust: TrustList, site: str, gate: str | None,
+                direction: str, now: float, skew_s: int = 300,
+                revoked: Collection[bytes] = (), ledger: PassLedger | None = None,
+                lane: str = "") -> Verdict:
+    """Verify a pass for this lane at wall-clock ``now`` (unix seconds). Never raises on input.
+
+    ``revoked`` holds ``revocation_hash(cti)`` values. With a ``ledger``, a pass that passes
+    every other check is recorded as used atomically; a second use gets ``pass.already_used``.
+    """
+    try:
+        sign1 = _unwrap(text)
+    except ValueError as exc:  # CoseError is a ValueError too
+        return Verdict(False, BAD_FORMAT, None, str(exc))
+    candidates = trust.keys_for(sign1.kid)
+    usable = [e for e in candidates if e.usable_at(now, skew_s)]
+    if not usable:
+        why = "outside its validity" if candidates else "not in the trust list"
+        return Verdict(False, UNKNOWN_KEY, None, f"kid {sign1.kid.hex()} {why}")
+    signed = cose.sig_structure(sign1.protected, sign1.payload)
+    entry = next((e for e in usable if cose.verify(e.public_key, sign1.alg, sign1.signature,
+                                                   signed)), None)
+    if entry is None:
+        return Verdict(False, BAD_SIGNATURE, None, f"no key with kid {sign1.kid.hex()} verifies")
+    try:
+        claims = decode_claims(sign1.payload)
+    except ValueError as exc:
+        return Verdict(False, BAD_FORMAT, None, str(exc))
+    if entry.issuer and claims.iss != entry.issuer:
+        return Verdict(False, UNKNOWN_KEY, claims,
+                       f"key {entry.kid.hex()} is trusted for {entry.issuer!r}, not {claims.iss!r}")
+    if now + skew_s < claims.nbf:
+        return Verdict(False, NOT_YET_VALID, claims, f"valid from {_iso(claims.nbf)}")
+    if now - skew_s >= claims.exp:
+        return Verdict(False, EXPIRED, claims, f"expired at {_iso(claims.exp)}")
+    if claims.site != site:
+        return Verdict(False, WRONG_SITE, claims, f"pass is for site {claims.site!r}")
+    if gate is not None and claims.gates and gate not in claims.gates:
+        return Verdict(False, WRONG_GATE, claims, f"pass is for gates {list(claims.gates)}")
+    if claims.direction != direction:
+        return Verdict(False, WRONG_DIRECTION, claims, f"pass is for {claims.direction}")
+    if revocation_hash(claims.cti) in revoked:
+        return Verdict(False, REVOKED, claims, "cti is on the revocation list")
+    if ledger is not None and not ledger.mark_used(claims.cti, exp=claims.exp, now=now,
+                                                   lane=lane):
+        return Verdict(False, ALREADY_USED, claims, "cti already used")
+    return Verdict(True, None, claims)

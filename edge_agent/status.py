@@ -1,0 +1,91 @@
+"""The agent's live status, served as JSON on a loopback port for ``lanectl status``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from edge_agent import __version__
+from edge_agent.config import AgentConfig
+from edge_agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge_agent.lane.machine import LaneMachine
+    from edge_agent.wiring import DeviceInputs
+
+
+class StatusBoard:
+    """A thread-safe snapshot of the lane that the main loop updates and the server reads."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self._lock = threading.Lock()
+        self._started = time.time()
+        self._doc: dict[str, Any] = {
+            "site": config.lane.site,
+            "lane": config.lane.lane,
+            "agent_version": __version__,
+            "state": "starting",
+        }
+        self._recent: deque[dict[str, Any]] = deque(maxlen=20)
+
+    def update_lane(self, machine: LaneMachine, inputs: DeviceInputs) -> None:
+        transit = machine.transit
+        lane = {
+            "state": machine.state.value,
+            "transit": None
+            if transit is None
+            else {
+                "id": transit.transit_id,
+                "pass": None if transit.pass_info is None else transit.pass_info.release_no,
+                "pass_valid": None if transit.pass_info is None else transit.pass_info.valid,
+                "weight_kg": transit.weight_kg,
+                "hold_reasons": list(transit.hold_reasons),
+            },
+        }
+        devices = inputs.describe()
+        with self._lock:
+            self._doc.update(lane)
+            self._doc["devices"] = devices
+
+    def record_event(self, envelope: dict[str, Any]) -> None:
+        brief = {k: envelope.get(k) for k in ("seq", "type", "occurred_at", "transit_id")}
+        with self._lock:
+            self._recent.append(brief)
+
+    def document(self) -> dict[str, Any]:
+        with self._lock:
+            doc = dict(self._doc)
+            doc["recent_events"] = list(self._recent)
+        doc["uptime_s"] = round(time.time() - self._started, 1)
+        return doc
+
+
+def serve_status(listen: str, board: StatusBoard) -> ThreadingHTTPServer:
+    """Serve ``GET /status`` on ``listen`` (``host:port``) in a daemon thread."""
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise ConfigError(f"[status] listen = {listen!r}: expected host:port")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") not in ("", "/status"):
+                self.send_error(404, "only /status is served")
+                return
+            body = json.dumps(board.document(), default=str).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # the lane log is for the lane, not for status polls
+
+    server = ThreadingHTTPServer((host, int(port_text)), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="status", daemon=True).start()
+    return server

@@ -1,0 +1,121 @@
+"""The immutable JSON envelope every lane event travels in (DESIGN.md 4.4).
+
+The envelope is built once, when the outbox accepts the event, and is never changed
+afterwards: a resend carries the very same bytes, so the backend can drop duplicates by
+``event_id``. Time comes in as parameters (wall and monotonic milliseconds); randomness can
+be injected for reproducible tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from edge_agent.errors import LocalProtocolError, RemoteProtocolError
+
+SCHEMA = "gate.lane_event/1"
+HEALTH_SCHEMA = "gate.lane_health/1"
+
+ENVELOPE_FIELDS = (
+    "schema",
+    "event_id",
+    "site",
+    "lane",
+    "seq",
+    "boot_id",
+    "type",
+    "occurred_at",
+    "mono_ms",
+    "clock",
+    "transit_id",
+    "agent_version",
+    "data",
+)
+
+
+def uuid7(wall_ms: int, rand: bytes | None = None) -> str:
+    """An RFC 9562 UUIDv7 for the millisecond ``wall_ms`` (10 random bytes, injectable)."""
+    if not 0 <= wall_ms < 1 << 48:
+        raise LocalProtocolError(f"wall_ms {wall_ms} does not fit the 48-bit UUIDv7 timestamp")
+    rand = os.urandom(10) if rand is None else rand
+    if len(rand) != 10:
+        raise LocalProtocolError("uuid7 needs exactly 10 random bytes")
+    value = wall_ms << 80 | int.from_bytes(rand, "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
+def format_utc_ms(wall_ms: int) -> str:
+    """UTC ISO 8601 with milliseconds and a 'Z': 2024-05-01T12:00:00.123Z."""
+    moment = datetime.fromtimestamp(wall_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{wall_ms % 1000:03d}Z"
+
+
+def build_envelope(
+    *,
+    event_id: str,
+    site: str,
+    lane: str,
+    seq: int,
+    boot_id: int,
+    type: str,
+    wall_ms: int,
+    mono_ms: int,
+    clock_synced: bool,
+    clock_source: str,
+    transit_id: str | None,
+    agent_version: str,
+    data: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Assemble an envelope; ``data`` must be JSON-serialisable."""
+    envelope: dict[str, Any] = {
+        "schema": SCHEMA,
+        "event_id": event_id,
+        "site": site,
+        "lane": lane,
+        "seq": seq,
+        "boot_id": boot_id,
+        "type": type,
+        "occurred_at": format_utc_ms(wall_ms),
+        "mono_ms": mono_ms,
+        "clock": {"synced": clock_synced, "source": clock_source},
+        "transit_id": transit_id,
+        "agent_version": agent_version,
+        "data": dict(data),
+    }
+    return envelope
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; raises LocalProtocolError if the message is not JSON-serialisable."""
+    try:
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"message is not JSON-serialisable: {exc}") from exc
+    return text.encode()
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """Parse and check an event envelope; RemoteProtocolError names what is wrong."""
+    try:
+        message = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RemoteProtocolError(f"envelope is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise RemoteProtocolError("envelope is not a JSON object")
+    missing = [name for name in ENVELOPE_FIELDS if name not in message]
+    if missing:
+        raise RemoteProtocolError(f"envelope lacks {', '.join(missing)}")
+    if message["schema"] != SCHEMA:
+        raise RemoteProtocolError(f"unknown envelope schema {message['schema']!r}")
+    seq = message["seq"]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise RemoteProtocolError(f"envelope seq {seq!r} is not a positive integer")
+    if not isinstance(message["event_id"], str) or not isinstance(message["data"], dict):
+        raise RemoteProtocolError("envelope event_id must be a string and data an object")
+    return message

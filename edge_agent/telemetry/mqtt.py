@@ -1,0 +1,83 @@
+"""Broker URLs and paho-mqtt client construction shared by the publisher and the simulators."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from paho.mqtt.client import Client
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.errors import ConfigError
+
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files for mutual TLS: the CA that signed the broker, and this client's cert and key."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """``mqtt://host[:port]`` (plain, lab only) or ``mqtts://host[:port]`` (TLS)."""
+    parts = urlsplit(url)
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ConfigError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ConfigError(f"broker URL {url!r} has no host")
+    try:
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError as exc:
+        raise ConfigError(f"broker URL {url!r}: {exc}") from exc
+    if parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"broker URL {url!r} must not have a path or query")
+    return BrokerAddress(parts.hostname, port, parts.scheme == "mqtts")
+
+
+def make_client(
+    client_id: str, address: BrokerAddress, tls: TlsFiles | None = None, *, manual_ack: bool = False
+) -> Client:
+    """An MQTT v5 client with the VERSION2 callback API (paho defaults to 3.1.1 otherwise)."""
+    client = Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    if address.tls:
+        files = tls or TlsFiles()
+        client.tls_set(
+            ca_certs=str(files.ca_file) if files.ca_file else None,
+            certfile=str(files.cert_file) if files.cert_file else None,
+            keyfile=str(files.key_file) if files.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    elif tls is not None:
+        raise ConfigError("TLS files given for a plain mqtt:// broker URL; use mqtts://")
+    return client
+
+
+def publish_properties() -> Properties:
+    """Empty MQTT v5 PUBLISH properties (paho's constructor is untyped)."""
+    return Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+
+
+def connect_properties() -> Properties:
+    """Empty MQTT v5 CONNECT properties."""
+    return Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]

@@ -1,0 +1,471 @@
+"""Drains the outbox to the broker and deletes rows only when the backend's watermark covers them.
+
+Threads: paho's network thread runs the callbacks, which only put tuples on a queue (paho
+calls ``on_publish`` while holding its own lock, so taking any application lock there risks
+a deadlock). One sender thread owns every piece of delivery state below and is the only one
+that publishes outbox rows. The producer only commits rows (``Outbox.add_event``) and calls
+``wake()``.
+
+Delivery per event row (keyed by seq):
+  fetched -> published (in flight, counts against ``window``) -> PUBACKed -> watermarked (row
+  deleted). A row not watermarked ``resend_after_s`` after its last send, counted only while
+  connected, is published again: this covers brokers that PUBACK and then drop (queue limit,
+  SIGKILL, a backend that was not subscribed). Duplicates are expected; the backend removes
+  them by ``event_id``. A permanent refusal (not authorized, bad topic, bad payload) moves the
+  row to the dead-letter table and publishes a ``dead_letter`` event naming the seq, so the
+  backend can close the gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+import logging
+import queue
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.telemetry.envelope import encode
+from edge_agent.telemetry.mqtt import (
+    TlsFiles,
+    connect_properties,
+    make_client,
+    parse_broker_url,
+    publish_properties,
+)
+from edge_agent.telemetry.outbox import Outbox, OutboxRow, Priority
+from edge_agent.telemetry.topics import LaneTopics, parse_topic
+
+log = logging.getLogger(__name__)
+
+# PUBACK reason codes after which resending the same message cannot succeed.
+PERMANENT_REFUSALS = {
+    135: "not authorized",
+    144: "topic name invalid",
+    153: "payload format invalid",
+}
+BROKER_INFLIGHT = 20  # Mosquitto's default max_inflight_messages; paho ignores Receive Maximum
+ACK_GRACE_S = 0.1  # after SUBACK, let the retained ack arrive before re-sending old rows
+
+
+@dataclass(slots=True)
+class _Tracked:
+    mid: int | None  # paho message id while waiting for PUBACK, else None
+    due: float  # monotonic time at which to resend if still not watermarked
+    sends: int
+
+
+class Publisher:
+    """The lane's MQTT sender: outbox -> broker, backend ack watermark -> outbox deletes."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        broker_url: str,
+        site: str,
+        lane: str,
+        keepalive_s: int = 10,
+        resend_after_s: float = 30.0,
+        on_command: Callable[[str, bytes], None] | None = None,
+        window: int = 200,
+        max_unacked: int = 5000,
+        reconnect_min_s: float = 1.0,
+        reconnect_max_s: float = 60.0,
+        session_expiry_s: int = 600,
+        tls: TlsFiles | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.outbox = outbox
+        self.topics = LaneTopics(site, lane)
+        self._address = parse_broker_url(broker_url)
+        self._keepalive_s = keepalive_s
+        self._resend_after_s = resend_after_s
+        self._on_command = on_command
+        self._window = window
+        self._max_unacked = max_unacked
+        self._clock = clock
+        self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+        # Delivery state: touched only by the sender thread.
+        self._tracked: dict[int, _Tracked] = {}
+        self._due: list[tuple[float, int, int]] = []  # heap of (due, seq, sends)
+        self._mids: dict[int, tuple[str, int]] = {}  # mid -> ("evt"|"health", key)
+        self._cursor = {Priority.URGENT: 0, Priority.NORMAL: 0, Priority.HEALTH: 0}
+        self._connected = False
+        self._ready_at: float | None = None
+        self._sub_mid: int | None = None
+        self._waiting_since: float | None = None
+        self._stats = {"published": 0, "resent": 0, "refused": 0, "dead_letters": 0, "cuts": 0}
+        self._acked_upto = 0
+        self._last_error: str | None = None
+
+        self._client = make_client(lane, self._address, tls)
+        self._client.max_inflight_messages_set(BROKER_INFLIGHT)
+        self._client.max_queued_messages_set(0)  # bounded by our own window instead
+        # paho doubles the delay without jitter; a random floor spreads a fleet's reconnects.
+        self._client.reconnect_delay_set(
+            reconnect_min_s * random.uniform(1.0, 2.0), max(reconnect_max_s, reconnect_min_s)  # type: ignore[arg-type]
+        )
+        offline = encode({"online": False, "boot_id": outbox.boot_id})
+        self._client.will_set(self.topics.state, offline, qos=1, retain=True)
+        self._client.on_connect = self._cb_connect
+        self._client.on_disconnect = self._cb_disconnect
+        self._client.on_publish = self._cb_publish
+        self._client.on_subscribe = self._cb_subscribe
+        self._client.on_message = self._cb_message
+        self._connect_props = connect_properties()
+        self._connect_props.SessionExpiryInterval = session_expiry_s
+        self._event_props = publish_properties()
+        self._event_props.ContentType = "application/json"
+        self._event_props.PayloadFormatIndicator = 1
+
+    # -- public ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("publisher already started")
+        self._client.connect_async(
+            self._address.host,
+            self._address.port,
+            keepalive=self._keepalive_s,
+            properties=self._connect_props,
+        )
+        self._client.loop_start()
+        self._thread = threading.Thread(target=self._run, name=f"publisher-{self.topics.lane}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Tell the sender that new rows were committed."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sending, publish the retained offline state and disconnect cleanly (no LWT)."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._client.is_connected():
+            offline = encode({"online": False, "boot_id": self.outbox.boot_id})
+            info = self._client.publish(self.topics.state, offline, qos=1, retain=True)
+            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    info.wait_for_publish(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "connected": self._connected,
+            "pending": self.outbox.stats()["events"],
+            "acked_upto": self._acked_upto,
+            "last_error": self._last_error,
+            "in_flight": len(self._mids),
+            "unacked": len(self._tracked),
+            **self._stats,
+        }
+
+    # -- paho callbacks (network thread): enqueue only ------------------------------------
+
+    def _post(self, *item: Any) -> None:
+        self._inbox.put(item)
+        self._wake.set()
+
+    def _cb_connect(
+        self, client: Client, userdata: Any, flags: ConnectFlags, rc: ReasonCode, props: Any
+    ) -> None:
+        self._post("connect", rc.is_failure, str(rc))
+
+    def _cb_disconnect(
+        self, client: Client, userdata: Any, flags: DisconnectFlags, rc: ReasonCode, props: Any
+    ) -> None:
+        self._post("disconnect", str(rc))
+
+    def _cb_publish(
+        self, client: Client, userdata: Any, mid: int, rc: ReasonCode, props: Any
+    ) -> None:
+        self._post("puback", mid, rc.value)
+
+    def _cb_subscribe(
+        self, client: Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any
+    ) -> None:
+        self._post("suback", mid, [rc.value for rc in rcs])
+
+    def _cb_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        self._post("message", message.topic, message.payload)
+
+    # -- sender thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self._next_timeout())
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                self._step()
+            except Exception as exc:  # keep the lane alive; the rows stay in the outbox
+                log.exception("publisher step failed")
+                self._last_error = f"internal: {exc!r}"
+                time.sleep(0.5)
+
+    def _step(self) -> None:
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            self._handle(item)
+        now = self._clock()
+        if not self._connected:
+            return
+        if self._ready_at is None or now < self._ready_at:
+            return
+        self._resend_due(now)
+        self._fill_window(now)
+        self._check_stall(now)
+
+    def _next_timeout(self) -> float:
+        now = self._clock()
+        deadlines = [now + 1.0]
+        if self._connected and self._ready_at is not None:
+            deadlines.append(self._ready_at)
+        if self._connected and self._due:
+            deadlines.append(self._due[0][0])
+        if self._waiting_since is not None:
+            deadlines.append(self._waiting_since + self._keepalive_s)
+        return max(0.0, min(deadlines) - now)
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        now = self._clock()
+        if kind == "connect":
+            failed, reason = item[1], item[2]
+            if failed:
+                self._last_error = f"connect refused: {reason}"
+                return
+            self._on_connected(now)
+        elif kind == "disconnect":
+            self._connected = False
+            self._ready_at = None
+            self._waiting_since = None
+            self._last_error = f"disconnected: {item[1]}"
+        elif kind == "puback":
+            self._on_puback(item[1], item[2], now)
+        elif kind == "suback":
+            if item[1] == self._sub_mid:
+                self._ready_at = now + ACK_GRACE_S
+                if any(code >= 128 for code in item[2]):
+                    self._last_error = f"subscription refused: {item[2]}"
+        elif kind == "message":
+            self._on_message(item[1], item[2])
+
+    def _on_connected(self, now: float) -> None:
+        self._connected = True
+        self._ready_at = None
+        self._waiting_since = now if self._mids else None
+        birth = {
+            "online": True,
+            "boot_id": self.outbox.boot_id,
+            "version": self.outbox.agent_version,
+        }
+        self._client.publish(self.topics.state, encode(birth), qos=1, retain=True)
+        result, self._sub_mid = self._client.subscribe(
+            [(self.topics.ack, 1), (self.topics.commands, 1)]
+        )
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._last_error = f"subscribe failed: {result}"
+        # paho resends its own queue after a reconnect; give everything a fresh timer.
+        self._due = []
+        for seq, tracked in self._tracked.items():
+            tracked.due = now + self._resend_after_s
+            self._due.append((tracked.due, seq, tracked.sends))
+        heapq.heapify(self._due)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self.topics.ack:
+            self._on_ack(payload)
+            return
+        parsed = parse_topic(topic)
+        if parsed is None or parsed.name is None or self._on_command is None:
+            return
+        try:
+            self._on_command(parsed.name, payload)
+        except Exception:
+            log.exception("command handler failed for %s", topic)
+
+    def _on_ack(self, payload: bytes) -> None:
+        try:
+            upto = int(json.loads(payload)["upto_seq"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self._last_error = f"bad ack payload: {exc!r}"
+            return
+        if upto <= self._acked_upto:
+            return
+        self.outbox.apply_ack(upto)
+        self._acked_upto = upto
+        for seq in [s for s in self._tracked if s <= upto]:
+            tracked = self._tracked.pop(seq)
+            if tracked.mid is not None:
+                self._mids.pop(tracked.mid, None)
+        if not self._mids:
+            self._waiting_since = None
+
+    def _on_puback(self, mid: int, code: int, now: float) -> None:
+        entry = self._mids.pop(mid, None)
+        if entry is None:
+            return  # a stale mid: the row was resent or watermarked meanwhile
+        self._waiting_since = now if self._mids else None
+        kind, key = entry
+        if kind == "health":
+            # Health is done once the broker has it (or refused it): it is sheddable.
+            self.outbox.mark_sent([key])
+            return
+        tracked = self._tracked.get(key)
+        if tracked is None or tracked.mid != mid:
+            return
+        tracked.mid = None
+        if code < 128:
+            return  # 0 success, 16 no matching subscribers: the watermark timer decides
+        self._stats["refused"] += 1
+        if code in PERMANENT_REFUSALS:
+            self._dead_letter(key, code)
+            return
+        self._last_error = f"publish of seq {key} refused with reason {code}"
+        backoff = min(2.0**tracked.sends, self._resend_after_s)
+        self._schedule(key, tracked, now + backoff)
+
+    def _dead_letter(self, seq: int, code: int) -> None:
+        reason = PERMANENT_REFUSALS[code]
+        rows = self.outbox.rows([seq])
+        self._tracked.pop(seq, None)
+        if not rows or not self.outbox.dead_letter(seq, code, reason, wall_ms=_wall_ms()):
+            return
+        self._stats["dead_letters"] += 1
+        self._last_error = f"seq {seq} dead-lettered: {reason}"
+        if rows[0].topic == self.topics.event("dead_letter"):
+            return  # never chain tombstones
+        self.outbox.add_event(
+            "dead_letter",
+            {"seq": seq, "topic": rows[0].topic, "reason_code": code, "reason": reason},
+            transit_id=None,
+            mono_ms=int(time.monotonic() * 1000),
+            wall_ms=_wall_ms(),
+            clock_synced=False,
+        )
+
+    def _schedule(self, seq: int, tracked: _Tracked, due: float) -> None:
+        tracked.due = due
+        heapq.heappush(self._due, (due, seq, tracked.sends))
+
+    def _publish(self, row: OutboxRow, now: float) -> bool:
+        props = self._event_props
+        if row.is_health and row.expires_ms is not None:
+            remaining_s = (row.expires_ms - _wall_ms()) // 1000
+            if remaining_s <= 0:
+                self.outbox.drop_health([row.key])
+                return True
+            props = publish_properties()
+            props.ContentType = "application/json"
+            props.MessageExpiryInterval = int(remaining_s)
+        info = self._client.publish(row.topic, row.payload, qos=1, properties=props)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            # Not queued by paho (e.g. queue full): leave it to the resend timer.
+            self._last_error = f"publish failed: {info.rc}"
+            return False
+        # MQTT_ERR_NO_CONN with QoS1 still queues the message for the next connection.
+        if not self._mids:
+            self._waiting_since = now
+        self._mids[info.mid] = ("health" if row.is_health else "evt", row.key)
+        self._stats["published"] += 1
+        if not row.is_health:
+            tracked = self._tracked.get(row.key)
+            if tracked is None:
+                tracked = self._tracked[row.key] = _Tracked(info.mid, 0.0, 0)
+            else:
+                if tracked.mid is not None:
+                    self._mids.pop(tracked.mid, None)
+                tracked.mid = info.mid
+                self._stats["resent"] += 1
+            tracked.sends += 1
+            self._schedule(row.key, tracked, now + self._resend_after_s)
+        return True
+
+    def _resend_due(self, now: float) -> None:
+        due: list[int] = []
+        room = self._window - len(self._mids)
+        while self._due and self._due[0][0] <= now:
+            entry = heapq.heappop(self._due)
+            tracked = self._tracked.get(entry[1])
+            if tracked is None or tracked.sends != entry[2] or tracked.due > now:
+                continue  # superseded by a later send, or watermarked
+            if tracked.mid is None:
+                if room <= 0:
+                    heapq.heappush(self._due, entry)
+                    break
+                room -= 1  # a resend of an in-flight row replaces its old mid instead
+            due.append(entry[1])
+        if not due:
+            return
+        rows = {row.key: row for row in self.outbox.rows(due)}
+        for seq in due:
+            row = rows.get(seq)
+            if row is None:
+                self._tracked.pop(seq, None)  # watermarked or dead-lettered meanwhile
+            elif not self._publish(row, now):
+                self._schedule(seq, self._tracked[seq], now + 1.0)
+
+    def _fill_window(self, now: float) -> None:
+        room = min(self._window - len(self._mids), self._max_unacked - len(self._tracked))
+        # Refill in batches: one query per quarter window, not one per PUBACK.
+        if room <= 0 or (room < self._window // 4 and self._mids):
+            return
+        events_waiting = False
+        for priority in (Priority.URGENT, Priority.NORMAL):
+            if room <= 0:
+                return
+            rows = self.outbox.pending(room, after_seq=self._cursor[priority], priority=priority)
+            events_waiting = events_waiting or bool(rows)
+            for row in rows:
+                if row.key not in self._tracked:  # else it is already out on a resend timer
+                    if not self._publish(row, now):
+                        return
+                    room -= 1
+                self._cursor[priority] = row.key
+        if events_waiting or room <= 0:
+            return  # health waits until no event is waiting
+        for row in self.outbox.pending_health(room, after_id=self._cursor[Priority.HEALTH]):
+            if not self._publish(row, now):
+                return
+            self._cursor[Priority.HEALTH] = row.key
+
+    def _check_stall(self, now: float) -> None:
+        """No PUBACK for a whole keepalive while publishes wait: the link is dead, cut it."""
+        if self._waiting_since is None or now - self._waiting_since < self._keepalive_s:
+            return
+        sock = self._client.socket()
+        self._last_error = f"no PUBACK for {now - self._waiting_since:.1f} s: reconnecting"
+        self._stats["cuts"] += 1
+        self._connected = False
+        self._waiting_since = None
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # paho sees EOF, reconnects, resends its queue
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)

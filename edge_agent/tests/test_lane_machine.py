@@ -1,0 +1,206 @@
+"""The lane state machine, through handle()/handle_timer() only."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_agent.lane.commands import CloseWhenClear, MarkPassUsed, OpenBarrier, Publish
+from edge_agent.lane.events import (
+    BoardStatus,
+    DeckCleared,
+    IoLinkChanged,
+    PassInfo,
+    PassPresented,
+    RemoteRelease,
+    TruckArrived,
+    WeightAbnormal,
+    WeightCommitted,
+)
+from edge_agent.lane.machine import LaneMachine, LaneState, MachineConfig
+
+GOOD_PASS = PassInfo(
+    valid=True,
+    reason=None,
+    release_no="RL-1",
+    plates=("SU-1",),
+    declared_gross_kg=30_000,
+    tolerance_kg=300,
+    cti_hex="00" * 16,
+    exp=2_000_000_000,
+)
+FORGED_PASS = PassInfo(valid=False, reason="pass.unknown_key")
+
+
+def machine() -> LaneMachine:
+    counter = itertools.count(1)
+    return LaneMachine(MachineConfig(), new_id=lambda: f"id{next(counter)}")
+
+
+def published(commands: list[object], kind: str) -> list[Publish]:
+    return [c for c in commands if isinstance(c, Publish) and c.type == kind]
+
+
+def run(m: LaneMachine, *events: object, now: float = 10.0) -> list[object]:
+    out: list[object] = []
+    for event in events:
+        out += m.handle(event, now)  # type: ignore[arg-type]
+    return out
+
+
+def test_valid_pass_then_weight_opens_at_the_weight() -> None:
+    m = machine()
+    out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS))
+    assert not any(isinstance(c, OpenBarrier) for c in out)
+    out = m.handle(WeightCommitted(3.0, 30_040.0, 10.0), 3.0)
+    assert [type(c) for c in out if not isinstance(c, Publish)] == [OpenBarrier, MarkPassUsed]
+    decision = published(out, "decision")[0]
+    assert decision.data["decision"] == "open"
+    assert decision.data["input_at_mono"] == 3.0
+    assert m.state is LaneState.OPENING
+
+
+def test_weight_then_pass_opens_at_the_pass() -> None:
+    m = machine()
+    run(m, TruckArrived(1.0), WeightCommitted(2.0, 29_900.0, 10.0))
+    out = m.handle(PassPresented(4.0, GOOD_PASS), 4.0)
+    assert any(isinstance(c, OpenBarrier) for c in out)
+    assert published(out, "decision")[0].data["input_at_mono"] == 4.0
+
+
+def test_forged_pass_holds_with_its_code_and_a_challenge() -> None:
+    m = machine()
+    out = run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
+    decision = published(out, "decision")[0]
+    assert decision.data["decision"] == "hold"
+    assert decision.data["reasons"] == ["pass.unknown_key"]
+    assert decision.data["challenge"]
+    assert m.state is LaneState.HOLD
+    assert not any(isinstance(c, OpenBarrier) for c in out)
+
+
+def test_declared_weight_mismatch_holds() -> None:
+    m = machine()
+    out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 31_000, 10))
+    decision = published(out, "decision")[-1]
+    assert decision.data["decision"] == "hold"
+    assert "weight.declared_mismatch" in decision.data["reasons"]
+
+
+def test_abnormality_before_decision_holds_and_a_later_pass_does_not_open() -> None:
+    m = machine()
+    out = run(m, TruckArrived(1.0), WeightAbnormal(2.0, "weight.not_on_deck", "front beam"))
+    assert published(out, "abnormality")[0].data["code"] == "weight.not_on_deck"
+    out = run(m, WeightCommitted(3.0, 30_000.0, 10.0), PassPresented(4.0, GOOD_PASS))
+    assert m.state is LaneState.HOLD
+    assert not any(isinstance(c, OpenBarrier) for c in out)
+
+
+def test_remote_release_needs_the_published_challenge() -> None:
+    m = machine()
+    out = run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
+    challenge = published(out, "decision")[0].data["challenge"]
+    refused = m.handle(RemoteRelease(5.0, "cmd-1", "not-the-challenge"), 5.0)
+    assert published(refused, "release_refused")
+    assert not any(isinstance(c, OpenBarrier) for c in refused)
+    out = m.handle(RemoteRelease(6.0, "cmd-2", challenge, officer="officer-7"), 6.0)
+    assert any(isinstance(c, OpenBarrier) for c in out)
+    assert published(out, "released")[0].data["by"] == "remote"
+    assert not any(isinstance(c, MarkPassUsed) for c in out)  # a forged pass is never "used"
+
+
+def test_technician_key_releases_a_hold_on_its_rising_edge() -> None:
+    m = machine()
+    run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
+    assert not run(m, BoardStatus(3.0, "closed", loop_b=False, tech_key=False))
+    out = m.handle(BoardStatus(4.0, "closed", loop_b=False, tech_key=True), 4.0)
+    assert any(isinstance(c, OpenBarrier) for c in out)
+
+
+def test_truck_backing_off_ends_the_transit_as_withdrawn() -> None:
+    m = machine()
+    run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
+    out = m.handle(DeckCleared(9.0, 0.0), 9.0)
+    assert published(out, "transit_closed")[0].data["outcome"] == "withdrawn"
+    assert m.state is LaneState.IDLE and m.transit is None
+
+
+def test_full_passage_closes_the_transit_once_passed_and_deck_clear() -> None:
+    m = machine()
+    run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 30_000, 10))
+    run(m, BoardStatus(4.0, "open", loop_b=False))
+    assert m.state is LaneState.OPEN
+    run(m, BoardStatus(5.0, "open", loop_b=True))
+    out = run(m, DeckCleared(6.0, 0.0))
+    assert not published(out, "transit_closed")
+    out = run(m, BoardStatus(7.0, "closing", loop_b=False))
+    assert published(out, "vehicle_passed")
+    assert published(out, "transit_closed")[0].data["outcome"] == "passed"
+    assert m.state is LaneState.IDLE
+
+
+def test_io_link_down_at_decision_holds_until_it_returns() -> None:
+    m = machine()
+    run(m, IoLinkChanged(0.5, up=False, reason="unplugged"))
+    out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 30_000, 10))
+    assert published(out, "decision")[-1].data["reasons"] == ["lane.io_link_lost"]
+    out = m.handle(IoLinkChanged(4.0, up=True), 4.0)
+    assert any(isinstance(c, OpenBarrier) for c in out)
+
+
+def test_barrier_that_never_opens_turns_into_a_hold_after_the_timeout() -> None:
+    m = machine()
+    run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 30_000, 10))
+    deadline = m.next_deadline()
+    assert deadline is not None
+    assert m.handle_timer(deadline - 0.01) == []
+    out = m.handle_timer(deadline)
+    assert published(out, "decision")[0].data["reasons"] == ["lane.barrier_timeout"]
+    out = m.handle(DeckCleared(deadline + 5, 0.0), deadline + 5)
+    assert any(isinstance(c, CloseWhenClear) for c in out)
+
+
+# -- property: rule L2, whatever the order of inputs ------------------------------------------
+_events = st.one_of(
+    st.builds(TruckArrived, at=st.just(0.0)),
+    st.builds(PassPresented, at=st.just(0.0), info=st.sampled_from([GOOD_PASS, FORGED_PASS])),
+    st.builds(
+        WeightCommitted,
+        at=st.just(0.0),
+        kg=st.sampled_from([30_000.0, 36_000.0]),
+        uncertainty_kg=st.just(10.0),
+    ),
+    st.builds(WeightAbnormal, at=st.just(0.0), code=st.just("weight.frozen"), detail=st.just("")),
+    st.builds(DeckCleared, at=st.just(0.0), zero_kg=st.just(0.0)),
+    st.builds(
+        BoardStatus,
+        at=st.just(0.0),
+        barrier=st.sampled_from(["closed", "open"]),
+        loop_b=st.booleans(),
+    ),
+    st.builds(IoLinkChanged, at=st.just(0.0), up=st.booleans()),
+    st.builds(RemoteRelease, at=st.just(0.0), cmd_id=st.just("c"), challenge=st.just("wrong")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_events, max_size=30))
+def test_barrier_opens_only_with_valid_pass_weight_in_tolerance_no_abnormality_and_link(
+    events: list[object],
+) -> None:
+    m = machine()
+    link_up = True
+    for now, event in enumerate(events):
+        transit_before = m.transit
+        out = m.handle(event, float(now))  # type: ignore[arg-type]
+        if isinstance(event, IoLinkChanged):
+            link_up = event.up
+        if any(isinstance(c, OpenBarrier) for c in out):
+            transit = m.transit
+            assert transit is not None and transit is (transit_before or transit)
+            assert transit.pass_info is not None and transit.pass_info.valid
+            assert transit.weight_kg is not None and abs(transit.weight_kg - 30_000) <= 300
+            assert not transit.abnormal
+            assert link_up

@@ -1,0 +1,274 @@
+"""Build the lane's devices from configuration, and turn their raw output into lane events.
+
+``DeviceInputs`` owns the pure cores that sit between drivers and the lane machine (the weight
+watcher, the pass verifier) and runs only on the agent's main loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.config import AgentConfig
+from edge_agent.drivers.ioboard import (
+    BoardSnapshot,
+    CommandResult,
+    InputChanged,
+    IoBoard,
+    LinkLost,
+    LinkUp,
+)
+from edge_agent.drivers.pass_ledger import PassLedger
+from edge_agent.drivers.serialport import LineSettings
+from edge_agent.drivers.weighbridge import WeighbridgeReader
+from edge_agent.lane.events import (
+    BoardStatus,
+    CameraChanged,
+    DeckCleared,
+    IoLinkChanged,
+    LaneEvent,
+    PassInfo,
+    PassPresented,
+    TruckArrived,
+    WeightAbnormal,
+    WeightCommitted,
+)
+from edge_agent.protocols import gp1
+from edge_agent.protocols.indicators import FrameError, IndicatorReading
+from edge_agent.telemetry.outbox import Outbox
+from edge_agent.telemetry.publisher import Publisher
+from edge_agent.vision.pipeline import QrPipeline, QrRead
+from edge_agent.weighing import estimator as weighing
+
+log = logging.getLogger("edge_agent.inputs")
+
+
+@dataclass
+class LaneDevices:
+    """Every device and store the lane uses; closed together."""
+
+    board: IoBoard
+    weighbridge: WeighbridgeReader
+    camera_url: str
+    pipeline: QrPipeline
+    outbox: Outbox
+    publisher: Publisher
+    ledger: PassLedger
+    trust: gp1.TrustList
+
+    def close(self) -> None:
+        self.publisher.stop()
+        closers = (self.board.close, self.weighbridge.close, self.ledger.close, self.outbox.close)
+        for close in closers:
+            try:
+                close()
+            except Exception as exc:  # closing one device must not keep the others open
+                log.warning("closing %s: %s", close, exc)
+
+
+def open_devices(config: AgentConfig, clock: Callable[[], float]) -> LaneDevices:
+    """Open stores and drivers. Device links are (re)established by their reader loops."""
+    from edge_agent import __version__
+
+    state = config.lane.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    outbox = Outbox(
+        config.outbox_path,
+        site=config.lane.site,
+        lane=config.lane.lane,
+        agent_version=__version__,
+    )
+    publisher = Publisher(
+        outbox,
+        broker_url=config.mqtt.broker,
+        site=config.lane.site,
+        lane=config.lane.lane,
+        keepalive_s=config.mqtt.keepalive_s,
+    )
+    line = LineSettings.parse(config.weighbridge.line, config.weighbridge.baudrate)
+    return LaneDevices(
+        board=IoBoard(
+            config.io_board.url,
+            baudrate=config.io_board.baudrate,
+            clock=clock,
+            t_clear_s=config.io_board.t_clear_s,
+        ),
+        weighbridge=WeighbridgeReader(
+            config.weighbridge.url, config.weighbridge.protocol, line=line, clock=clock
+        ),
+        camera_url=config.camera.source,
+        pipeline=QrPipeline(confirm_frames=config.camera.confirm_frames),
+        outbox=outbox,
+        publisher=publisher,
+        ledger=PassLedger(config.passes.ledger),
+        trust=gp1.TrustList.load(config.passes.trust_list),
+    )
+
+
+class DeviceInputs:
+    """Raw device output -> lane events. Runs on the main loop only."""
+
+    def __init__(
+        self, config: AgentConfig, devices: LaneDevices, clock: Callable[[], float]
+    ) -> None:
+        self._config = config
+        self._devices = devices
+        self._clock = clock
+        scale = weighing.ScaleConfig(
+            max_kg=config.weighbridge.max_kg,
+            e_kg=config.weighbridge.e_kg,
+            unstable_timeout_s=config.weighbridge.unstable_timeout_s,
+        )
+        self.watcher = weighing.WeightWatcher(scale)
+        self._beams: tuple[bool, bool] | None = None
+        self._board: dict[str, Any] = {"link": "down"}
+        self._weight: dict[str, Any] = {"kg": None, "frames": 0, "errors": 0}
+        self._camera: dict[str, Any] = {"up": False, "reads": 0}
+        self._revoked: frozenset[bytes] = frozenset()
+
+    # -- translation -----------------------------------------------------------------------------
+    def translate(self, source: str, payload: Any, now: float) -> list[LaneEvent]:
+        if source == "weigh":
+            at, item = payload
+            return self._weigh(at, item)
+        if source == "io":
+            return self._io(payload)
+        if source == "qr":
+            return self._qr(payload)
+        if source == "camera":
+            up, reason = payload
+            self._camera["up"] = up
+            return [CameraChanged(now, up, reason)]
+        raise ValueError(f"unknown input source {source!r}")
+
+    def tick(self, now: float) -> list[LaneEvent]:
+        return self._weigh_events(self.watcher.tick(now))
+
+    def next_deadline(self) -> float | None:
+        return self.watcher.next_deadline()
+
+    def _weigh(self, at: float, item: IndicatorReading | FrameError) -> list[LaneEvent]:
+        if isinstance(item, FrameError):
+            self._weight["errors"] += 1
+            return self._weigh_events(self.watcher.add_frame_error(at, item.reason))
+        self._weight["frames"] += 1
+        self._weight["kg"] = item.kg
+        return self._weigh_events(
+            self.watcher.add_reading(at, item.kg, motion=item.motion, overload=item.overload)
+        )
+
+    def _weigh_events(self, events: list[weighing.WeighEvent]) -> list[LaneEvent]:
+        out: list[LaneEvent] = []
+        for event in events:
+            match event:
+                case weighing.TruckOnDeck():
+                    out.append(TruckArrived(event.at))
+                case weighing.WeightCommitted():
+                    out.append(
+                        WeightCommitted(event.at, event.kg, event.uncertainty_kg, event.evidence)
+                    )
+                case weighing.WeightAbnormality():
+                    out.append(WeightAbnormal(event.at, event.code, event.detail, event.evidence))
+                case weighing.DeckCleared():
+                    out.append(DeckCleared(event.at, event.zero_kg))
+        return out
+
+    def _io(self, event: Any) -> list[LaneEvent]:
+        match event:
+            case BoardSnapshot():
+                self._board.update(
+                    link="up", barrier=event.barrier, faults=sorted(event.faults),
+                    inputs=dict(event.inputs), outputs=dict(event.outputs),
+                    loop_max_us=event.loop_max_us,
+                )
+                out = self._beams_changed(event.at, event.inputs)
+                out.append(
+                    BoardStatus(
+                        event.at,
+                        event.barrier,
+                        loop_b=bool(event.inputs.get("loop_b")),
+                        tech_key=bool(event.inputs.get("tech_key")),
+                        faults=frozenset(event.faults),
+                    )
+                )
+                return out
+            case InputChanged():
+                inputs = dict(self._board.get("inputs", {}))
+                inputs[event.name] = event.value
+                self._board["inputs"] = inputs
+                out = self._beams_changed(event.at, inputs)
+                if event.name in ("loop_b", "tech_key"):
+                    out.append(
+                        BoardStatus(
+                            event.at,
+                            str(self._board.get("barrier", "unknown")),
+                            loop_b=bool(inputs.get("loop_b")),
+                            tech_key=bool(inputs.get("tech_key")),
+                            faults=frozenset(self._board.get("faults", ())),
+                        )
+                    )
+                return out
+            case LinkLost():
+                self._board["link"] = "down"
+                return [IoLinkChanged(event.at, False, event.reason)]
+            case LinkUp():
+                self._board["link"] = "up"
+                return [IoLinkChanged(event.at, True)]
+            case CommandResult():
+                if event.result != "ok":
+                    log.warning("IO board refused command seq %s: %s", event.seq, event.result)
+                return []
+        return []
+
+    def _beams_changed(self, at: float, inputs: Any) -> list[LaneEvent]:
+        beams = (bool(inputs.get("deck_front", True)), bool(inputs.get("deck_rear", True)))
+        if beams == self._beams:
+            return []
+        self._beams = beams
+        return self._weigh_events(self.watcher.set_deck_beams(at, *beams))
+
+    def _qr(self, read: QrRead) -> list[LaneEvent]:
+        self._camera["reads"] += 1
+        lane = self._config.lane
+        verdict = gp1.verify_pass(
+            read.text,
+            trust=self._devices.trust,
+            site=lane.site,
+            gate=lane.gate,
+            direction=lane.direction,
+            now=time.time(),
+            skew_s=self._config.passes.skew_s,
+            revoked=self._revoked,
+        )
+        claims = verdict.claims
+        reason = verdict.reason
+        if verdict.valid and claims is not None and self._devices.ledger.is_used(claims.cti):
+            reason = "pass.already_used"
+        info = PassInfo(
+            valid=reason is None,
+            reason=reason,
+            release_no=claims.release_no if claims else "",
+            enterprise=claims.enterprise if claims else "",
+            plates=claims.plates if claims else (),
+            declared_gross_kg=claims.declared_gross_kg if claims else None,
+            tolerance_kg=claims.tolerance_kg if claims else None,
+            cti_hex=claims.cti.hex() if claims else "",
+            exp=claims.exp if claims else 0,
+        )
+        log.info("pass read by %s in %.1f ms: %s", read.engine, read.ms, reason or "valid")
+        return [PassPresented(read.at, info)]
+
+    # -- evidence and status ---------------------------------------------------------------------
+    def take_snapshot(self, transit_id: str, reason: str) -> None:
+        log.info("evidence requested for %s (%s)", transit_id, reason)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "io_board": dict(self._board),
+            "weighbridge": dict(self._weight),
+            "camera": dict(self._camera),
+            "telemetry": self._devices.publisher.status(),
+        }

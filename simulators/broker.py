@@ -1,0 +1,203 @@
+"""A private Mosquitto 2 broker on a free loopback port, for tests, the demo and benchmarks.
+
+Each instance writes its own config into a work directory, runs ``mosquitto -c`` as a child
+process, and waits until the port accepts connections. ``stop()`` is a clean SIGTERM,
+``kill()`` a crash (SIGKILL), ``restart()`` comes back on the same port. On Linux the child
+gets SIGTERM if this process dies, so no broker outlives its test run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+START_TIMEOUT_S = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+class BrokerError(RuntimeError):
+    """The private broker could not be found or started."""
+
+
+def find_mosquitto() -> str:
+    """Path of the mosquitto binary (PATH first, then the Debian location)."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise BrokerError(
+        "mosquitto not found: run `make test` (it installs it when run as root) "
+        "or `sudo apt-get install mosquitto` (Debian package)"
+    )
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (the caller retries on a collision)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: ask the kernel for SIGTERM when we die.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class MosquittoBroker:
+    """One private Mosquitto process; usable as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        workdir: Path | None = None,
+        extra_config: str = "",
+        persistence: bool = False,
+    ) -> None:
+        self._binary = find_mosquitto()
+        self._fixed_port = port != 0
+        self.port = port or free_port()
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="mosquitto-")) if workdir is None else workdir
+        self.extra_config = extra_config
+        self.persistence = persistence
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        if self.running():
+            raise BrokerError(f"broker already running on port {self.port}")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for _attempt in range(5):
+            try:
+                self._spawn()
+                return
+            except _PortTaken:
+                if self._fixed_port:
+                    raise BrokerError(f"port {self.port} is already in use") from None
+                self.port = free_port()
+        raise BrokerError("no free loopback port found for mosquitto")
+
+    def stop(self) -> None:
+        """Clean shutdown (SIGTERM; SIGKILL if it hangs)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(5.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5.0)
+
+    def kill(self) -> None:
+        """Crash the broker (SIGKILL): whatever it had not saved is gone."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.kill()
+        process.wait(5.0)
+
+    def restart(self) -> None:
+        """Stop if running, then start again on the same port."""
+        self.stop()
+        self._fixed_port = True
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> MosquittoBroker:
+        if not self.running():
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _config_text(self) -> str:
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.workdir}/",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            lines.append("user root")  # else mosquitto drops to a user that cannot write here
+        return "\n".join(lines) + "\n" + self.extra_config + "\n"
+
+    def _spawn(self) -> None:
+        self.config_path.write_text(self._config_text())
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        try:
+            self._process = subprocess.Popen(
+                [self._binary, "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                text = self.log_path.read_text(errors="replace")
+                self._process = None
+                if any("Address already in use" in line for line in text.splitlines()[-3:]):
+                    raise _PortTaken
+                raise BrokerError(f"mosquitto exited at start; log tail:\n{text[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        self.kill()
+        raise BrokerError(f"mosquitto did not accept connections on port {self.port}")
+
+
+class _PortTaken(Exception):
+    pass

@@ -1,0 +1,388 @@
+"""A whole simulated lane on one machine: broker, backend, IO board firmware, weighbridge,
+camera, the lane world, and the real ``edge-agent`` as its own process.
+
+Used by ``lane-sim run`` (and so ``make demo``) and by the HIL suite's ``sim`` environment.
+Everything started here is stopped by ``close()``, also after an error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from simulators.scenarios import Scenario, TruckPlan
+from simulators.world import Phase, World
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TruckOutcome:
+    """What happened to one truck, as seen by the world, the firmware and the backend."""
+
+    name: str
+    plate: str
+    expected: str
+    expected_reason: str | None
+    pass_verdict: str = "-"
+    decision: str = "-"
+    reasons: list[str] = field(default_factory=list)
+    weight_kg: float | None = None
+    latency_ms: float | None = None
+    barrier: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    transit_id: str | None = None
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "plate": self.plate,
+            "expected": self.expected,
+            "expected_reason": self.expected_reason,
+            "pass": self.pass_verdict,
+            "decision": self.decision,
+            "reasons": self.reasons,
+            "weight_kg": self.weight_kg,
+            "latency_ms": self.latency_ms,
+            "barrier": self.barrier,
+            "events": self.events,
+            "transit_id": self.transit_id,
+            "seconds": round(self.seconds, 2),
+            "ok": self.ok,
+            "problems": self.problems,
+        }
+
+
+class SimLane:
+    """Start with ``with SimLane(scenario) as lane:``; then ``lane.run_truck(plan)``."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        broker_url: str | None = None,
+        workdir: Path | None = None,
+        log: Log = print,
+        seed: int = 1,
+    ) -> None:
+        self.scenario = scenario
+        self._broker_url = broker_url
+        self._log = log
+        self._seed = seed
+        self._stack = contextlib.ExitStack()
+        self._tmp = workdir or Path(tempfile.mkdtemp(prefix="gatelane-sim-"))
+        self.world = World()
+        self._stop = threading.Event()
+        self._agent: subprocess.Popen[bytes] | None = None
+        self._first_valid_pass: str | None = None
+        self.world_thread: threading.Thread | None = None
+
+    # -- life ------------------------------------------------------------------------------------
+    def __enter__(self) -> SimLane:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        from edge_agent.protocols import gp1
+        from simulators.backend import BackendSim
+        from simulators.barrier import BarrierMotor
+        from simulators.broker import MosquittoBroker
+        from simulators.camera import CameraSim
+        from simulators.iohost import IoBoardHost
+        from simulators.weighbridge import WeighbridgeSim
+
+        keys = self._tmp / "keys"
+        self.issuer_key_path, self.trust_path = gp1.write_keypair(keys, "ed25519")
+        self.issuer_key = gp1.load_private_key(self.issuer_key_path)
+        self.rogue_key = gp1.generate_key("ed25519")
+
+        if self._broker_url is None:
+            broker = MosquittoBroker(workdir=self._tmp / "broker")
+            self._stack.callback(broker.stop)
+            broker.start()
+            self.broker = broker
+            self._broker_url = broker.url
+        self._log(f"broker      {self._broker_url}")
+
+        self.backend = BackendSim(self._broker_url, db_path=self._tmp / "backend.sqlite")
+        self._stack.callback(self.backend.stop)
+        self.backend.start()
+
+        self.iohost = IoBoardHost()
+        self._stack.callback(self.iohost.stop)
+        self.iohost.start()
+        self._log(f"IO board    MicroPython firmware on {self.iohost.port}")
+
+        self.barrier = BarrierMotor(travel_s=1.2)
+        self.barrier_position = self.barrier.step(time.monotonic(), False, False)
+        self.weighbridge = WeighbridgeSim(
+            "yaohua-tf0", rate_hz=10, load_fn=lambda now: self.world.deck_load_kg(), seed=self._seed
+        )
+        self._stack.callback(self.weighbridge.stop)
+        self.weighbridge.start()
+        self._log(f"weighbridge Yaohua XK3190 tF=0 at 10 Hz on {self.weighbridge.port}")
+
+        self.camera = CameraSim(fps=8, seed=self._seed)
+        self._stack.callback(self.camera.stop)
+        self.camera.start()
+        self._log(f"camera      {self.camera.url}")
+
+        self.world.on_show = self._on_show
+        self._current_pass: str | None = None
+        self.world_thread = threading.Thread(target=self._world_loop, name="world", daemon=True)
+        self.world_thread.start()
+        self._stack.callback(self._stop_world)
+
+        self.config_path = self._write_agent_config()
+        self._start_agent()
+
+    def close(self) -> None:
+        self._stop_agent()
+        self._stack.close()
+
+    # -- the agent process ---------------------------------------------------------------------
+    def _write_agent_config(self) -> Path:
+        s = self.scenario
+        state = self._tmp / "agent-state"
+        state.mkdir(parents=True, exist_ok=True)
+        self.status_port = _free_port()
+        text = f"""# Generated by lane-sim for scenario {s.name!r}.
+[lane]
+site = "{s.site}"
+lane = "{s.lane}"
+gate = "{s.gate}"
+direction = "exit"
+state_dir = "{state}"
+
+[io_board]
+url = "{self.iohost.port}"
+t_clear_s = 0.4
+
+[weighbridge]
+url = "{self.weighbridge.port}"
+protocol = "yaohua-tf0"
+baudrate = 9600
+max_kg = 60000
+e_kg = 20
+
+[camera]
+source = "{self.camera.url}"
+
+[passes]
+trust_list = "{self.trust_path}"
+ledger = "{state / 'passes.sqlite'}"
+
+[mqtt]
+broker = "{self._broker_url}"
+lab = true
+keepalive_s = 5
+
+[status]
+listen = "127.0.0.1:{self.status_port}"
+"""
+        path = self._tmp / "agent.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def _start_agent(self) -> None:
+        self.agent_log_path = self._tmp / "agent.log"
+        log_file = self.agent_log_path.open("wb")
+        self._stack.callback(log_file.close)
+        self._agent = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "--config", str(self.config_path)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._log(f"edge-agent  pid {self._agent.pid}, config {self.config_path}")
+        lane = self.scenario.lane
+        online = self.backend.wait_for(
+            lambda _events: self.backend.lane_online(lane), timeout=30.0
+        )
+        if not online:
+            raise RuntimeError(
+                "edge-agent did not come online within 30 s; its log:\n" + self.agent_log()
+            )
+        self._log("edge-agent  online (birth message received by the backend)")
+
+    def _stop_agent(self) -> None:
+        agent, self._agent = self._agent, None
+        if agent is None or agent.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(agent.pid, signal.SIGTERM)
+        try:
+            agent.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait(timeout=5)
+
+    def agent_log(self, tail: int = 60) -> str:
+        try:
+            lines = self.agent_log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-tail:])
+
+    def agent_alive(self) -> bool:
+        return self._agent is not None and self._agent.poll() is None
+
+    # -- the world loop ------------------------------------------------------------------------
+    def _world_loop(self) -> None:
+        last_inputs: dict[str, bool] = {}
+        while not self._stop.is_set():
+            now = time.monotonic()
+            outputs = self.iohost.outputs()
+            position = self.barrier.step(
+                now, outputs.get("barrier_open", False), outputs.get("barrier_close", False)
+            )
+            self.barrier_position = position
+            self.world.step(now, position.fraction)
+            sensors = self.world.sensors()
+            inputs = {
+                "loop_a": sensors.loop_a,
+                "loop_b": sensors.loop_b,
+                "photo_eye": sensors.photo_eye,
+                "deck_front": sensors.deck_front,
+                "deck_rear": sensors.deck_rear,
+                "limit_open": position.limit_open,
+                "limit_closed": position.limit_closed,
+            }
+            if inputs != last_inputs:
+                self.iohost.set_inputs(**inputs)
+                last_inputs = inputs
+            self._stop.wait(0.01)
+
+    def _stop_world(self) -> None:
+        self._stop.set()
+        if self.world_thread is not None:
+            self.world_thread.join(timeout=2)
+
+    def _on_show(self, showing: bool) -> None:
+        self.camera.show(self._current_pass if showing else None)
+
+    # -- passes ----------------------------------------------------------------------------------
+    def issue_pass(self, plan: TruckPlan) -> str | None:
+        from edge_agent.protocols import gp1
+
+        s = self.scenario
+        now = datetime.now(UTC)
+        if plan.pass_kind == "none":
+            return None
+        if plan.pass_kind == "reuse" and self._first_valid_pass is not None:
+            return self._first_valid_pass
+        key = self.rogue_key if plan.pass_kind == "untrusted" else self.issuer_key
+        valid_from = now - timedelta(hours=1)
+        valid_for = 4 * 3600
+        if plan.pass_kind == "expired":
+            valid_from, valid_for = now - timedelta(hours=5), 3600
+        text: str = gp1.issue_pass(
+            key,
+            release_no=f"RL-{plan.truck.plate}-{int(now.timestamp()) % 100000}",
+            enterprise="Demo Logistics Co.",
+            plates=(plan.truck.plate,),
+            declared_gross_kg=plan.declared,
+            tolerance_kg=plan.tolerance_kg,
+            site=s.site,
+            gates=(s.gate,),
+            direction="exit",
+            valid_from=valid_from,
+            valid_for_s=valid_for,
+        )
+        if plan.pass_kind == "valid" and self._first_valid_pass is None:
+            self._first_valid_pass = text
+        return text
+
+    # -- one truck -----------------------------------------------------------------------------
+    def run_truck(self, plan: TruckPlan, *, timeout_s: float = 40.0) -> TruckOutcome:
+        from simulators.outcomes import collect_outcome
+
+        outcome = TruckOutcome(
+            plan.name, plan.truck.plate, plan.expect_decision, plan.expect_reason
+        )
+        self._current_pass = self.issue_pass(plan)
+        started = time.monotonic()
+        for fault in plan.faults:
+            self.weighbridge.set_fault(fault, True)
+        self.world.send(plan.truck)
+        self._log(f"[{plan.name}] truck {plan.truck.plate} drives onto the deck "
+                  f"(gross {plan.truck.gross_kg:.0f} kg, pass {plan.pass_kind})")
+        deadline = started + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                truck = self.world.truck
+                if truck is not None and truck.phase is Phase.GONE:
+                    break
+                if not self.agent_alive():
+                    outcome.problems.append("edge-agent exited:\n" + self.agent_log())
+                    break
+                time.sleep(0.05)
+            else:
+                outcome.problems.append(f"truck still in the lane after {timeout_s:.0f} s")
+        finally:
+            for fault in plan.faults:
+                self.weighbridge.set_fault(fault, False)
+        self._wait_lane_idle(deadline=time.monotonic() + 8.0)
+        finished = time.monotonic()
+        outcome.seconds = finished - started
+        collect_outcome(self, plan, outcome, started, finished)
+        self._log(
+            f"[{plan.name}] {outcome.decision}"
+            + (f" ({', '.join(outcome.reasons)})" if outcome.reasons else "")
+            + (f", weight {outcome.weight_kg:.0f} kg" if outcome.weight_kg is not None else "")
+            + (" OK" if outcome.ok else f" PROBLEM: {'; '.join(outcome.problems)}")
+        )
+        return outcome
+
+    def _wait_lane_idle(self, deadline: float) -> None:
+        """Wait for the barrier to be closed and the transit to be closed at the backend."""
+        while time.monotonic() < deadline:
+            outputs = self.iohost.outputs()
+            moving = outputs.get("barrier_open") or outputs.get("barrier_close")
+            if not moving and self.barrier_position.limit_closed:
+                return
+            time.sleep(0.05)
+
+    def status(self) -> dict[str, Any]:
+        """The agent's own status document (what ``lanectl status`` shows)."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.status_port}/status"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            document: dict[str, Any] = json.loads(response.read())
+        return document
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,0 +1,117 @@
+"""Named scenarios: which trucks come through the lane, and what the lane must do with each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from simulators.world import DECK_END_M, TruckSpec
+
+
+@dataclass(frozen=True, slots=True)
+class TruckPlan:
+    """One truck of a scenario and the outcome the lane must reach."""
+
+    name: str
+    truck: TruckSpec
+    pass_kind: str = "valid"  # valid | untrusted | expired | reuse | none
+    declared_kg: int | None = None  # defaults to the truck's true gross
+    tolerance_kg: int | None = 300
+    expect_decision: str = "open"  # open | hold
+    expect_reason: str | None = None  # the first hold reason, a section-6 code
+    faults: tuple[str, ...] = ()  # weighbridge faults while the truck is on the deck
+    release: str | None = None  # how a hold ends: None = backs off; "remote"; "technician"
+    notes: str = ""
+
+    @property
+    def declared(self) -> int:
+        return int(self.declared_kg if self.declared_kg is not None else self.truck.gross_kg)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    description: str
+    trucks: tuple[TruckPlan, ...]
+    site: str = "BZ01"
+    lane: str = "exit-03"
+    gate: str = "G3"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _truck(plate: str, gross: float, **kwargs: object) -> TruckSpec:
+    return replace(TruckSpec(plate=plate, gross_kg=gross), **kwargs)  # type: ignore[arg-type]
+
+
+_BACK_OFF = 3.0
+
+DEMO = Scenario(
+    name="demo",
+    description="Valid passes, a declared-weight mismatch and a pass signed by an untrusted key.",
+    trucks=(
+        TruckPlan("valid-1", _truck("SU-A1001", 32_480)),
+        TruckPlan(
+            "mismatch",
+            _truck("SU-B2002", 41_260, back_off_after_s=_BACK_OFF),
+            declared_kg=36_000,
+            expect_decision="hold",
+            expect_reason="weight.declared_mismatch",
+        ),
+        TruckPlan("valid-2", _truck("SU-C3003", 18_940)),
+        TruckPlan(
+            "untrusted-key",
+            _truck("SU-D4004", 27_500, back_off_after_s=_BACK_OFF),
+            pass_kind="untrusted",
+            expect_decision="hold",
+            expect_reason="pass.unknown_key",
+        ),
+        TruckPlan("valid-3", _truck("SU-E5005", 45_120)),
+    ),
+)
+
+SCENARIOS: dict[str, Scenario] = {DEMO.name: DEMO}
+
+# Trucks that later capabilities add to the demo are kept here so a scenario can name them.
+EXTRA_TRUCKS: dict[str, TruckPlan] = {
+    "reused": TruckPlan(
+        "reused-pass",
+        _truck("SU-A1001", 32_400, back_off_after_s=_BACK_OFF),
+        pass_kind="reuse",
+        expect_decision="hold",
+        expect_reason="pass.already_used",
+    ),
+    "expired": TruckPlan(
+        "expired-pass",
+        _truck("SU-F6006", 22_300, back_off_after_s=_BACK_OFF),
+        pass_kind="expired",
+        expect_decision="hold",
+        expect_reason="pass.expired",
+    ),
+    "off-deck": TruckPlan(
+        "partly-off-deck",
+        _truck("SU-G7007", 30_000, stop_front_m=DECK_END_M + 1.6, back_off_after_s=_BACK_OFF),
+        expect_decision="hold",
+        expect_reason="weight.not_on_deck",
+    ),
+    "frozen": TruckPlan(
+        "frozen-indicator",
+        _truck("SU-H8008", 28_000, back_off_after_s=_BACK_OFF),
+        faults=("frozen",),
+        expect_decision="hold",
+        expect_reason="weight.frozen",
+    ),
+}
+
+
+def get_scenario(name: str, trucks: int | None = None) -> Scenario:
+    """The named scenario, optionally cut or cycled to ``trucks`` trucks."""
+    try:
+        scenario = SCENARIOS[name]
+    except KeyError:
+        known = ", ".join(sorted(SCENARIOS))
+        raise ValueError(f"unknown scenario {name!r}; known: {known}") from None
+    if trucks is None or trucks == len(scenario.trucks):
+        return scenario
+    if trucks < 1:
+        raise ValueError("--trucks must be at least 1")
+    plans = [scenario.trucks[i % len(scenario.trucks)] for i in range(trucks)]
+    return replace(scenario, trucks=tuple(plans))
