@@ -105,6 +105,7 @@ def render_pass_frame(
     blur: float = 0, motion_blur: float = 0, glare: float = 0, contrast: float = 1,
     noise: float = 0, invert: bool = False, occlusion: float = 0,
     size: tuple[int, int] = (1280, 720), scene_seed: int = 0,
+    center: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """One greyscale camera frame (``size`` = (width, height)) showing ``text`` as a QR.
 
@@ -112,7 +113,8 @@ def render_pass_frame(
     ``perspective`` 0..0.5 shortens one side; ``blur`` is a Gaussian sigma in px;
     ``motion_blur`` a horizontal smear in px; ``glare`` 0..1 a saturating highlight;
     ``contrast`` scales around mid-grey; ``noise`` a sensor noise sigma in grey levels;
-    ``occlusion`` 0..1 the fraction of the code's width covered by a thumb.
+    ``occlusion`` 0..1 the fraction of the code's width covered by a thumb;
+    ``center`` the card's centre as fractions of the frame (default: random placement).
     """
     w, h = size
     frame = Image.fromarray(_scene_base(size, scene_seed))
@@ -130,8 +132,11 @@ def render_pass_frame(
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     corners = corners @ rot.T
     span = corners.max(axis=0) - corners.min(axis=0)
-    cx = w / 2 + rng.uniform(-1, 1) * max(0.0, (w - span[0]) / 2 - 8) * 0.8
-    cy = h / 2 + rng.uniform(-1, 1) * max(0.0, (h - span[1]) / 2 - 8) * 0.8
+    if center is None:
+        cx = w / 2 + rng.uniform(-1, 1) * max(0.0, (w - span[0]) / 2 - 8) * 0.8
+        cy = h / 2 + rng.uniform(-1, 1) * max(0.0, (h - span[1]) / 2 - 8) * 0.8
+    else:
+        cx, cy = center[0] * w, center[1] * h
     corners += [cx, cy]
     x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 2
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
@@ -157,20 +162,21 @@ def render_pass_frame(
     rh, rw = region.shape
     if occlusion > 0:
         thumb_w = int(occlusion * (x1 - x0) * 0.8)
-        tx = int(local[:, 0].min()) + pad + int((x1 - x0) * 0.1)
+        tx = int(local[:, 0].min()) + pad + int((x1 - x0) * 0.18)
         ty = int(local[:, 1].mean()) + pad
-        region[max(0, ty - thumb_w // 2) : ty + thumb_w, max(0, tx - thumb_w // 3) : tx + thumb_w] = (
-            rng.uniform(60, 120))
+        top, left = max(0, ty - thumb_w // 2), max(0, tx - thumb_w // 3)
+        region[top : ty + thumb_w, left : tx + thumb_w] = rng.uniform(60, 120)
     if glare > 0:
         gy, gx = np.ogrid[:rh, :rw]
         gcx, gcy = rng.uniform(0.3, 0.7) * rw, rng.uniform(0.3, 0.7) * rh
         radius = max(rw, rh) * 0.22
-        region += 255 * glare * 1.6 * np.exp(-((gx - gcx) ** 2 + (gy - gcy) ** 2) / (2 * radius**2))
+        spot = np.exp(-((gx - gcx) ** 2 + (gy - gcy) ** 2) / (2 * radius**2))
+        region += 255 * glare * 1.6 * spot
     if blur > 0:
         region = np.asarray(Image.fromarray(np.clip(region, 0, 255).astype(np.uint8)).filter(
             ImageFilter.GaussianBlur(float(blur))), np.float32)
     if motion_blur >= 1:
-        k = int(round(motion_blur))
+        k = round(motion_blur)
         csum = np.cumsum(np.pad(region, ((0, 0), (k, 0)), mode="edge"), axis=1)
         region = (csum[:, k:] - csum[:, :-k]) / k
     if contrast != 1:

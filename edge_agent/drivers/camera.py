@@ -13,6 +13,7 @@ keeps reconnecting in the background.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -191,10 +192,8 @@ class SimFrameSource(FrameSource):
         self._stop.set()
         sock = self._sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self._slot.wake()
         self._thread.join(timeout=2)
 
@@ -283,10 +282,8 @@ class _GrabberSource(FrameSource):
             finally:
                 self._ok.clear()
                 self._slot.wake()
-                try:
+                with contextlib.suppress(Exception):
                     self._release()
-                except Exception:  # noqa: S110 - releasing a dead camera may fail too
-                    pass
             self._stop.wait(1.0)
 
     def read(self, timeout: float) -> Frame | None:

@@ -19,7 +19,7 @@ import zxingcpp
 Gray = npt.NDArray[np.uint8]
 Polygon = tuple[tuple[int, int], ...]
 
-_QR = zxingcpp.BarcodeFormat.QRCode
+_QR = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
 _BINARIZERS = {
     "local": zxingcpp.Binarizer.LocalAverage,
     "global": zxingcpp.Binarizer.GlobalHistogram,

@@ -156,7 +156,7 @@ class QrPipeline:
         if previous is None or previous.shape != thumb.shape:
             return True
         changed = np.count_nonzero(np.abs(thumb - previous) > 24)
-        return changed > self.motion_threshold * thumb.size
+        return bool(changed > self.motion_threshold * thumb.size)
 
     def _should_decode(self, gray: Gray) -> bool:
         moved = self._moved(gray) if self.motion_gate else True
@@ -213,9 +213,7 @@ class QrPipeline:
             if r.text in self._handled:
                 self._handled[r.text] = now  # still in view: stays debounced
                 continue
-            cand = self._candidates.get(r.text)
-            if cand is None:
-                cand = self._candidates[r.text] = _Candidate(r.text, 0, now, r)
+            cand = self._candidates.setdefault(r.text, _Candidate(r.text, 0, now, r))
             cand.count += 1
             cand.last_at = now
             if cand.count >= self.confirm_frames:

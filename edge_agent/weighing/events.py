@@ -1,0 +1,121 @@
+"""Configuration, events and abnormality codes of the weight watcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_agent.errors import ConfigError
+
+Evidence = tuple[tuple[float, float], ...]
+"""(time s, kg) samples that support an event, oldest first."""
+
+UNSTABLE_TIMEOUT = "weight.unstable_timeout"
+NOT_ON_DECK = "weight.not_on_deck"
+ZERO_OUT_OF_BAND = "weight.zero_out_of_band"
+ZERO_DRIFT = "weight.zero_drift"
+STEP_WHILE_STATIONARY = "weight.step_while_stationary"
+FROZEN = "weight.frozen"
+OVERLOAD = "weight.overload"
+NEGATIVE = "weight.negative"
+COMM_LOSS = "weight.comm_loss"
+CHECKSUM_ERRORS = "weight.checksum_errors"
+IMPLAUSIBLE_JUMP = "weight.implausible_jump"
+DECLARED_MISMATCH = "weight.declared_mismatch"
+
+WEIGHT_CODES = (
+    UNSTABLE_TIMEOUT, NOT_ON_DECK, ZERO_OUT_OF_BAND, ZERO_DRIFT, STEP_WHILE_STATIONARY, FROZEN,
+    OVERLOAD, NEGATIVE, COMM_LOSS, CHECKSUM_ERRORS, IMPLAUSIBLE_JUMP, DECLARED_MISMATCH,
+)
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """One weighbridge: its metrology and the watcher's limits.
+
+    Attributes:
+        max_kg: capacity (Max); above Max + 9 e is an overload (OIML R76).
+        e_kg: verification scale interval e (display division).
+        unstable_timeout_s: no trustworthy weight this long after the truck came to rest.
+        comm_loss_s: no valid frame for this long.
+        min_load_e: a deck reading this many e above zero means a vehicle is on it (Min = 20 e).
+        zero_band_e: an empty deck reading further than this from 0 is out of band.
+        zero_drift_e: the empty-deck zero (or a committed weight) moving this far is drift.
+        step_e: a level change at least this big within about a second is a step.
+        max_uncertainty_e: commit once the weight's uncertainty (about 2 sigma) is this small.
+        frozen_s: bit-identical readings this long on a scale known to flicker is a freeze.
+        not_on_deck_s: a settled load with a deck beam blocked this long is a truck off the deck.
+        checksum_window_s / checksum_min_errors / checksum_max_fraction: frame-error alarm.
+        respect_motion_flag: never commit while the indicator says "motion". Off by default:
+            indicators raise the flag for the deck's own swing, which our model accounts for.
+    """
+
+    max_kg: float = 60000
+    e_kg: float = 20
+    unstable_timeout_s: float = 15
+    comm_loss_s: float = 2.0
+    min_load_e: float = 20
+    zero_band_e: float = 1.0
+    zero_drift_e: float = 2.0
+    step_e: float = 2.5
+    max_uncertainty_e: float = 0.4
+    frozen_s: float = 6.0
+    not_on_deck_s: float = 3.0
+    checksum_window_s: float = 10.0
+    checksum_min_errors: int = 5
+    checksum_max_fraction: float = 0.05
+    respect_motion_flag: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_kg <= 0 or self.e_kg <= 0 or self.max_kg < 20 * self.e_kg:
+            raise ConfigError(
+                f"scale: max_kg {self.max_kg} and e_kg {self.e_kg} must be positive, Max >= 20 e"
+            )
+        if self.comm_loss_s <= 0 or self.unstable_timeout_s <= 0:
+            raise ConfigError("scale: comm_loss_s and unstable_timeout_s must be positive")
+
+    @property
+    def overload_kg(self) -> float:
+        return self.max_kg + 9 * self.e_kg
+
+
+@dataclass(frozen=True, slots=True)
+class TruckOnDeck:
+    """The deck became loaded."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WeightCommitted:
+    """The truck's static weight, as soon as it could be trusted after the truck stopped.
+
+    ``uncertainty_kg`` is about two standard errors; ``stopped_at`` is the start of the
+    stretch of samples the estimate rests on (the truck was at rest from then on).
+    """
+
+    at: float
+    kg: float
+    uncertainty_kg: float
+    stopped_at: float
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class WeightAbnormality:
+    """Something is wrong with the weighing; ``code`` is a stable section-6 code."""
+
+    at: float
+    code: str
+    detail: str
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class DeckCleared:
+    """The deck is empty and steady again; ``zero_kg`` is its reading."""
+
+    at: float
+    zero_kg: float
+
+
+WeighEvent = TruckOnDeck | WeightCommitted | WeightAbnormality | DeckCleared

@@ -1,0 +1,358 @@
+"""Backend ingest simulator: stores lane events once, in seq order, and acks a watermark.
+
+It does what a real ingest worker must do with MQTT's at-least-once delivery:
+- store idempotently by ``event_id`` (duplicates are normal after PUBACK loss or resends);
+- order per lane by ``seq`` and keep the highest *contiguous* stored seq as the watermark;
+- publish that watermark retained on ``gate/v1/{site}/{lane}/ack`` as ``{upto_seq, boot_id}``,
+  which is the only thing that lets a lane delete rows from its outbox;
+- report gaps (seqs missing below the highest seen); a ``dead_letter`` event fills the gap of
+  the seq it names.
+On start it also reads the retained acks, so a backend without history (fresh database)
+continues from the watermark its predecessor published instead of waiting for deleted rows.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from edge_agent.errors import RemoteProtocolError
+from edge_agent.telemetry import envelope as envelope_codec
+from edge_agent.telemetry.mqtt import make_client, parse_broker_url, publish_properties
+from edge_agent.telemetry.topics import ACK_FILTER, INGEST_FILTERS, LaneTopics, TopicKind
+from edge_agent.telemetry.topics import parse_topic as parse_lane_topic
+from edge_agent.telemetry.topics import shared as shared_filter
+
+_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,
+    site TEXT NOT NULL, lane TEXT NOT NULL, seq INTEGER NOT NULL,
+    type TEXT NOT NULL, payload TEXT NOT NULL, received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_lane ON events (lane, seq);
+CREATE TABLE IF NOT EXISTS lanes (
+    lane TEXT PRIMARY KEY, site TEXT NOT NULL, upto_seq INTEGER NOT NULL, boot_id INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(slots=True)
+class _Lane:
+    site: str
+    upto: int = 0  # highest contiguous seq stored (or skipped by a dead letter)
+    boot_id: int = 0
+    above: set[int] = field(default_factory=set)  # stored seqs beyond the watermark
+    acked: int = -1  # watermark last published
+
+
+class BackendSim:
+    """Subscribes to every lane, stores events, publishes per-lane ack watermarks."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        *,
+        db_path: Path | None = None,
+        client_id: str = "backend-sim",
+        shared_group: str | None = None,
+        ack_interval_s: float = 0.05,
+    ) -> None:
+        self._address = parse_broker_url(broker_url)
+        self._client_id = client_id
+        self._shared_group = shared_group
+        self._ack_interval_s = ack_interval_s
+        self._db = sqlite3.connect(
+            str(db_path) if db_path else ":memory:", check_same_thread=False, isolation_level=None
+        )
+        self._db.executescript(_SCHEMA_SQL)
+        self._lock = threading.Condition()
+        self._by_lane: dict[str, dict[int, dict[str, Any]]] = {}
+        self._lanes: dict[str, _Lane] = {}
+        self._states: dict[str, dict[str, Any]] = {}
+        self._health: dict[str, list[dict[str, Any]]] = {}
+        self._counts = {"stored": 0, "duplicates": 0, "conflicts": 0, "rejected": 0}
+        self._inbox: queue.SimpleQueue[MQTTMessage | None] = queue.SimpleQueue()
+        self._subscribed = threading.Event()
+        self._client: Client | None = None
+        self._worker: threading.Thread | None = None
+        self._load()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect, subscribe and return once the subscriptions are in place."""
+        if self._client is not None:
+            raise RuntimeError("backend simulator already started")
+        self._subscribed.clear()
+        client = make_client(self._client_id, self._address)
+        client.on_connect = self._cb_connect
+        client.on_subscribe = self._cb_subscribe
+        client.on_message = self._cb_message
+        client.on_disconnect = self._cb_disconnect
+        client.reconnect_delay_set(1, 2)
+        self._client = client
+        self._worker = threading.Thread(target=self._run, name="backend-sim", daemon=True)
+        self._worker.start()
+        client.connect_async(self._address.host, self._address.port, keepalive=10)
+        client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.stop()
+            raise TimeoutError(f"backend simulator could not subscribe at {self._address}")
+
+    def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+        if self._worker is not None:
+            self._inbox.put(None)
+            self._worker.join(5.0)
+            self._worker = None
+
+    def close(self) -> None:
+        self.stop()
+        self._db.close()
+
+    def __enter__(self) -> BackendSim:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def events(self, lane: str | None = None) -> list[dict[str, Any]]:
+        """Stored envelopes, per lane in seq order (lanes sorted by name)."""
+        with self._lock:
+            lanes = [lane] if lane is not None else sorted(self._by_lane)
+            return [
+                stored[seq]
+                for name in lanes
+                for stored in [self._by_lane.get(name, {})]
+                for seq in sorted(stored)
+            ]
+
+    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float) -> bool:
+        """Poll ``predicate(events())`` after every stored batch until true or timeout."""
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while True:
+            with self._lock:
+                if self._counts["stored"] == seen:
+                    self._lock.wait(max(0.0, min(0.25, deadline - time.monotonic())))
+                seen = self._counts["stored"]
+            if predicate(self.events()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    def watermark(self, lane: str) -> int:
+        with self._lock:
+            state = self._lanes.get(lane)
+            return state.upto if state else 0
+
+    def gaps(self, lane: str) -> list[int]:
+        """Seqs missing between the watermark and the highest seq stored."""
+        with self._lock:
+            state = self._lanes.get(lane)
+            if state is None or not state.above:
+                return []
+            return [s for s in range(state.upto + 1, max(state.above)) if s not in state.above]
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def lane_state(self, lane: str) -> dict[str, Any] | None:
+        """The last retained/live ``state`` message of a lane (birth or will)."""
+        with self._lock:
+            return self._states.get(lane)
+
+    def health(self, lane: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._health.get(lane, []))
+
+    def publish_command(
+        self, site: str, lane: str, name: str, payload: bytes, *, expiry_s: int = 60
+    ) -> None:
+        """Send a (signed, by the caller) command to a lane, QoS1, with a message expiry."""
+        if self._client is None:
+            raise RuntimeError("backend simulator is not started")
+        props = publish_properties()
+        props.MessageExpiryInterval = expiry_s
+        self._client.publish(LaneTopics(site, lane).command(name), payload, qos=1, properties=props)
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+
+    def _cb_connect(
+        self, client: Client, userdata: Any, flags: ConnectFlags, rc: ReasonCode, props: Any
+    ) -> None:
+        if rc.is_failure:
+            return
+        ingest = [
+            (shared_filter(f, self._shared_group) if self._shared_group else f) for f in INGEST_FILTERS
+        ]
+        client.subscribe(
+            [(ACK_FILTER, SubscribeOptions(qos=1, noLocal=True))]
+            + [(f, SubscribeOptions(qos=1)) for f in ingest]
+        )
+
+    def _cb_subscribe(
+        self, client: Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any
+    ) -> None:
+        self._subscribed.set()
+
+    def _cb_disconnect(
+        self, client: Client, userdata: Any, flags: DisconnectFlags, rc: ReasonCode, props: Any
+    ) -> None:
+        pass
+
+    def _cb_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        self._inbox.put(message)
+
+    # -- worker: store, order, ack ---------------------------------------------------------
+
+    def _run(self) -> None:
+        last_ack = 0.0
+        while True:
+            batch: list[MQTTMessage] = []
+            try:
+                first = self._inbox.get(timeout=self._ack_interval_s)
+                if first is None:
+                    break
+                batch.append(first)
+                while len(batch) < 1000:
+                    more = self._inbox.get_nowait()
+                    if more is None:
+                        self._inbox.put(None)
+                        break
+                    batch.append(more)
+            except queue.Empty:
+                pass
+            if batch:
+                self._store(batch)
+            now = time.monotonic()
+            if now - last_ack >= self._ack_interval_s:
+                last_ack = now
+                self._publish_acks()
+
+    def _store(self, batch: list[MQTTMessage]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            for message in batch:
+                self._ingest(message)
+            for name, state in self._lanes.items():
+                self._db.execute(
+                    "INSERT OR REPLACE INTO lanes VALUES (?, ?, ?, ?)",
+                    (name, state.site, state.upto, state.boot_id),
+                )
+            self._db.execute("COMMIT")
+            self._lock.notify_all()
+
+    def _ingest(self, message: MQTTMessage) -> None:
+        parsed = parse_lane_topic(message.topic)
+        if parsed is None:
+            self._counts["rejected"] += 1
+            return
+        if parsed.kind is TopicKind.ACK:
+            if message.retain:
+                self._learn_watermark(parsed.site, parsed.lane, message.payload)
+            return
+        if parsed.kind is TopicKind.STATE:
+            self._states[parsed.lane] = _json_or_error(message.payload)
+            return
+        if parsed.kind is TopicKind.HEALTH:
+            self._health.setdefault(parsed.lane, []).append(_json_or_error(message.payload))
+            return
+        if parsed.kind not in (TopicKind.EVENT, TopicKind.CMD_RESULT):
+            return
+        try:
+            event = envelope_codec.decode(message.payload)
+        except RemoteProtocolError:
+            self._counts["rejected"] += 1
+            return
+        if event["lane"] != parsed.lane or event["site"] != parsed.site:
+            self._counts["rejected"] += 1  # a lane may only speak for itself
+            return
+        lane, seq = event["lane"], event["seq"]
+        stored = self._by_lane.setdefault(lane, {})
+        if seq in stored:
+            same = stored[seq]["event_id"] == event["event_id"]
+            self._counts["duplicates" if same else "conflicts"] += 1
+            return
+        state = self._lanes.setdefault(lane, _Lane(site=parsed.site))
+        if seq <= state.upto:
+            self._counts["duplicates"] += 1  # stored before this process's memory began
+            return
+        self._db.execute(
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event["event_id"], parsed.site, lane, seq, event["type"],
+             message.payload.decode(), time.time()),
+        )
+        stored[seq] = event
+        self._counts["stored"] += 1
+        state.boot_id = event["boot_id"]
+        state.above.add(seq)
+        if event["type"] == "dead_letter" and isinstance(event["data"].get("seq"), int):
+            state.above.add(event["data"]["seq"])  # the refused seq will never come
+        self._advance(state)
+
+    def _learn_watermark(self, site: str, lane: str, payload: bytes) -> None:
+        try:
+            upto = int(json.loads(payload)["upto_seq"])
+        except (ValueError, KeyError, TypeError):
+            return
+        state = self._lanes.setdefault(lane, _Lane(site=site))
+        if upto > state.upto:
+            state.upto = upto
+            state.acked = upto
+            self._advance(state)
+
+    @staticmethod
+    def _advance(state: _Lane) -> None:
+        state.above = {s for s in state.above if s > state.upto}
+        while state.upto + 1 in state.above:
+            state.upto += 1
+            state.above.discard(state.upto)
+
+    def _publish_acks(self) -> None:
+        client = self._client
+        if client is None or not client.is_connected():
+            return
+        with self._lock:
+            due = [(n, s.site, s.upto, s.boot_id) for n, s in self._lanes.items() if s.upto > s.acked]
+            for name, _site, upto, _boot in due:
+                self._lanes[name].acked = upto
+        for name, site, upto, boot_id in due:
+            payload = json.dumps({"upto_seq": upto, "boot_id": boot_id}).encode()
+            client.publish(LaneTopics(site, name).ack, payload, qos=1, retain=True)
+
+    def _load(self) -> None:
+        for name, site, upto, boot_id in self._db.execute("SELECT * FROM lanes"):
+            self._lanes[name] = _Lane(site=site, upto=upto, boot_id=boot_id)
+        for lane, seq, payload in self._db.execute("SELECT lane, seq, payload FROM events"):
+            self._by_lane.setdefault(lane, {})[seq] = json.loads(payload)
+            self._counts["stored"] += 1
+            state = self._lanes.get(lane)
+            if state is not None and seq > state.upto:
+                state.above.add(seq)
+
+
+def _json_or_error(payload: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return {"error": "not JSON", "raw": payload[:200].decode(errors="replace")}
+    return value if isinstance(value, dict) else {"value": value}

@@ -1,0 +1,128 @@
+"""``lane-sim``: the whole lane on a laptop.
+
+``lane-sim run`` starts a private broker (or uses ``--broker``), the backend simulator, the IO
+board firmware in the MicroPython unix port, the weighbridge and camera simulators, the lane
+world and the real ``edge-agent`` process; drives the scenario's trucks; prints a table; exits 0
+only if every truck's outcome is the expected one. Nothing it started outlives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from simulators.harness import SimLane, TruckOutcome
+from simulators.scenarios import SCENARIOS, get_scenario
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        scenario = get_scenario(args.scenario, args.trucks)
+    except ValueError as exc:
+        print(f"lane-sim: {exc}", file=sys.stderr)
+        return 2
+    if args.broker and not args.broker.startswith("mqtt://"):
+        print("lane-sim: --broker must look like mqtt://HOST:PORT", file=sys.stderr)
+        return 2
+    # Ctrl-C and SIGTERM unwind through the harness so every process it started is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = time.monotonic()
+    outcomes: list[TruckOutcome] = []
+    _log(f"scenario {scenario.name}: {scenario.description}")
+    try:
+        with SimLane(scenario, broker_url=args.broker, log=_log, seed=args.seed) as lane:
+            for plan in scenario.trucks:
+                outcomes.append(lane.run_truck(plan))
+            events_total = len(lane.backend.events(scenario.lane))
+    except KeyboardInterrupt:
+        _log("interrupted; everything started has been stopped")
+        return 130
+    except Exception as exc:
+        _log(f"lane-sim failed: {type(exc).__name__}: {exc}")
+        return 1
+    elapsed = time.monotonic() - started
+    print()
+    print(render_table(outcomes))
+    ok = all(o.ok for o in outcomes)
+    print(
+        f"\n{sum(o.ok for o in outcomes)}/{len(outcomes)} trucks as expected; "
+        f"{events_total} events at the backend; {elapsed:.1f} s"
+    )
+    if args.report:
+        write_report(Path(args.report), scenario.name, outcomes, elapsed, events_total)
+    for outcome in outcomes:
+        for problem in outcome.problems:
+            print(f"PROBLEM {outcome.name}: {problem}")
+    return 0 if ok else 1
+
+
+def render_table(outcomes: Sequence[TruckOutcome]) -> str:
+    header = ("truck", "plate", "pass", "weight kg", "decision", "latency ms", "barrier", "events")
+    rows = [header]
+    for o in outcomes:
+        decision = o.decision + (f" ({o.reasons[0]})" if o.reasons else "")
+        rows.append(
+            (
+                o.name,
+                o.plate,
+                o.pass_verdict,
+                "-" if o.weight_kg is None else f"{o.weight_kg:.0f}",
+                decision,
+                "-" if o.latency_ms is None else f"{o.latency_ms:.1f}",
+                "->".join(o.barrier) or "-",
+                str(len(o.events)),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_report(
+    path: Path, scenario: str, outcomes: Sequence[TruckOutcome], elapsed: float, events: int
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    latencies = [o.latency_ms for o in outcomes if o.latency_ms is not None]
+    report: dict[str, Any] = {
+        "scenario": scenario,
+        "ok": all(o.ok for o in outcomes),
+        "elapsed_s": round(elapsed, 1),
+        "backend_events": events,
+        "decision_latency_ms": latencies,
+        "trucks": [o.to_json() for o in outcomes],
+    }
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lane-sim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_parser = sub.add_parser("run", help="run a whole simulated lane through a scenario")
+    run_parser.add_argument("--scenario", default="demo", choices=sorted(SCENARIOS))
+    run_parser.add_argument("--trucks", type=int, help="number of trucks (cycles the scenario)")
+    run_parser.add_argument("--seed", type=int, default=1)
+    run_parser.add_argument("--report", help="write a JSON report here")
+    run_parser.add_argument("--broker", help="use this broker (mqtt://HOST:PORT) instead")
+    run_parser.set_defaults(func=run)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
