@@ -1,0 +1,214 @@
+"""``lanectl pass``: make issuer keys, issue, verify and inspect GP1 release passes.
+
+    lanectl pass keygen --out DIR [--alg ed25519|es256]
+    lanectl pass issue --key KEY.pem --release-no X --enterprise E --plate P ... --gross-kg N
+                       --site S [--gate G]... [--direction exit|entry] [--valid-from ISO8601]
+                       [--valid-for 2h] [--png FILE]
+    lanectl pass verify (TEXT | --image IMG) --trust FILE --site S [--gate G]
+                        [--direction exit|entry] [--at ISO8601] [--ledger DB] [--json]
+    lanectl pass inspect TEXT
+
+Exit codes: 0 done / pass valid, 1 pass rejected or unreadable, 2 bad arguments or files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edge_agent.errors import EdgeAgentError
+from edge_agent.protocols import gp1
+
+_DURATION = re.compile(r"(\d+)\s*([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from ``90``, ``30m``, ``2h``, ``1d`` or combinations like ``1h30m``."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return int(text)
+    parts = _DURATION.findall(text)
+    if not parts or _DURATION.sub("", text).strip():
+        raise argparse.ArgumentTypeError(f"bad duration {text!r} (use e.g. 90s, 30m, 2h, 1d)")
+    return sum(int(n) * _UNIT_S[u] for n, u in parts)
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant; without an offset it is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad ISO 8601 time {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"lanectl pass: {message}", file=sys.stderr)
+    return code
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    try:
+        key_path, trust_path = gp1.write_keypair(Path(args.out), args.alg, issuer=args.issuer)
+    except (OSError, EdgeAgentError) as exc:
+        return _fail(str(exc))
+    kid = gp1.TrustList.load(trust_path).entries[0].kid.hex()
+    print(json.dumps({"key": str(key_path), "trust": str(trust_path), "kid": kid,
+                      "alg": args.alg}))
+    return 0
+
+
+def write_png(text: str, path: Path, *, scale: int = 6) -> None:
+    """The pass as a printable QR (alphanumeric mode, ECL Q, 4-module quiet zone)."""
+    import segno
+
+    segno.make_qr(text, error="q", mode="alphanumeric", boost_error=False).save(
+        str(path), scale=scale, border=4)
+
+
+def _issue(args: argparse.Namespace) -> int:
+    try:
+        key = gp1.load_private_key(Path(args.key))
+        valid_from = args.valid_from or datetime.now(UTC)
+        text = gp1.issue_pass(
+            key, release_no=args.release_no, enterprise=args.enterprise, plates=args.plate,
+            containers=args.container or (), declared_gross_kg=args.gross_kg,
+            tolerance_kg=args.tolerance_kg, site=args.site, gates=args.gate or (),
+            direction=args.direction, issuer=args.issuer, valid_from=valid_from,
+            valid_for_s=args.valid_for,
+        )
+        if args.png:
+            write_png(text, Path(args.png))
+    except (OSError, EdgeAgentError) as exc:
+        return _fail(str(exc))
+    print(text)
+    return 0
+
+
+def _text_from_image(path: Path) -> tuple[str | None, str]:
+    from PIL import Image
+
+    from edge_agent.vision.pipeline import decode_frame
+
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L")
+    except OSError as exc:
+        return None, f"cannot read image {path}: {exc}"
+    import numpy as np
+
+    texts = [r.text for r in decode_frame(np.asarray(gray))]
+    passes = [t for t in texts if t.startswith(gp1.PREFIX)]
+    if passes:
+        return passes[0], ""
+    if texts:
+        return texts[0], ""
+    return None, f"no QR code found in {path}"
+
+
+def _print_verdict(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    if result["valid"]:
+        claims = result["pass"]
+        print(f"VALID  release {claims['release_no']}  {claims['enterprise']}  "
+              f"plates {', '.join(claims['plates'])}  {claims['declared_gross_kg']} kg")
+    else:
+        print(f"REJECTED  {result['reason']}  {result.get('detail', '')}".rstrip())
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if (args.text is None) == (args.image is None):
+        return _fail("give the pass TEXT or --image IMG (exactly one)")
+    try:
+        trust = gp1.TrustList.load(Path(args.trust))
+    except EdgeAgentError as exc:
+        return _fail(str(exc))
+    text, error = (args.text, "") if args.image is None else _text_from_image(Path(args.image))
+    if text is None:
+        _print_verdict({"valid": False, "reason": gp1.BAD_FORMAT, "pass": None,
+                        "detail": error}, args.json)
+        return 1
+    now = args.at.timestamp() if args.at else time.time()
+    ledger = None
+    if args.ledger:
+        from edge_agent.drivers.pass_ledger import PassLedger
+
+        try:
+            ledger = PassLedger(Path(args.ledger))
+        except EdgeAgentError as exc:
+            return _fail(str(exc))
+    try:
+        verdict = gp1.verify_pass(text, trust=trust, site=args.site, gate=args.gate,
+                                  direction=args.direction, now=now, ledger=ledger,
+                                  lane="lanectl")
+    finally:
+        if ledger is not None:
+            ledger.close()
+    result = verdict.to_json()
+    if verdict.detail:
+        result["detail"] = verdict.detail
+    _print_verdict(result, args.json)
+    return 0 if verdict.valid else 1
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    try:
+        info = gp1.inspect_pass(args.text)
+    except ValueError as exc:
+        print(json.dumps({"error": str(exc), "reason": gp1.BAD_FORMAT}))
+        return 1
+    print(json.dumps(info, ensure_ascii=False, indent=2))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("pass", help="issue, verify and inspect GP1 release passes")
+    sub = parser.add_subparsers(dest="pass_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("keygen", help="create an issuer key and a trust list holding it")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--alg", choices=("ed25519", "es256"), default="ed25519")
+    p.add_argument("--issuer", default="customs", help=argparse.SUPPRESS)
+    p.set_defaults(func=_keygen)
+
+    p = sub.add_parser("issue", help="sign a pass and print its QR text")
+    p.add_argument("--key", required=True, metavar="KEY.pem")
+    p.add_argument("--release-no", required=True)
+    p.add_argument("--enterprise", required=True)
+    p.add_argument("--plate", action="append", required=True)
+    p.add_argument("--container", action="append")
+    p.add_argument("--gross-kg", type=int, required=True)
+    p.add_argument("--tolerance-kg", type=int)
+    p.add_argument("--site", required=True)
+    p.add_argument("--gate", action="append")
+    p.add_argument("--direction", choices=gp1.DIRECTIONS, default="exit")
+    p.add_argument("--issuer", default="customs")
+    p.add_argument("--valid-from", type=parse_instant, metavar="ISO8601")
+    p.add_argument("--valid-for", type=parse_duration, default=2 * 3600, metavar="DURATION")
+    p.add_argument("--png", metavar="FILE", help="also write the QR code as a PNG")
+    p.set_defaults(func=_issue)
+
+    p = sub.add_parser("verify", help="verify a pass for a lane, as the lane would")
+    p.add_argument("text", nargs="?", metavar="TEXT")
+    p.add_argument("--image", metavar="IMG")
+    p.add_argument("--trust", required=True, metavar="FILE")
+    p.add_argument("--site", required=True)
+    p.add_argument("--gate")
+    p.add_argument("--direction", choices=gp1.DIRECTIONS, default="exit")
+    p.add_argument("--at", type=parse_instant, metavar="ISO8601")
+    p.add_argument("--ledger", metavar="DB", help="record a valid pass as used in this ledger")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_verify)
+
+    p = sub.add_parser("inspect", help="decode a pass without trusting it")
+    p.add_argument("text", metavar="TEXT")
+    p.set_defaults(func=_inspect)
