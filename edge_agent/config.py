@@ -109,9 +109,9 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> AgentConfig:
     base = path.parent if path else Path.cwd()
     reader = _Reader(raw, where, base)
     lane = LaneSection(
-        site=reader.str("lane", "site"),
-        lane=reader.str("lane", "lane"),
-        gate=reader.opt_str("lane", "gate"),
+        site=reader.text("lane", "site"),
+        lane=reader.text("lane", "lane"),
+        gate=reader.opt_text("lane", "gate"),
         direction=reader.choice("lane", "direction", ("exit", "entry"), "exit"),
         state_dir=reader.path("lane", "state_dir", Path("/var/lib/gatelane")),
     )
@@ -119,42 +119,42 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> AgentConfig:
     config = AgentConfig(
         lane=lane,
         io_board=IoBoardSection(
-            url=reader.str("io_board", "url"),
-            baudrate=reader.int("io_board", "baudrate", 115200),
-            t_clear_s=reader.float("io_board", "t_clear_s", 0.5),
+            url=reader.text("io_board", "url"),
+            baudrate=reader.integer("io_board", "baudrate", 115200),
+            t_clear_s=reader.number("io_board", "t_clear_s", 0.5),
         ),
         weighbridge=WeighbridgeSection(
-            url=reader.str("weighbridge", "url"),
-            protocol=reader.str("weighbridge", "protocol", "yaohua-tf0"),
-            baudrate=reader.int("weighbridge", "baudrate", 9600),
-            line=reader.str("weighbridge", "line", "8N1"),
-            max_kg=reader.float("weighbridge", "max_kg", 60000.0),
-            e_kg=reader.float("weighbridge", "e_kg", 20.0),
-            unstable_timeout_s=reader.float("weighbridge", "unstable_timeout_s", 15.0),
+            url=reader.text("weighbridge", "url"),
+            protocol=reader.text("weighbridge", "protocol", "yaohua-tf0"),
+            baudrate=reader.integer("weighbridge", "baudrate", 9600),
+            line=reader.text("weighbridge", "line", "8N1"),
+            max_kg=reader.number("weighbridge", "max_kg", 60000.0),
+            e_kg=reader.number("weighbridge", "e_kg", 20.0),
+            unstable_timeout_s=reader.number("weighbridge", "unstable_timeout_s", 15.0),
         ),
         camera=CameraSection(
-            source=reader.str("camera", "source"),
-            confirm_frames=reader.int("camera", "confirm_frames", 2),
+            source=reader.text("camera", "source"),
+            confirm_frames=reader.integer("camera", "confirm_frames", 2),
             snapshot_dir=reader.opt_path("camera", "snapshot_dir") or state / "snapshots",
-            snapshot_cap_mb=reader.float("camera", "snapshot_cap_mb", 200.0),
+            snapshot_cap_mb=reader.number("camera", "snapshot_cap_mb", 200.0),
         ),
         passes=PassesSection(
             trust_list=reader.path("passes", "trust_list"),
             ledger=reader.opt_path("passes", "ledger") or state / "passes.sqlite",
             revocations=reader.opt_path("passes", "revocations"),
-            skew_s=reader.int("passes", "skew_s", 300),
-            default_tolerance_kg=reader.opt_float("passes", "default_tolerance_kg"),
+            skew_s=reader.integer("passes", "skew_s", 300),
+            default_tolerance_kg=reader.opt_number("passes", "default_tolerance_kg"),
         ),
         mqtt=MqttSection(
-            broker=reader.str("mqtt", "broker"),
-            lab=reader.bool("mqtt", "lab", False),
-            keepalive_s=reader.int("mqtt", "keepalive_s", 10),
+            broker=reader.text("mqtt", "broker"),
+            lab=reader.flag("mqtt", "lab", False),
+            keepalive_s=reader.integer("mqtt", "keepalive_s", 10),
             ca=reader.opt_path("mqtt", "ca"),
             cert=reader.opt_path("mqtt", "cert"),
             key=reader.opt_path("mqtt", "key"),
             command_keys=reader.opt_path("mqtt", "command_keys"),
         ),
-        status=StatusSection(listen=reader.str("status", "listen", "127.0.0.1:8787")),
+        status=StatusSection(listen=reader.text("status", "listen", "127.0.0.1:8787")),
         source=path,
     )
     _check_security(config, where)
@@ -195,33 +195,33 @@ class _Reader:
             raise ConfigError(f"{self._where}: [{section}] {key} must be a number, not a boolean")
         return value
 
-    def str(self, section: str, key: str, default: Any = _MISSING) -> str:
+    def text(self, section: str, key: str, default: Any = _MISSING) -> str:
         value: str = self._get(section, key, default, str)
         if not value:
             raise ConfigError(f"{self._where}: [{section}] {key} must not be empty")
         return value
 
-    def opt_str(self, section: str, key: str) -> str | None:
+    def opt_text(self, section: str, key: str) -> str | None:
         value: str | None = self._get(section, key, None, str)
         return value
 
-    def int(self, section: str, key: str, default: int) -> int:
+    def integer(self, section: str, key: str, default: int) -> int:
         value: int = self._get(section, key, default, int)
         return value
 
-    def float(self, section: str, key: str, default: float) -> float:
+    def number(self, section: str, key: str, default: float) -> float:
         return float(self._get(section, key, default, (int, float)))
 
-    def opt_float(self, section: str, key: str) -> float | None:
+    def opt_number(self, section: str, key: str) -> float | None:
         value = self._get(section, key, None, (int, float))
         return None if value is None else float(value)
 
-    def bool(self, section: str, key: str, default: bool) -> bool:
+    def flag(self, section: str, key: str, default: bool) -> bool:
         value: bool = self._get(section, key, default, bool)
         return value
 
     def choice(self, section: str, key: str, options: tuple[str, ...], default: str) -> str:
-        value = self.str(section, key, default)
+        value = self.text(section, key, default)
         if value not in options:
             raise ConfigError(
                 f"{self._where}: [{section}] {key} = {value!r}: "

@@ -1,0 +1,91 @@
+"""Settlers: decide from the samples since the truck came to rest whether its weight is known.
+
+A settler sees the samples after the gate (both deck beams clear, the last axle ramp over)
+and proposes an :class:`Estimate` or nothing yet. The watcher owns the gate, so every settler
+obeys the same "never while moving" rules; :mod:`classical` holds the textbook baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from edge_agent.weighing.fit import FloatArray, fit_decaying_oscillation
+
+# Longest first: the longest stretch the model explains gives the tightest estimate.
+WINDOWS_S = (4.0, 2.5, 1.6, 1.0)
+MIN_SPAN_S = 0.7
+MIN_SAMPLES = 8
+# Least-squares errors ignore that (s, w) were searched and that samples are quantised.
+STDERR_INFLATION = 1.5
+# Share of the fitted swing the residual may keep (the heave is not a perfect sinusoid).
+MODEL_SLACK = 0.03
+RESIDUAL_FACTOR = 1.6
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    kg: float
+    uncertainty_kg: float
+    start: float
+
+
+class Settler(Protocol):
+    def reset(self) -> None: ...
+
+    def propose(
+        self, t: FloatArray, x: FloatArray, *, noise_kg: float, flicker: bool
+    ) -> Estimate | None: ...
+
+
+class OscillationSettler:
+    """Commit as soon as a decaying-oscillation model pins the level down.
+
+    Accepts the longest recent window whose residual is at noise level (so no ramp, rolling
+    or second load change is inside it), then commits when the level's uncertainty is below
+    the limit and two consecutive windows agree.
+    """
+
+    def __init__(self, e_kg: float, max_uncertainty_kg: float) -> None:
+        self._e = e_kg
+        self._limit = max_uncertainty_kg
+        self._previous: Estimate | None = None
+
+    def reset(self) -> None:
+        self._previous = None
+
+    def _accepts(self, rms: float, amplitude: float, noise_kg: float) -> bool:
+        floor = max(noise_kg, self._e / math.sqrt(12))
+        return rms <= RESIDUAL_FACTOR * floor + MODEL_SLACK * amplitude
+
+    def propose(
+        self, t: FloatArray, x: FloatArray, *, noise_kg: float, flicker: bool
+    ) -> Estimate | None:
+        if len(t) < MIN_SAMPLES or t[-1] - t[0] < MIN_SPAN_S:
+            self._previous = None
+            return None
+        estimate = None
+        tried: set[int] = set()
+        for span in WINDOWS_S:
+            start = int(np.searchsorted(t, t[-1] - span))
+            if start in tried or len(t) - start < MIN_SAMPLES or t[-1] - t[start] < MIN_SPAN_S:
+                continue
+            tried.add(start)
+            window = x[start:]
+            if flicker and float(np.ptp(window)) == 0.0:
+                break  # a scale that flickers does not hold still: suspect a frozen output
+            fit = fit_decaying_oscillation(t[start:], window)
+            if fit is None or not self._accepts(fit.residual_rms, fit.amplitude, noise_kg):
+                continue
+            uncertainty = 2 * STDERR_INFLATION * fit.level_stderr
+            estimate = Estimate(fit.level, max(uncertainty, 0.05 * self._e), float(t[start]))
+            break
+        previous, self._previous = self._previous, estimate
+        if estimate is None or previous is None or estimate.uncertainty_kg > self._limit:
+            return None
+        if abs(estimate.kg - previous.kg) > max(estimate.uncertainty_kg, previous.uncertainty_kg):
+            return None
+        return estimate

@@ -1,0 +1,110 @@
+"""``lanectl qr``: decode QR codes from image files or watch a live frame source.
+
+    lanectl qr decode IMAGE... [--json]       -> [{file, texts: [...], ms}]
+    lanectl qr live --source URL [--seconds N] [--json]
+
+``decode`` never stops at a bad file: it reports ``error`` for that file and goes on
+(exit 1 if any file could not be read). ``live`` prints each confirmed read as it happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_agent.errors import EdgeAgentError
+
+
+def _decode(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from edge_agent.vision.pipeline import decode_frame
+
+    results: list[dict[str, Any]] = []
+    failed = False
+    for name in args.images:
+        entry: dict[str, Any] = {"file": name, "texts": [], "ms": 0.0}
+        try:
+            with Image.open(Path(name)) as img:
+                gray = np.asarray(img.convert("L"))
+        except (OSError, ValueError) as exc:
+            entry["error"] = f"cannot read image: {exc}"
+            failed = True
+        else:
+            start = time.perf_counter()
+            entry["texts"] = [r.text for r in decode_frame(gray)]
+            entry["ms"] = round((time.perf_counter() - start) * 1000, 2)
+        results.append(entry)
+        if not args.json:
+            shown = entry.get("error") or " | ".join(entry["texts"]) or "(no code)"
+            print(f"{name}: {shown}  [{entry['ms']} ms]")
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False))
+    return 1 if failed else 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    from edge_agent.drivers.camera import CameraLost, open_frame_source
+    from edge_agent.vision.pipeline import QrPipeline
+
+    try:
+        source = open_frame_source(args.source)
+    except EdgeAgentError as exc:
+        print(f"lanectl qr: {exc}", file=sys.stderr)
+        return 2
+    pipeline = QrPipeline(confirm_frames=args.confirm, debounce_s=args.debounce)
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    frames = 0
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                frame = source.read(0.5)
+            except CameraLost as exc:
+                print(json.dumps({"event": "camera_lost", "detail": str(exc)}), flush=True)
+                time.sleep(0.5)
+                continue
+            if frame is None:
+                if source.ended:
+                    break
+                continue
+            frames += 1
+            for read in pipeline.process(frame.image, frame.at):
+                out = {"event": "read", "text": read.text, "engine": read.engine,
+                       "ms": round(read.ms, 2), "polygon": read.polygon}
+                print(json.dumps(out) if args.json else f"{read.text}  [{read.engine}, "
+                      f"{read.ms:.1f} ms]", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        source.close()
+    timings = sorted(pipeline.timings())
+    if timings:
+        summary = {"event": "summary", "frames": frames,
+                   "median_ms": round(timings[len(timings) // 2], 2),
+                   "p95_ms": round(timings[int(0.95 * (len(timings) - 1))], 2)}
+        print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("qr", help="decode QR codes from images or a camera")
+    sub = parser.add_subparsers(dest="qr_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("decode", help="decode every QR code in image files")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_decode)
+
+    p = sub.add_parser("live", help="watch a frame source and print confirmed reads")
+    p.add_argument("--source", required=True, metavar="URL",
+                   help="sim://HOST:PORT, dir:///path, picamera2:, uvc:0")
+    p.add_argument("--seconds", type=float, default=0.0, help="stop after N seconds")
+    p.add_argument("--confirm", type=int, default=2, help="frames that must agree")
+    p.add_argument("--debounce", type=float, default=10.0, metavar="S")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_live)
