@@ -10,7 +10,7 @@ a sequence number behind the window is stale.
 try:
     from micropython import const
 except ImportError:
-    def const(x):  # type: ignore[no-redef]
+    def const(x):  # type: ignore[misc,no-redef]
         return x
 
 import struct

@@ -19,7 +19,7 @@ latched into booleans so that a quiet week cannot wrap a difference back into ra
 try:
     from micropython import const
 except ImportError:
-    def const(x):  # type: ignore[no-redef]
+    def const(x):  # type: ignore[misc,no-redef]
         return x
 
 from ticks import ticks_diff
@@ -236,8 +236,9 @@ class Interlock:
             # S8: a silent host cancels every close that has not started.
             self.close_pending = False
             self.passed = False
-        lim_open = self.inputs & I_LIM_OPEN
-        lim_closed = self.inputs & I_LIM_CLOSED
+        # Stale limits are unknown: a movement then runs on until fresh inputs or S5 stop it.
+        lim_open = self.inputs & I_LIM_OPEN if self.fresh else 0
+        lim_closed = self.inputs & I_LIM_CLOSED if self.fresh else 0
         st = self.state
         if lim_open and lim_closed and st not in (BOOT, FAULT):
             self._fault(F_BOTH_LIMITS, now)

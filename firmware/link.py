@@ -9,7 +9,7 @@ line must never stop the safety loop.
 try:
     from micropython import const
 except ImportError:
-    def const(x):  # type: ignore[no-redef]
+    def const(x):  # type: ignore[misc,no-redef]
         return x
 
 import cobs

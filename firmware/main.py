@@ -10,10 +10,8 @@ import gc
 import os
 import select
 import sys
-import time
 
 import micropython
-
 from board import Board
 from controller import Controller
 from interlock import Interlock

@@ -7,7 +7,6 @@ Host tools compute the same over a release folder to compare.
 import hashlib
 
 
-
 def manifest_hash(read, names):
     """read(name) -> bytes; names: the deployed file names."""
     h = hashlib.sha256()

@@ -14,15 +14,15 @@ except ImportError:  # CPython
     _HALF = _PERIOD >> 1
 
     def ticks_ms():  # type: ignore[misc]
-        return (_time.monotonic_ns() // 1000000) & (_PERIOD - 1)
+        return (_time.monotonic_ns() // 1000000) & (_PERIOD - 1)  # type: ignore[attr-defined]
 
     def ticks_us():  # type: ignore[misc]
-        return (_time.monotonic_ns() // 1000) & (_PERIOD - 1)
+        return (_time.monotonic_ns() // 1000) & (_PERIOD - 1)  # type: ignore[attr-defined]
 
     def ticks_add(ticks, delta):  # type: ignore[misc]
         return (ticks + delta) & (_PERIOD - 1)
 
-    def ticks_diff(ticks1, ticks2):  # type: ignore[misc]
+    def ticks_diff(ticks1, ticks2):  # type: ignore[misc,no-redef]
         return ((ticks1 - ticks2 + _HALF) & (_PERIOD - 1)) - _HALF
 
 

@@ -29,7 +29,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry import envelope as envelope_codec
-from edge_agent.telemetry.mqtt import make_client, parse_broker_url, publish_properties
+from edge_agent.telemetry.mqtt import (
+    connect_properties,
+    make_client,
+    parse_broker_url,
+    publish_properties,
+)
 from edge_agent.telemetry.topics import ACK_FILTER, INGEST_FILTERS, LaneTopics, TopicKind
 from edge_agent.telemetry.topics import parse_topic as parse_lane_topic
 from edge_agent.telemetry.topics import shared as shared_filter
@@ -53,7 +58,7 @@ class _Lane:
     upto: int = 0  # highest contiguous seq stored (or skipped by a dead letter)
     boot_id: int = 0
     above: set[int] = field(default_factory=set)  # stored seqs beyond the watermark
-    acked: int = -1  # watermark last published
+    acked: int = -1  # watermark last published; -1 = publish again (reconnect, duplicate)
 
 
 class BackendSim:
@@ -67,11 +72,13 @@ class BackendSim:
         client_id: str = "backend-sim",
         shared_group: str | None = None,
         ack_interval_s: float = 0.05,
+        session_expiry_s: int = 0,
     ) -> None:
         self._address = parse_broker_url(broker_url)
         self._client_id = client_id
         self._shared_group = shared_group
         self._ack_interval_s = ack_interval_s
+        self._session_expiry_s = session_expiry_s
         self._db = sqlite3.connect(
             str(db_path) if db_path else ":memory:", check_same_thread=False, isolation_level=None
         )
@@ -100,11 +107,20 @@ class BackendSim:
         client.on_subscribe = self._cb_subscribe
         client.on_message = self._cb_message
         client.on_disconnect = self._cb_disconnect
-        client.reconnect_delay_set(1, 2)
+        client.reconnect_delay_set(0.2, 2)  # type: ignore[arg-type]
         self._client = client
         self._worker = threading.Thread(target=self._run, name="backend-sim", daemon=True)
         self._worker.start()
-        client.connect_async(self._address.host, self._address.port, keepalive=10)
+        props = connect_properties()
+        props.SessionExpiryInterval = self._session_expiry_s
+        # A persistent session (expiry > 0) lets the broker queue for us while we are away.
+        client.connect_async(
+            self._address.host,
+            self._address.port,
+            keepalive=10,
+            clean_start=self._session_expiry_s == 0,
+            properties=props,
+        )
         client.loop_start()
         if not self._subscribed.wait(timeout):
             self.stop()
@@ -201,9 +217,11 @@ class BackendSim:
     ) -> None:
         if rc.is_failure:
             return
-        ingest = [
-            (shared_filter(f, self._shared_group) if self._shared_group else f) for f in INGEST_FILTERS
-        ]
+        with self._lock:
+            for state in self._lanes.values():
+                state.acked = -1  # the broker may have lost the retained acks: publish again
+        group = self._shared_group
+        ingest = [shared_filter(f, group) if group else f for f in INGEST_FILTERS]
         client.subscribe(
             [(ACK_FILTER, SubscribeOptions(qos=1, noLocal=True))]
             + [(f, SubscribeOptions(qos=1)) for f in ingest]
@@ -288,13 +306,11 @@ class BackendSim:
             return
         lane, seq = event["lane"], event["seq"]
         stored = self._by_lane.setdefault(lane, {})
-        if seq in stored:
-            same = stored[seq]["event_id"] == event["event_id"]
-            self._counts["duplicates" if same else "conflicts"] += 1
-            return
         state = self._lanes.setdefault(lane, _Lane(site=parsed.site))
-        if seq <= state.upto:
-            self._counts["duplicates"] += 1  # stored before this process's memory began
+        if seq in stored or seq <= state.upto:
+            same = seq not in stored or stored[seq]["event_id"] == event["event_id"]
+            self._counts["duplicates" if same else "conflicts"] += 1
+            state.acked = -1  # the lane is resending: our ack may not have reached it
             return
         self._db.execute(
             "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -332,7 +348,11 @@ class BackendSim:
         if client is None or not client.is_connected():
             return
         with self._lock:
-            due = [(n, s.site, s.upto, s.boot_id) for n, s in self._lanes.items() if s.upto > s.acked]
+            due = [
+                (name, state.site, state.upto, state.boot_id)
+                for name, state in self._lanes.items()
+                if state.upto > max(state.acked, 0)
+            ]
             for name, _site, upto, _boot in due:
                 self._lanes[name].acked = upto
         for name, site, upto, boot_id in due:

@@ -171,6 +171,7 @@ class MosquittoBroker:
 
     def _spawn(self) -> None:
         self.config_path.write_text(self._config_text())
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         try:
             self._process = subprocess.Popen(
@@ -184,19 +185,29 @@ class MosquittoBroker:
             log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
+            text = self._log_since(offset)
             if self._process.poll() is not None:
-                text = self.log_path.read_text(errors="replace")
                 self._process = None
-                if any("Address already in use" in line for line in text.splitlines()[-3:]):
+                if "Address already in use" in text:
                     raise _PortTaken
-                raise BrokerError(f"mosquitto exited at start; log tail:\n{text[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.02)
+                raise BrokerError(f"mosquitto exited at start; log:\n{text[-2000:]}")
+            # "running" is logged once every listener is open; connecting alone could
+            # reach another process that already holds the port.
+            if " running" in text:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.02)
         self.kill()
         raise BrokerError(f"mosquitto did not accept connections on port {self.port}")
+
+
+    def _log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
 
 
 class _PortTaken(Exception):

@@ -68,7 +68,7 @@ class CameraSim:
         hold: dict[str, Any] = {
             "px_per_module": float(rng.uniform(3.6, 5.0)),
             "rotation_deg": float(rng.uniform(-12, 12)),
-            "perspective": float(rng.uniform(0, 0.15)),
+            "perspective": float(rng.uniform(-0.15, 0.15)),
             "center": (float(rng.uniform(0.35, 0.65)), float(rng.uniform(0.4, 0.6))),
             "noise": 3.0,
         }

@@ -50,7 +50,10 @@ def micropython_executable() -> Path:
     return Path(sys.executable).parent / "micropython"
 
 
-def read_pin_map(firmware_dir: Path) -> tuple[dict[str, tuple[int, bool]], dict[int, tuple[str, bool]]]:
+PinMap = tuple[dict[str, tuple[int, bool]], dict[int, tuple[str, bool]]]
+
+
+def read_pin_map(firmware_dir: Path) -> PinMap:
     """Inputs by name and outputs by GPIO from board.py's literal INPUTS/OUTPUTS tables."""
     tree = ast.parse((firmware_dir / "board.py").read_text(encoding="utf-8"))
     tables: dict[str, tuple[tuple[str, int, bool], ...]] = {}

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 import segno
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from edge_agent.protocols.base45 import ALPHABET
 
@@ -89,6 +89,17 @@ def _scene_base(size: tuple[int, int], seed: int) -> np.ndarray:
     return img
 
 
+_NOISE_MARGIN = 97
+
+
+@lru_cache(maxsize=4)
+def _noise_tile(size: tuple[int, int]) -> np.ndarray:
+    """Unit Gaussian sensor noise, a bit larger than a frame; windows of it are reused."""
+    w, h = size
+    rng = np.random.default_rng(w * 7919 + h)
+    return rng.standard_normal((h + _NOISE_MARGIN, w + _NOISE_MARGIN), dtype=np.float32)
+
+
 def _perspective_coeffs(dst: np.ndarray, src: np.ndarray) -> tuple[float, ...]:
     """PIL PERSPECTIVE coefficients mapping output points ``dst`` to input points ``src``."""
     rows = []
@@ -110,8 +121,9 @@ def render_pass_frame(
     """One greyscale camera frame (``size`` = (width, height)) showing ``text`` as a QR.
 
     ``text=None`` shows the card without a code (a driver holding up something else).
-    ``perspective`` 0..0.5 shortens one side; ``blur`` is a Gaussian sigma in px;
-    ``motion_blur`` a horizontal smear in px; ``glare`` 0..1 a saturating highlight;
+    ``perspective`` -0.5..0.5 shortens the right (positive) or left (negative) edge;
+    ``blur`` is a Gaussian sigma in px; ``motion_blur`` a horizontal smear in px;
+    ``glare`` 0..1 a saturating highlight;
     ``contrast`` scales around mid-grey; ``noise`` a sensor noise sigma in grey levels;
     ``occlusion`` 0..1 the fraction of the code's width covered by a thumb;
     ``center`` the card's centre as fractions of the frame (default: random placement).
@@ -124,10 +136,9 @@ def render_pass_frame(
     corners = np.array([[-cw / 2, -ch / 2], [cw / 2, -ch / 2], [cw / 2, ch / 2],
                         [-cw / 2, ch / 2]])
     if perspective:
-        side = 1 if rng.random() < 0.5 else 0  # which vertical edge is farther away
-        far = [1, 2] if side else [0, 3]
-        corners[far, 1] *= 1 - perspective
-        corners[far, 0] *= 1 - perspective / 2
+        far = [1, 2] if perspective > 0 else [0, 3]  # which vertical edge is farther away
+        corners[far, 1] *= 1 - abs(perspective)
+        corners[far, 0] *= 1 - abs(perspective) / 2
     angle = np.deg2rad(rotation_deg)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     corners = corners @ rot.T
@@ -147,8 +158,8 @@ def render_pass_frame(
     card_img = Image.fromarray(card)
     patch = card_img.transform(patch_size, Image.Transform.PERSPECTIVE, coeffs,
                                Image.Resampling.BILINEAR)
-    mask = Image.new("L", card_img.size, 255).transform(
-        patch_size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
+    mask = Image.new("L", patch_size, 0)
+    ImageDraw.Draw(mask).polygon([tuple(p) for p in local.tolist()], fill=255)
     frame.paste(patch, (int(x0), int(y0)), mask)
 
     # Effects are applied to the card's neighbourhood only: cheap, and the scene is far anyway.
@@ -182,6 +193,8 @@ def render_pass_frame(
     if contrast != 1:
         region = 128 + (region - 128) * contrast
     if noise > 0:
-        region += rng.normal(0, noise, size=region.shape).astype(np.float32)
+        tile = _noise_tile(size)
+        oy, ox = (int(v) for v in rng.integers(0, _NOISE_MARGIN, 2))
+        region += noise * tile[oy : oy + rh, ox : ox + rw]
     out[by0:by1, bx0:bx1] = np.clip(region, 0, 255).astype(np.uint8)
     return out

@@ -1,4 +1,4 @@
-"""The SQLite outbox on its own: acceptance, seq, boot_id, watermark deletes, quota, dead letters."""
+"""The SQLite outbox alone: acceptance, seq, boot_id, watermark deletes, quota, dead letters."""
 
 from __future__ import annotations
 

@@ -43,7 +43,8 @@ def test_parse_topic_inverts_every_lane_topic() -> None:
     assert parse_topic(topics.event("abnormality")) == ParsedTopic(
         "s", "l", TopicKind.EVENT, "abnormality"
     )
-    assert parse_topic(topics.command("config")) == ParsedTopic("s", "l", TopicKind.COMMAND, "config")
+    command = ParsedTopic("s", "l", TopicKind.COMMAND, "config")
+    assert parse_topic(topics.command("config")) == command
     for topic, kind in [
         (topics.cmd_result, TopicKind.CMD_RESULT),
         (topics.health, TopicKind.HEALTH),

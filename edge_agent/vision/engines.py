@@ -33,6 +33,7 @@ class RawRead:
     text: str
     polygon: Polygon
     engine: str
+    modules: int = 0  # symbol width in modules when the engine reports it (0 = unknown)
 
 
 def as_gray(image: Any) -> Gray:
@@ -60,8 +61,10 @@ def zxing_read(gray: Gray, *, invert: bool = False, binarizer: str = "local",
             continue
         p = r.position
         corners = (p.top_left, p.top_right, p.bottom_right, p.bottom_left)
+        version = str(r.extra.get("Version", "")) if isinstance(r.extra, dict) else ""
+        modules = 17 + 4 * int(version) if version.isdigit() else 0
         reads.append(RawRead(r.text, tuple((c.x * scale, c.y * scale) for c in corners),
-                             "zxing"))
+                             "zxing", modules))
     return reads
 
 

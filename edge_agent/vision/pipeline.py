@@ -9,7 +9,8 @@ stage runs only when the previous ones found nothing, cheapest first:
 4. ZBar, normal then inverted, downscaled so that large frames stay within budget;
 5. zxing-cpp on a lightly smoothed copy (moire, JPEG blocks, screen pixels).
 
-``QrPipeline`` runs that cascade on a live stream with a time budget per frame, an optional
+``QrPipeline`` runs that cascade on a live stream (``FrameDecoder``: a time budget per frame,
+slow stages taking turns, a resolution guard, optionally a supervised worker process), an optional
 region of interest and a motion gate (still decoding every Nth frame, since a phone held
 still produces no motion), and turns raw reads into *confirmed* reads: the same text in
 ``confirm_frames`` decoded frames within ``confirm_window_s`` with no other text in between.
@@ -21,16 +22,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter
 
-from edge_agent.vision.engines import Gray, Polygon, RawRead, as_gray, zbar_read, zxing_read
+from edge_agent.vision import stages
+from edge_agent.vision.engines import Gray, Polygon, RawRead, as_gray
+from edge_agent.vision.worker import DecoderFailed, DecodeWorker
 
 MIN_PX_PER_MODULE = 3.0
-ZBAR_MAX_SIDE = 800
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,51 +44,10 @@ class QrRead:
     ms: float
 
 
-Stage = Callable[[Gray], list[RawRead]]
-
-
-def _zbar_stage(gray: Gray) -> list[RawRead]:
-    # ZBar costs ~10x zxing per pixel: shrink large frames by an integer stride first.
-    step = max(1, -(-max(gray.shape) // ZBAR_MAX_SIDE))
-    small = np.ascontiguousarray(gray[::step, ::step]) if step > 1 else gray
-    return zbar_read(small, scale=step)
-
-
-def _smoothed_stage(gray: Gray) -> list[RawRead]:
-    smooth = np.asarray(Image.fromarray(gray).filter(ImageFilter.GaussianBlur(1.0)))
-    return zxing_read(smooth, binarizer="global", invert=True)
-
-
-FAST_STAGES: tuple[Stage, ...] = (
-    lambda g: zxing_read(g),
-    lambda g: zxing_read(g, invert=True),
-    lambda g: zxing_read(g, binarizer="global", invert=True),
-)
-SLOW_STAGES: tuple[Stage, ...] = (_zbar_stage, _smoothed_stage)
-
-
-def _run_stages(gray: Gray, stages: Sequence[Stage], deadline: float | None) -> list[RawRead]:
-    for stage in stages:
-        if deadline is not None and time.perf_counter() > deadline:
-            break
-        reads = stage(gray)
-        if reads:
-            return _dedupe(reads)
-    return []
-
-
-def _dedupe(reads: list[RawRead]) -> list[RawRead]:
-    seen: dict[str, RawRead] = {}
-    for r in reads:
-        seen.setdefault(r.text, r)
-    return list(seen.values())
-
-
 def decode_frame(frame: np.ndarray, *, at: float = 0.0) -> list[QrRead]:
     """Every distinct QR text in one image, trying the whole cascade (no budget)."""
     start = time.perf_counter()
-    gray = as_gray(frame)
-    reads = _run_stages(gray, (*FAST_STAGES, *SLOW_STAGES), None)
+    reads = stages.run_stages(as_gray(frame), stages.ALL)
     ms = (time.perf_counter() - start) * 1000
     return [QrRead(r.text, r.polygon, at, r.engine, ms) for r in reads]
 
@@ -100,6 +59,68 @@ def module_px(polygon: Polygon, modules: int) -> float:
     return float(sides.mean()) / max(1, modules)
 
 
+class FrameDecoder:
+    """Decodes one live frame within a budget.
+
+    The fast stages run on every frame; the slow ones take turns on frames after a miss, so
+    their cost is spread out while a held-up code still meets each of them within a few
+    frames. Once a code has been read and its module size is known, frames may be decoded at
+    a reduced resolution, but never below ``MIN_PX_PER_MODULE`` pixels per module. With a
+    ``worker`` the stages run in a supervised child process.
+    """
+
+    def __init__(self, *, budget_ms: float = 12.0, slow_every_n: int = 2,
+                 max_downscale: int = 2, worker: DecodeWorker | None = None) -> None:
+        self.budget_ms = budget_ms
+        self.slow_every_n = max(1, slow_every_n)
+        self.max_downscale = max(1, max_downscale)
+        self.worker = worker
+        self.failures = 0
+        self.last_error = ""
+        self._misses = 0
+        self._slow_turn = 0
+        self._module_px: float | None = None
+
+    def downscale(self) -> int:
+        """The stride used for the next frame (1 = full resolution)."""
+        if self._module_px is None:
+            return 1
+        return max(1, min(self.max_downscale, int(self._module_px // MIN_PX_PER_MODULE)))
+
+    def decode(self, gray: Gray, start: float | None = None) -> list[RawRead]:
+        start = time.perf_counter() if start is None else start
+        step = self.downscale()
+        image = np.ascontiguousarray(gray[::step, ::step]) if step > 1 else gray
+        names: tuple[str, ...] = stages.FAST
+        if self._misses and self._misses % self.slow_every_n == 0:
+            names += (stages.SLOW[self._slow_turn % len(stages.SLOW)],)
+            self._slow_turn += 1
+        budget_left = self.budget_ms - (time.perf_counter() - start) * 1000
+        if self.worker is not None:
+            try:
+                reads = self.worker.run(image, names, max(1.0, budget_left))
+            except DecoderFailed as exc:
+                self.failures += 1
+                self.last_error = str(exc)
+                reads = []
+        else:
+            reads = stages.run_stages(image, names, start + self.budget_ms / 1000)
+        if step > 1:
+            reads = [RawRead(r.text, tuple((x * step, y * step) for x, y in r.polygon),
+                             r.engine, r.modules) for r in reads]
+        sized = [module_px(r.polygon, r.modules) for r in reads if r.modules]
+        if sized:
+            self._module_px = min(sized)
+        elif not reads:
+            self._module_px = None  # lost it: search at full resolution again
+        self._misses = 0 if reads else self._misses + 1
+        return reads
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+
+
 @dataclass(slots=True)
 class _Candidate:
     text: str
@@ -109,7 +130,11 @@ class _Candidate:
 
 
 class QrPipeline:
-    """Live decoding with confirmation and debounce; feed it frames with their time."""
+    """Live decoding with confirmation and debounce; feed it frames with their time.
+
+    ``isolate=True`` runs the decoders in a supervised child process (the lane's setting);
+    call ``close()`` when done with it.
+    """
 
     def __init__(
         self,
@@ -122,7 +147,8 @@ class QrPipeline:
         motion_threshold: float = 0.004,
         decode_every_n: int = 3,
         budget_ms: float = 12.0,
-        slow_every_n: int = 2,
+        isolate: bool = False,
+        decoder: FrameDecoder | None = None,
         history: int = 200,
     ) -> None:
         if confirm_frames < 1:
@@ -134,21 +160,26 @@ class QrPipeline:
         self.motion_gate = motion_gate
         self.motion_threshold = motion_threshold
         self.decode_every_n = max(1, decode_every_n)
-        self.budget_ms = budget_ms
-        self.slow_every_n = max(1, slow_every_n)
+        if decoder is None:
+            decoder = FrameDecoder(budget_ms=budget_ms,
+                                   worker=DecodeWorker() if isolate else None)
+        self.decoder = decoder
         self._timings: deque[float] = deque(maxlen=history)
         self._candidates: dict[str, _Candidate] = {}
         self._handled: dict[str, float] = {}  # text -> last time seen after it was handed out
         self._previous: np.ndarray | None = None
         self._since_decode = 0
-        self._misses = 0
         self._tracking = False  # a code was in view at the last decode
         self.frames = 0
         self.decoded_frames = 0
+        self.last_raw: list[RawRead] = []  # unconfirmed reads of the last frame (evidence)
 
     def timings(self) -> list[float]:
         """Recent per-frame processing times in ms (skipped frames included)."""
         return list(self._timings)
+
+    def close(self) -> None:
+        self.decoder.close()
 
     def _moved(self, gray: Gray) -> bool:
         thumb = gray[::8, ::8].astype(np.int16)
@@ -166,17 +197,6 @@ class QrPipeline:
             return True
         return False
 
-    def _decode(self, gray: Gray, start: float) -> list[RawRead]:
-        deadline = start + self.budget_ms / 1000
-        reads = _run_stages(gray, FAST_STAGES, deadline)
-        if not reads:
-            self._misses += 1
-            # The slow stages take turns on failed frames, so their cost is spread out.
-            if self._misses % self.slow_every_n == 0:
-                stage = SLOW_STAGES[(self._misses // self.slow_every_n) % len(SLOW_STAGES)]
-                reads = _run_stages(gray, (stage,), deadline)
-        return reads
-
     def process(self, frame: np.ndarray, now: float) -> list[QrRead]:
         """Decode ``frame`` taken at ``now``; return reads confirmed by this frame."""
         start = time.perf_counter()
@@ -189,13 +209,14 @@ class QrPipeline:
         raw: list[RawRead] = []
         if self._should_decode(gray):
             self.decoded_frames += 1
-            raw = self._decode(gray, start)
+            raw = self.decoder.decode(gray, start)
             self._tracking = bool(raw)
         ms = (time.perf_counter() - start) * 1000
         self._timings.append(ms)
         if ox or oy:
-            raw = [RawRead(r.text, tuple((x + ox, y + oy) for x, y in r.polygon), r.engine)
-                   for r in raw]
+            raw = [RawRead(r.text, tuple((x + ox, y + oy) for x, y in r.polygon), r.engine,
+                           r.modules) for r in raw]
+        self.last_raw = raw
         return self._confirm(raw, now, ms)
 
     def _confirm(self, raw: list[RawRead], now: float, ms: float) -> list[QrRead]:

@@ -57,9 +57,9 @@ class ScaleConfig:
     zero_band_e: float = 1.0
     zero_drift_e: float = 2.0
     step_e: float = 2.5
-    max_uncertainty_e: float = 0.4
+    max_uncertainty_e: float = 0.6
     frozen_s: float = 6.0
-    not_on_deck_s: float = 3.0
+    not_on_deck_s: float = 5.0
     checksum_window_s: float = 10.0
     checksum_min_errors: int = 5
     checksum_max_fraction: float = 0.05

@@ -1,0 +1,163 @@
+"""Weighbridge indicator over a serial transport chosen by URL: bytes in, timestamped events out.
+
+The driver owns the port and the clock; decoding is the sans-I/O codec's job. An unplugged
+USB adapter or a closed pty never raises to the caller: the reader reports nothing, retries
+with back-off and starts a fresh decoder once the port is back (the watcher raises
+``weight.comm_loss`` from the silence). Polled formats (SMA) get their request sent here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import termios
+import time
+from collections.abc import Callable
+from typing import Any
+
+import serial
+
+from edge_agent.drivers.serialport import LineSettings, open_port
+from edge_agent.errors import DeviceError
+from edge_agent.protocols.indicators import (
+    DEFAULT_LINE,
+    POLLED,
+    FrameError,
+    IndicatorReading,
+    make_decoder,
+    sma_command,
+)
+
+log = logging.getLogger("edge_agent.weighbridge")
+
+BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+POLL_INTERVAL_S = 0.1
+READ_CHUNK = 512
+READ_SLICE_S = 0.02
+
+Arrival = tuple[float, IndicatorReading | FrameError]
+
+
+class Reconnect:
+    """When to try opening the port again: growing delays, reset by a success."""
+
+    def __init__(self, delays: tuple[float, ...] = BACKOFF_S) -> None:
+        self._delays = delays
+        self._failures = 0
+        self.next_try = -float("inf")
+
+    def failed(self, now: float) -> None:
+        self.next_try = now + self._delays[min(self._failures, len(self._delays) - 1)]
+        self._failures += 1
+
+    def succeeded(self) -> None:
+        self._failures = 0
+        self.next_try = -float("inf")
+
+
+class WeighbridgeReader:
+    """Reads one indicator; ``read(timeout)`` returns what arrived with arrival times."""
+
+    def __init__(
+        self,
+        url: str,
+        protocol: str,
+        *,
+        line: LineSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._decoder = make_decoder(protocol)  # validates the protocol name up front
+        self.url = url
+        self.protocol = protocol
+        self._line = line or LineSettings.parse(DEFAULT_LINE[protocol], 9600)
+        self._clock = clock
+        self._sleep = sleep
+        self._port: Any = None
+        self._reconnect = Reconnect()
+        self._last_poll = -float("inf")
+        self._opened_before = False
+        self.frames = 0
+        self.errors = 0
+        self.reconnects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._port is not None
+
+    def read(self, timeout: float) -> list[Arrival]:
+        """Wait up to ``timeout`` s for bytes; return the readings and frame errors they made."""
+        if self._port is None and not self._open():
+            wait = max(0.0, min(timeout, self._reconnect.next_try - self._clock()))
+            self._sleep(wait)
+            return []
+        try:
+            self._poll()
+            data = self._read_some(timeout)
+        except (serial.SerialException, OSError, termios.error) as exc:
+            self._drop(f"read failed: {exc}")
+            return []
+        if not data:
+            return []
+        now = self._clock()
+        arrivals: list[Arrival] = [(now, event) for event in self._decoder.receive_data(data)]
+        for _, event in arrivals:
+            if isinstance(event, FrameError):
+                self.errors += 1
+            else:
+                self.frames += 1
+        return arrivals
+
+    def _read_some(self, timeout: float) -> bytes:
+        """Bytes that arrive within ``timeout``; returns as soon as a burst has been read.
+
+        The port keeps the short timeout it was opened with: changing it reconfigures the
+        line, which some adapters (and ptys at 7E1) refuse.
+        """
+        deadline = time.monotonic() + timeout
+        data = b""
+        while True:
+            chunk: bytes = self._port.read(max(1, min(self._port.in_waiting, READ_CHUNK)))
+            data += chunk
+            if data and not self._port.in_waiting:
+                return data
+            if not chunk and time.monotonic() >= deadline:
+                return data
+
+    def close(self) -> None:
+        """Close the port; a later ``read`` opens it again."""
+        port, self._port = self._port, None
+        if port is not None:
+            with contextlib.suppress(serial.SerialException, OSError, termios.error):
+                port.close()
+
+    def _open(self) -> bool:
+        now = self._clock()
+        if now < self._reconnect.next_try:
+            return False
+        try:
+            self._port = open_port(self.url, self._line, timeout=READ_SLICE_S)
+        except (DeviceError, termios.error) as exc:
+            self._reconnect.failed(now)
+            log.warning("weighbridge %s: %s", self.url, exc)
+            return False
+        if self._opened_before:
+            self.reconnects += 1
+            log.info("weighbridge %s: port open again", self.url)
+        self._opened_before = True
+        self._reconnect.succeeded()
+        self._decoder = make_decoder(self.protocol)  # a fresh buffer: no half frame from before
+        return True
+
+    def _drop(self, why: str) -> None:
+        log.warning("weighbridge %s: %s; reconnecting", self.url, why)
+        self.close()
+        self._reconnect.failed(self._clock())
+
+    def _poll(self) -> None:
+        if self.protocol not in POLLED:
+            return
+        now = self._clock()
+        if now - self._last_poll >= POLL_INTERVAL_S:
+            self._port.write(sma_command("W"))
+            self._last_poll = now

@@ -1,0 +1,286 @@
+"""The IoBoard driver against a scripted board behind a fake port (no threads, fake clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from edge_agent.drivers.ioboard import (
+    BoardHello,
+    BoardSnapshot,
+    CommandResult,
+    InputChanged,
+    IoBoard,
+    IoEvent,
+    LinkLost,
+    LinkUp,
+)
+from edge_agent.errors import DeviceError, DeviceTimeout
+from edge_agent.protocols import iolink
+
+STEP_S = 0.01  # fake time that passes per port read
+# proto 1, power-on, host_boot 0, firmware 1.0.0, manifest 1122334455667788, uptime 10 ms
+HELLO_ACK_PAYLOAD = "01" "01" "00000000" "010000" "1122334455667788" "0000000a"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedBoard:
+    """Answers like the firmware: HELLO_ACK, results, a snapshot every 200 ms."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.codec = iolink.LinkCodec()
+        self.out = bytearray()
+        self.received: list[iolink.Message] = []
+        self.results: dict[int, str] = {}  # seq -> result to give (default ok)
+        self.drop_commands = 0  # ignore the next N commands (lost on the line)
+        self.silent = False
+        self.handshake = False
+        self.seq = 0
+        self.inputs = dict.fromkeys(iolink.INPUT_NAMES, False) | {"limit_closed": True}
+        self.barrier = "closed"
+        self.last_snapshot = clock.now
+
+    def host_wrote(self, data: bytes) -> None:
+        for message in self.codec.receive_data(data):
+            self.received.append(message)
+            if self.silent or not isinstance(message, iolink.Frame):
+                continue
+            if message.type == iolink.MsgType.HELLO:
+                self.handshake = True
+                ack = bytes.fromhex(HELLO_ACK_PAYLOAD)
+                self.send(iolink.encode_frame(iolink.MsgType.HELLO_ACK, self.seq, message.seq, ack))
+            elif message.type not in (iolink.MsgType.HEARTBEAT,):
+                if self.drop_commands:
+                    self.drop_commands -= 1
+                    continue
+                result = self.results.get(message.seq, "ok")
+                self.send(iolink.encode_result(self.seq, message.seq, result, self.barrier))
+
+    def send(self, frame: bytes) -> None:
+        self.out += frame
+        self.seq = (self.seq + 1) & 0xFF
+
+    def tick(self) -> None:
+        if not self.silent and self.clock.now - self.last_snapshot >= 0.2:
+            self.last_snapshot = self.clock.now
+            self.send(self.state_frame(periodic=True))
+
+    def state_frame(self, periodic: bool) -> bytes:
+        flags = frozenset({"link", "handshake"}) if self.handshake else frozenset()
+        state = iolink.BoardState(
+            self.seq, 0, periodic, self.inputs, {"light_red": True}, self.barrier,
+            frozenset(), flags, 1000, 900, 0,
+        )  # fmt: skip
+        return iolink.encode_state(state)
+
+    def commands(self, ftype: int) -> list[iolink.Frame]:
+        return [m for m in self.received if isinstance(m, iolink.Frame) and m.type == ftype]
+
+
+class FakePort:
+    def __init__(self, board: ScriptedBoard) -> None:
+        self.board = board
+        self.closed = False
+        self.unplugged = False
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.board.out)
+
+    def read(self, size: int) -> bytes:
+        if self.unplugged:
+            raise OSError("device reports readiness to read but returned no data")
+        self.board.clock.now += STEP_S
+        self.board.tick()
+        data = bytes(self.board.out[:size])
+        del self.board.out[:size]
+        return data
+
+    def write(self, data: bytes) -> int:
+        if self.unplugged:
+            raise OSError("write failed: device gone")
+        self.board.host_wrote(data)
+        return len(data)
+
+    def reset_input_buffer(self) -> None:
+        self.board.out.clear()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Opener:
+    def __init__(self, board: ScriptedBoard) -> None:
+        self.board = board
+        self.ports: list[FakePort] = []
+        self.fail = 0
+
+    def __call__(self, url: str, settings: Any, *, timeout: float) -> FakePort:
+        if self.fail:
+            self.fail -= 1
+            self.board.clock.now += 0.05
+            raise DeviceError(f"cannot open {url!r}: no such device")
+        port = FakePort(self.board)
+        self.ports.append(port)
+        return port
+
+
+@pytest.fixture
+def rig() -> Iterator[tuple[IoBoard, ScriptedBoard, Opener, Clock]]:
+    clock = Clock()
+    board = ScriptedBoard(clock)
+    opener = Opener(board)
+    driver = IoBoard("/dev/ttyACM0", clock=clock, t_clear_s=0.4, opener=opener)
+    driver.open()
+    yield driver, board, opener, clock
+    driver.close()
+
+
+def collect(driver: IoBoard, clock: Clock, seconds: float) -> list[IoEvent]:
+    end = clock.now + seconds
+    events: list[IoEvent] = []
+    while clock.now < end:
+        events += driver.read_events(0.5)
+    return events
+
+
+def test_open_handshakes_and_sends_config(rig: Any) -> None:
+    driver, board, _, clock = rig
+    events = collect(driver, clock, 0.1)
+    assert any(isinstance(e, BoardHello) and e.manifest == "1122334455667788" for e in events)
+    assert any(isinstance(e, LinkUp) for e in events)
+    [config] = board.commands(iolink.MsgType.CONFIG)
+    assert config.payload == bytes.fromhex("01900fa000c8")  # 400 ms, 4000 ms, 200 ms
+    assert driver.link_up
+
+
+def test_open_times_out_without_a_board() -> None:
+    clock = Clock()
+    board = ScriptedBoard(clock)
+    board.silent = True
+    driver = IoBoard("/dev/ttyACM0", clock=clock, opener=Opener(board))
+    with pytest.raises(DeviceTimeout, match="HELLO"):
+        driver.open(timeout=0.05)
+
+
+def test_heartbeats_every_200ms_with_host_time(rig: Any) -> None:
+    driver, board, _, clock = rig
+    collect(driver, clock, 1.0)
+    beats = board.commands(iolink.MsgType.HEARTBEAT)
+    assert 5 <= len(beats) <= 7
+    times = [int.from_bytes(b.payload, "big") for b in beats]
+    assert times == sorted(times)
+
+
+def test_open_barrier_result_and_deadline(rig: Any) -> None:
+    driver, board, _, clock = rig
+    seq = driver.open_barrier(valid_for_s=1.5)
+    [frame] = board.commands(iolink.MsgType.OPEN)
+    assert frame.seq == seq
+    assert int.from_bytes(frame.payload, "big") == int((clock.now + 1.5) * 1000)
+    events = collect(driver, clock, 0.05)
+    assert CommandResult(events[0].at, seq, "ok") in events
+
+
+def test_lost_command_is_retransmitted_with_the_same_seq(rig: Any) -> None:
+    driver, board, _, clock = rig
+    board.drop_commands = 2
+    seq = driver.close_when_clear()
+    events = collect(driver, clock, 0.5)
+    sent = board.commands(iolink.MsgType.CLOSE_WHEN_CLEAR)
+    assert [f.seq for f in sent] == [seq, seq, seq]
+    assert [e.result for e in events if isinstance(e, CommandResult)] == ["ok"]
+    assert driver.stats.retransmits == 2
+
+
+def test_no_answer_before_the_deadline(rig: Any) -> None:
+    driver, board, _, clock = rig
+    board.drop_commands = 100
+    seq = driver.open_barrier(valid_for_s=0.3)
+    events = collect(driver, clock, 1.0)
+    results = [e for e in events if isinstance(e, CommandResult)]
+    assert [(r.seq, r.result) for r in results] == [(seq, "no_answer")]
+
+
+def test_not_ready_is_retried_until_the_deadline(rig: Any) -> None:
+    driver, board, _, clock = rig
+    seq = driver._seq % 255 + 1
+    board.results[seq] = "not_ready"
+    driver.open_barrier(valid_for_s=0.3)
+    events = collect(driver, clock, 1.0)
+    assert len(board.commands(iolink.MsgType.OPEN)) >= 3
+    assert [e.result for e in events if isinstance(e, CommandResult)] == ["not_ready"]
+
+
+def test_input_changes_are_derived_from_state_frames(rig: Any) -> None:
+    driver, board, _, clock = rig
+    collect(driver, clock, 0.3)
+    board.inputs["loop_b"] = True
+    board.send(board.state_frame(periodic=False))
+    events = collect(driver, clock, 0.05)
+    changes = [e for e in events if isinstance(e, InputChanged)]
+    assert [(c.name, c.value) for c in changes] == [("loop_b", True)]
+    snap = next(e for e in events if isinstance(e, BoardSnapshot))
+    assert snap.inputs["loop_b"] and not snap.periodic and snap.barrier == "closed"
+
+
+def test_silent_board_is_link_lost_then_rehandshake(rig: Any) -> None:
+    driver, board, _, clock = rig
+    board.silent = True
+    events = collect(driver, clock, 1.5)
+    lost = [e for e in events if isinstance(e, LinkLost)]
+    assert len(lost) == 1 and "silent" in lost[0].reason
+    hellos = len(board.commands(iolink.MsgType.HELLO))
+    board.silent = False
+    events = collect(driver, clock, 0.6)
+    assert any(isinstance(e, LinkUp) for e in events)
+    assert len(board.commands(iolink.MsgType.HELLO)) > hellos
+
+
+def test_board_restart_is_noticed_from_its_flags(rig: Any) -> None:
+    driver, board, _, clock = rig
+    collect(driver, clock, 0.3)
+    board.handshake = False
+    board.send(board.state_frame(periodic=False))
+    events = collect(driver, clock, 0.5)
+    assert any(isinstance(e, LinkLost) and "restarted" in e.reason for e in events)
+    assert any(isinstance(e, LinkUp) for e in events)
+
+
+def test_unplug_then_reconnect_with_backoff(rig: Any) -> None:
+    driver, board, opener, clock = rig
+    seq = driver.open_barrier(valid_for_s=5.0)
+    board.drop_commands = 100  # the answer never comes before the unplug
+    collect(driver, clock, 0.1)
+    opener.ports[-1].unplugged = True
+    opener.fail = 3
+    board.drop_commands = 0
+    events = collect(driver, clock, 3.0)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.count("LinkLost") == 1
+    assert "LinkUp" in kinds and kinds.index("LinkLost") < kinds.index("LinkUp")
+    assert len(opener.ports) == 2 and opener.ports[0].closed
+    # The waiting command went out again after the new handshake, ahead of the board's window.
+    hello = board.commands(iolink.MsgType.HELLO)[-1]
+    assert (seq - hello.seq) % 256 == 1
+    assert [e.result for e in events if isinstance(e, CommandResult) and e.seq == seq] == ["ok"]
+
+
+def test_commands_from_another_thread_while_link_down_wait_for_link(rig: Any) -> None:
+    driver, board, opener, clock = rig
+    opener.ports[-1].unplugged = True
+    collect(driver, clock, 0.05)
+    seq = driver.open_barrier(valid_for_s=2.0)
+    assert not [f for f in board.commands(iolink.MsgType.OPEN) if f.seq == seq]
+    events = collect(driver, clock, 1.0)
+    assert [e.result for e in events if isinstance(e, CommandResult)] == ["ok"]

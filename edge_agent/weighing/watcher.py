@@ -1,0 +1,387 @@
+"""The weight watcher: readings in, truck weight and abnormalities out (time is a parameter).
+
+Invariants:
+  * A weight is committed only while both deck beams are clear, after the last axle ramp
+    ended, and only when the samples since then are explained by a resting truck (a constant
+    plus a decaying swing, residual at noise level). A rolling truck does not fit that model,
+    so nothing is committed while it moves.
+  * After the commit the watcher keeps watching; a step, drift, freeze, overload, frame-error
+    burst or silence still raises an abnormality, and the lane turns its decision to hold.
+  * Every abnormality carries the samples it rests on. Each code is raised once per truck
+    (per empty-deck spell for zero checks, per outage for communication loss).
+
+States: EMPTY -> LOADING (TruckOnDeck) -> COMMITTED (WeightCommitted) -> LEAVING -> EMPTY
+(DeckCleared). A truck backing off before the commit goes LOADING -> EMPTY.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from enum import Enum
+
+import numpy as np
+
+from edge_agent.weighing import events as ev
+from edge_agent.weighing.detectors import CommWatch, FrameErrorRate, is_spike
+from edge_agent.weighing.events import (
+    DeckCleared,
+    Evidence,
+    ScaleConfig,
+    TruckOnDeck,
+    WeighEvent,
+    WeightAbnormality,
+    WeightCommitted,
+)
+from edge_agent.weighing.fit import FloatArray
+from edge_agent.weighing.settle import OscillationSettler, Settler
+
+HISTORY_S = 60.0
+EVIDENCE_S = 5.0
+ZERO_WINDOW_S = 1.2
+ZERO_MIN_SAMPLES = 5
+RAMP_LOOKBACK_S = 0.5
+RAMP_FRACTION = 0.08
+RAMP_MIN_E = 25.0
+STEP_WINDOW_S = 1.0
+LEAVING_FRACTION = 0.9
+FLAT_NOISE_FACTOR = 1.5
+FLAT_MIN_E = 0.6
+FLAT_HISTORY = 200
+FLICKER_E = 0.25
+UNDERLOAD_E = 20.0
+SPIKE_CONTEXT = 10
+
+
+class DeckState(Enum):
+    EMPTY = "empty"
+    LOADING = "loading"
+    COMMITTED = "committed"
+    LEAVING = "leaving"
+
+
+SettlerFactory = Callable[[ScaleConfig], Settler]
+
+
+def oscillation_settler(scale: ScaleConfig) -> Settler:
+    return OscillationSettler(scale.e_kg, scale.max_uncertainty_e * scale.e_kg)
+
+
+class WeightWatcher:
+    """Turns timestamped indicator readings and deck-beam states into weighing events."""
+
+    def __init__(self, scale: ScaleConfig, *, settler: SettlerFactory | None = None) -> None:
+        self._scale = scale
+        self._e = scale.e_kg
+        factory = settler or oscillation_settler
+        self._settler = factory(scale)
+        self._probe = factory(scale)  # same rule, ignoring the beams: "settled but off deck"
+        self._t: deque[float] = deque()
+        self._x: deque[float] = deque()
+        self.state = DeckState.EMPTY
+        self._state_since = -math.inf
+        self._zero_ref: float | None = None
+        self._episode_zero: float | None = None
+        self._noise_kg: float | None = None
+        self._front_clear = True
+        self._rear_clear = True
+        self._beams_clear_since = -math.inf
+        self._on_deck_at = -math.inf
+        self._ramp_end = -math.inf
+        self._ref_level = 0.0
+        self._flat_levels: deque[tuple[float, float]] = deque(maxlen=FLAT_HISTORY)
+        self._committed: WeightCommitted | None = None
+        self._blocked_settled_since: float | None = None
+        self._raised: set[str] = set()
+        self._overloaded = False
+        self._last_motion: bool | None = None
+        self._run_start = -math.inf
+        self._comm = CommWatch(scale.comm_loss_s)
+        self._frames = FrameErrorRate(
+            scale.checksum_window_s, scale.checksum_min_errors, scale.checksum_max_fraction
+        )
+
+    # ----------------------------------------------------------------- inputs
+    def add_reading(
+        self, now: float, kg: float | None, *, motion: bool | None = None, overload: bool = False
+    ) -> list[WeighEvent]:
+        """One decoded indicator frame that arrived at ``now``."""
+        self._comm.start(now)
+        self._comm.heard(now)
+        self._frames.add(now, error=False)
+        self._last_motion = motion
+        out: list[WeighEvent] = []
+        if overload or (kg is not None and kg > self._scale.overload_kg):
+            self._overloaded = True
+            shown = "no number" if kg is None else f"{kg:g} kg"
+            self._raise(out, now, ev.OVERLOAD, f"reading {shown} beyond Max + 9 e "
+                        f"({self._scale.overload_kg:g} kg) or flagged out of range")
+        if kg is None:
+            return out
+        if kg <= -UNDERLOAD_E * self._e:
+            self._raise(out, now, ev.NEGATIVE, f"reading {kg:g} kg below -20 e")
+        if self._x and kg != self._x[-1]:
+            self._run_start = now
+        self._append(now, kg)
+        self._check_spike(out, now)
+        self._check_frozen(out, now)
+        handler = {
+            DeckState.EMPTY: self._on_empty,
+            DeckState.LOADING: self._on_loading,
+            DeckState.COMMITTED: self._on_committed,
+            DeckState.LEAVING: self._on_leaving,
+        }[self.state]
+        handler(out, now, kg)
+        return out
+
+    def add_frame_error(self, now: float, reason: str) -> list[WeighEvent]:
+        """A frame that failed its checks arrived at ``now``."""
+        self._comm.start(now)
+        out: list[WeighEvent] = []
+        if self._frames.add(now, error=True):
+            self._raise(out, now, ev.CHECKSUM_ERRORS,
+                        f"{self._frames.summary()}; last: {reason}", once=False)
+        return out
+
+    def set_deck_beams(self, now: float, front_clear: bool, rear_clear: bool) -> list[WeighEvent]:
+        """The deck position beams changed (True = nothing in the beam)."""
+        self._comm.start(now)
+        was_clear = self._front_clear and self._rear_clear
+        self._front_clear, self._rear_clear = front_clear, rear_clear
+        if front_clear and rear_clear and not was_clear:
+            self._beams_clear_since = now
+        elif not (front_clear and rear_clear):
+            self._beams_clear_since = math.inf
+            if self.state is DeckState.COMMITTED:
+                self._enter(DeckState.LEAVING, now)
+        return []
+
+    def tick(self, now: float) -> list[WeighEvent]:
+        """Run the timers: communication loss and the unstable timeout."""
+        self._comm.start(now)
+        out: list[WeighEvent] = []
+        silence = self._comm.expired(now)
+        if silence is not None:
+            self._raise(out, now, ev.COMM_LOSS, f"no valid frame for {silence:.1f} s", once=False)
+        deadline = self._unstable_deadline()
+        if deadline is not None and now >= deadline:
+            self._raise(out, now, ev.UNSTABLE_TIMEOUT,
+                        f"no stable weight {self._scale.unstable_timeout_s:g} s after the "
+                        "truck came to rest")
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` next has something to do (None = nothing pending)."""
+        times = [t for t in (self._comm.deadline(), self._unstable_deadline()) if t is not None]
+        return min(times) if times else None
+
+    # ------------------------------------------------------------- properties
+    @property
+    def committed(self) -> WeightCommitted | None:
+        """The current truck's committed weight, if any."""
+        return self._committed
+
+    @property
+    def zero_kg(self) -> float | None:
+        """The last empty-deck reading found steady."""
+        return self._zero_ref
+
+    # ---------------------------------------------------------------- states
+    def _enter(self, state: DeckState, now: float) -> None:
+        self.state = state
+        self._state_since = now
+
+    def _on_empty(self, out: list[WeighEvent], now: float, kg: float) -> None:
+        if kg >= self._loaded_kg():
+            self._enter(DeckState.LOADING, now)
+            self._raised.clear()
+            self._overloaded = kg > self._scale.overload_kg
+            self._on_deck_at = self._ramp_end = now
+            self._committed = None
+            self._blocked_settled_since = None
+            self._settler.reset()
+            self._probe.reset()
+            out.append(TruckOnDeck(now))
+            return
+        t, x = self._window(max(now - ZERO_WINDOW_S, self._state_since))
+        if len(x) < ZERO_MIN_SAMPLES or t[-1] - t[0] < 0.8 * ZERO_WINDOW_S:
+            return
+        if float(np.max(np.abs(x - np.median(x)))) > self._e:
+            return
+        zero = float(np.mean(x))
+        self._noise_kg = float(np.std(x))
+        if self._episode_zero is None:
+            self._episode_zero = zero
+            self._raised.clear()
+            out.append(DeckCleared(now, round(zero, 1)))
+            if self._zero_ref is not None and abs(zero - self._zero_ref) > self._drift_kg():
+                self._raise(out, now, ev.ZERO_DRIFT,
+                            f"empty-deck zero {zero:.0f} kg, was {self._zero_ref:.0f} kg")
+            self._zero_ref = zero
+        elif abs(zero - self._episode_zero) > self._drift_kg():
+            self._raise(out, now, ev.ZERO_DRIFT,
+                        f"empty-deck zero moved from {self._episode_zero:.0f} to {zero:.0f} kg")
+        if abs(zero) > self._scale.zero_band_e * self._e:
+            self._raise(out, now, ev.ZERO_OUT_OF_BAND,
+                        f"empty-deck zero {zero:.0f} kg outside +-{self._scale.zero_band_e:g} e")
+
+    def _on_loading(self, out: list[WeighEvent], now: float, kg: float) -> None:
+        if kg < self._unloaded_kg():
+            self._back_to_empty(now)
+            return
+        _, x_back = self._window(now - RAMP_LOOKBACK_S)
+        if abs(kg - x_back[0]) > max(RAMP_FRACTION * abs(kg), RAMP_MIN_E * self._e):
+            self._ramp_end = now
+            self._settler.reset()
+            self._probe.reset()
+        motion_veto = self._scale.respect_motion_flag and self._last_motion is True
+        if self._overloaded or motion_veto:
+            return
+        beams_clear = self._front_clear and self._rear_clear
+        if not beams_clear:
+            self._check_off_deck(out, now)
+            return
+        self._blocked_settled_since = None
+        t, x = self._window(max(self._ramp_end, self._beams_clear_since))
+        estimate = self._settler.propose(t, x, noise_kg=self._noise(), flicker=self._flicker())
+        if estimate is None:
+            return
+        used_t, used_x = self._window(estimate.start)
+        self._committed = WeightCommitted(
+            at=now,
+            kg=round(estimate.kg, 1),
+            uncertainty_kg=round(estimate.uncertainty_kg, 1),
+            stopped_at=estimate.start,
+            evidence=tuple(zip(used_t.tolist(), used_x.tolist(), strict=True)),
+        )
+        self._rebase(estimate.kg)
+        self._enter(DeckState.COMMITTED, now)
+        out.append(self._committed)
+
+    def _check_off_deck(self, out: list[WeighEvent], now: float) -> None:
+        t, x = self._window(self._ramp_end)
+        settled = self._probe.propose(t, x, noise_kg=self._noise(), flicker=self._flicker())
+        if settled is None:
+            return
+        if self._blocked_settled_since is None:
+            self._blocked_settled_since = now
+        elif now - self._blocked_settled_since >= self._scale.not_on_deck_s:
+            blocked = [name for name, clear in (("front", self._front_clear),
+                                                ("rear", self._rear_clear)) if not clear]
+            self._raise(out, now, ev.NOT_ON_DECK,
+                        f"load steady at {settled.kg:.0f} kg with the {' and '.join(blocked)} "
+                        "deck beam blocked")
+
+    def _on_committed(self, out: list[WeighEvent], now: float, kg: float) -> None:
+        if kg < LEAVING_FRACTION * self._ref_level:
+            self._enter(DeckState.LEAVING, now)
+            return
+        # Judge only stretches where the deck holds still: a swing that is still dying
+        # away would otherwise look like a step.
+        t, x = self._window(max(now - STEP_WINDOW_S, self._state_since))
+        if len(x) < 4 or t[-1] - t[0] < 0.8 * STEP_WINDOW_S:
+            return
+        if float(np.std(x)) > max(FLAT_NOISE_FACTOR * self._noise(), FLAT_MIN_E * self._e):
+            return
+        level = float(np.mean(x))
+        earlier = [lv for at, lv in self._flat_levels if at <= now - STEP_WINDOW_S]
+        self._flat_levels.append((now, level))
+        if earlier and abs(level - earlier[-1]) >= self._scale.step_e * self._e:
+            self._raise(out, now, ev.STEP_WHILE_STATIONARY,
+                        f"level stepped from {earlier[-1]:.0f} to {level:.0f} kg "
+                        "with the truck at rest")
+            self._rebase(level)
+        elif abs(level - self._ref_level) >= self._drift_kg():
+            self._raise(out, now, ev.ZERO_DRIFT,
+                        f"level drifted from {self._ref_level:.0f} to {level:.0f} kg "
+                        "with the truck at rest")
+            self._rebase(level)
+
+    def _rebase(self, level: float) -> None:
+        self._ref_level = level
+        self._flat_levels.clear()
+
+    def _on_leaving(self, out: list[WeighEvent], now: float, kg: float) -> None:
+        if kg < self._unloaded_kg():
+            self._back_to_empty(now)
+            return
+        _, x = self._window(now - STEP_WINDOW_S)
+        if (self._front_clear and self._rear_clear and len(x) >= 3
+                and float(np.max(np.abs(x - self._ref_level))) < self._scale.step_e * self._e):
+            self._enter(DeckState.COMMITTED, now)  # the truck only crept, it is still on
+
+    def _back_to_empty(self, now: float) -> None:
+        self._enter(DeckState.EMPTY, now)
+        self._episode_zero = None
+        self._overloaded = False
+
+    # ------------------------------------------------------------- detectors
+    def _check_spike(self, out: list[WeighEvent], now: float) -> None:
+        if len(self._x) < 3:
+            return
+        before, middle, after = self._x[-3], self._x[-2], self._x[-1]
+        recent = list(self._x)[-SPIKE_CONTEXT - 3 : -2]
+        typical = float(np.median(np.abs(np.diff(recent)))) if len(recent) > 2 else 0.0
+        if not is_spike(before, middle, after, self._e, typical_step=typical):
+            return
+        evidence = ((self._t[-3], before), (self._t[-2], middle), (self._t[-1], after))
+        del self._t[-2], self._x[-2]  # corrupt: keep it out of every estimate
+        self._raise(out, now, ev.IMPLAUSIBLE_JUMP,
+                    f"{middle:g} kg between {before:g} and {after:g} kg (discarded)",
+                    evidence=evidence)
+
+    def _check_frozen(self, out: list[WeighEvent], now: float) -> None:
+        if self._flicker() and now - self._run_start >= self._scale.frozen_s:
+            self._raise(out, now, ev.FROZEN,
+                        f"reading stuck at {self._x[-1]:g} kg for {now - self._run_start:.1f} s "
+                        "on a scale that normally flickers")
+
+    def _unstable_deadline(self) -> float | None:
+        if self.state is not DeckState.LOADING or ev.UNSTABLE_TIMEOUT in self._raised:
+            return None
+        return max(self._on_deck_at, self._ramp_end) + self._scale.unstable_timeout_s
+
+    # --------------------------------------------------------------- helpers
+    def _raise(
+        self, out: list[WeighEvent], now: float, code: str, detail: str, *,
+        evidence: Evidence | None = None, once: bool = True,
+    ) -> None:
+        if once and code in self._raised:
+            return
+        self._raised.add(code)
+        if evidence is None:
+            t, x = self._window(now - EVIDENCE_S)
+            evidence = tuple(zip(t.tolist(), x.tolist(), strict=True))
+        out.append(WeightAbnormality(now, code, detail, evidence))
+
+    def _append(self, now: float, kg: float) -> None:
+        self._t.append(now)
+        self._x.append(kg)
+        while self._t and self._t[0] < now - HISTORY_S:
+            self._t.popleft()
+            self._x.popleft()
+
+    def _window(
+        self, since: float, until: float = math.inf
+    ) -> tuple[FloatArray, FloatArray]:
+        t = np.fromiter(self._t, dtype=np.float64, count=len(self._t))
+        x = np.fromiter(self._x, dtype=np.float64, count=len(self._x))
+        lo = int(np.searchsorted(t, since))
+        hi = int(np.searchsorted(t, until, side="right"))
+        return t[lo:hi], x[lo:hi]
+
+    def _noise(self) -> float:
+        return self._noise_kg if self._noise_kg is not None else 0.5 * self._e
+
+    def _flicker(self) -> bool:
+        return self._noise_kg is not None and self._noise_kg >= FLICKER_E * self._e
+
+    def _loaded_kg(self) -> float:
+        return (self._zero_ref or 0.0) + self._scale.min_load_e * self._e
+
+    def _unloaded_kg(self) -> float:
+        return (self._zero_ref or 0.0) + 0.5 * self._scale.min_load_e * self._e
+
+    def _drift_kg(self) -> float:
+        return self._scale.zero_drift_e * self._e

@@ -1,0 +1,168 @@
+"""``lanectl pass`` contracts: keygen, issue, verify (text and image), inspect."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_agent.protocols import gp1
+from host_tools import cmd_pass, cmd_qr
+
+
+def lanectl(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="lanectl")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd_pass.register(sub)
+    cmd_qr.register(sub)
+    args = parser.parse_args(list(argv))
+    code: int = args.func(args)
+    return code
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    assert lanectl("pass", "keygen", "--out", str(tmp_path / "keys")) == 0
+    return tmp_path / "keys"
+
+
+ISSUE = ["--release-no", "REL-1", "--enterprise", "ACME Co", "--plate", "AB123CD",
+         "--plate", "TR77", "--container", "MSCU1234565", "--gross-kg", "40000",
+         "--tolerance-kg", "200", "--site", "SITE1", "--gate", "G1",
+         "--valid-from", "2026-03-01T08:00:00Z", "--valid-for", "2h"]
+
+
+def issue(keys: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    assert lanectl("pass", "issue", "--key", str(keys / "issuer.key.pem"), *ISSUE, *extra) == 0
+    return capsys.readouterr().out.strip()
+
+
+def verify_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    code = lanectl("pass", "verify", *argv, "--json")
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("alg", ["ed25519", "es256"])
+def test_keygen_writes_key_and_trust(tmp_path: Path, alg: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert lanectl("pass", "keygen", "--out", str(tmp_path), "--alg", alg) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "issuer.key.pem").is_file()
+    trust = gp1.TrustList.load(tmp_path / "trust.json")
+    assert out["kid"] == trust.entries[0].kid.hex()
+
+
+def test_issue_then_verify(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = issue(keys, capsys)
+    assert text.startswith("GP1:")
+    code, result = verify_json(capsys, text, "--trust", str(keys / "trust.json"), "--site",
+                               "SITE1", "--gate", "G1", "--at", "2026-03-01T09:00:00Z")
+    assert code == 0
+    assert set(result) >= {"valid", "reason", "pass"}
+    assert (result["valid"], result["reason"]) == (True, None)
+    p = result["pass"]
+    assert p["plates"] == ["AB123CD", "TR77"] and p["declared_gross_kg"] == 40000
+    assert p["nbf"] == 1772352000 and p["exp"] == 1772352000 + 7200
+
+
+@pytest.mark.parametrize(("extra", "reason"), [
+    (["--site", "OTHER"], "pass.wrong_site"),
+    (["--site", "SITE1", "--gate", "G7"], "pass.wrong_gate"),
+    (["--site", "SITE1", "--direction", "entry"], "pass.wrong_direction"),
+    (["--site", "SITE1", "--at", "2026-03-01T12:00:00Z"], "pass.expired"),
+    (["--site", "SITE1", "--at", "2026-03-01T07:00:00"], "pass.not_yet_valid"),
+])
+def test_verify_rejections(keys: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+                           reason: str) -> None:
+    text = issue(keys, capsys)
+    args = [text, "--trust", str(keys / "trust.json")]
+    if "--at" not in extra:
+        extra = [*extra, "--at", "2026-03-01T09:00:00Z"]
+    code, result = verify_json(capsys, *args, *extra)
+    assert (code, result["valid"], result["reason"]) == (1, False, reason)
+
+
+def test_verify_untrusted_and_garbage(keys: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    lanectl("pass", "keygen", "--out", str(tmp_path / "other"))
+    capsys.readouterr()
+    text = issue(keys, capsys)
+    at = ["--at", "2026-03-01T09:00:00Z"]
+    _, result = verify_json(capsys, text, "--trust", str(tmp_path / "other" / "trust.json"),
+                            "--site", "SITE1", *at)
+    assert result["reason"] == "pass.unknown_key"
+    _, result = verify_json(capsys, "GP1:!!", "--trust", str(keys / "trust.json"),
+                            "--site", "SITE1")
+    assert (result["reason"], result["pass"]) == ("pass.bad_format", None)
+
+
+def test_verify_with_ledger_consumes(keys: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    text = issue(keys, capsys)
+    args = [text, "--trust", str(keys / "trust.json"), "--site", "SITE1", "--at",
+            "2026-03-01T09:00:00Z", "--ledger", str(tmp_path / "ledger.db")]
+    assert verify_json(capsys, *args)[1]["valid"] is True
+    assert verify_json(capsys, *args)[1]["reason"] == "pass.already_used"
+
+
+def test_issue_png_verifies_from_image(keys: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "pass.png"
+    text = issue(keys, capsys, "--png", str(png))
+    code, result = verify_json(capsys, "--image", str(png), "--trust", str(keys / "trust.json"),
+                               "--site", "SITE1", "--at", "2026-03-01T09:00:00Z")
+    assert code == 0 and result["valid"] and result["pass"]["release_no"] == "REL-1"
+    assert lanectl("qr", "decode", str(png), "--json") == 0
+    assert json.loads(capsys.readouterr().out)[0]["texts"] == [text]
+
+
+def test_verify_image_without_code(keys: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    Image.new("L", (200, 200), 255).save(tmp_path / "blank.png")
+    code, result = verify_json(capsys, "--image", str(tmp_path / "blank.png"), "--trust",
+                               str(keys / "trust.json"), "--site", "SITE1")
+    assert (code, result["reason"]) == (1, "pass.bad_format")
+    assert "no QR code" in result["detail"]
+
+
+def test_verify_needs_exactly_one_input(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert lanectl("pass", "verify", "--trust", str(keys / "trust.json"), "--site", "S") == 2
+    assert "exactly one" in capsys.readouterr().err
+
+
+def test_missing_trust_file_is_a_clean_error(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert lanectl("pass", "verify", "GP1:X", "--trust", str(tmp_path / "nope.json"),
+                   "--site", "S") == 2
+    assert "trust list" in capsys.readouterr().err
+
+
+def test_inspect(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = issue(keys, capsys)
+    assert lanectl("pass", "inspect", text) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["claims"]["release_no"] == "REL-1" and info["alg"] == "EdDSA"
+    assert lanectl("pass", "inspect", "nonsense") == 1
+    assert json.loads(capsys.readouterr().out)["reason"] == "pass.bad_format"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("30m", 1800), ("2h", 7200),
+                                               ("1d", 86400), ("1h30m", 5400)])
+def test_durations(text: str, seconds: int) -> None:
+    assert cmd_pass.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "2x", "h", "1h junk"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        cmd_pass.parse_duration(text)
+
+
+def test_bad_key_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "k.pem").write_text("not a key")
+    assert lanectl("pass", "issue", "--key", str(tmp_path / "k.pem"), *ISSUE) == 2
+    assert "issuer key" in capsys.readouterr().err

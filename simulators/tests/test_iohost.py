@@ -1,0 +1,156 @@
+"""The real firmware in the MicroPython unix port + the agent's IoBoard driver + the arm model."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from edge_agent.drivers.ioboard import (
+    BoardHello,
+    BoardSnapshot,
+    CommandResult,
+    InputChanged,
+    IoBoard,
+    IoEvent,
+    LinkUp,
+)
+from simulators.barrier import BarrierMotor
+from simulators.iohost import IoBoardHost, micropython_executable
+
+pytestmark = pytest.mark.skipif(
+    not micropython_executable().exists(), reason="MicroPython unix port not installed"
+)
+
+
+class Lane:
+    """Board + driver + arm; a world thread feeds the limit switches back."""
+
+    def __init__(self, host: IoBoardHost, board: IoBoard) -> None:
+        self.host = host
+        self.board = board
+        self.motor = BarrierMotor(travel_s=0.6)
+        self.events: list[IoEvent] = []
+        self._cursor = 0
+        self._stop = threading.Event()
+        self._world = threading.Thread(target=self._run_world, daemon=True)
+        self._world.start()
+
+    def _run_world(self) -> None:
+        last: dict[str, bool] = {}
+        while not self._stop.is_set():
+            out = self.host.outputs()
+            p = self.motor.step(time.monotonic(), out["barrier_open"], out["barrier_close"])
+            limits = {"limit_open": p.limit_open, "limit_closed": p.limit_closed}
+            if limits != last:
+                self.host.set_inputs(**limits)
+                last = limits
+            self._stop.wait(0.005)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._world.join(timeout=2)
+
+    def wait(self, predicate: Callable[[IoEvent], bool], timeout: float = 5.0) -> IoEvent:
+        """The next not yet consumed event matching ``predicate``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._cursor < len(self.events):
+                event = self.events[self._cursor]
+                self._cursor += 1
+                if predicate(event):
+                    return event
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no matching event in {timeout} s; last: {self.events[-5:]}")
+            self.events.extend(self.board.read_events(0.05))
+
+    def barrier(self, state: str, timeout: float = 5.0) -> BoardSnapshot:
+        event = self.wait(lambda e: isinstance(e, BoardSnapshot) and e.barrier == state, timeout)
+        assert isinstance(event, BoardSnapshot)
+        return event
+
+
+@pytest.fixture
+def lane() -> Iterator[Lane]:
+    with IoBoardHost() as host:
+        board = IoBoard(host.port, t_clear_s=0.3)
+        board.open()
+        lane = Lane(host, board)
+        try:
+            yield lane
+        finally:
+            lane.stop()
+            board.close()
+            assert host.alive, host.log()  # the firmware never crashed during the test
+
+
+def result_of(lane: Lane, seq: int) -> str:
+    event = lane.wait(lambda e: isinstance(e, CommandResult) and e.seq == seq)
+    assert isinstance(event, CommandResult)
+    return event.result
+
+
+def test_handshake_reports_firmware_and_closed_barrier(lane: Lane) -> None:
+    hello = lane.wait(lambda e: isinstance(e, BoardHello))
+    assert isinstance(hello, BoardHello)
+    assert hello.protocol == 1 and hello.reset_cause == "power_on" and len(hello.manifest) == 16
+    lane.wait(lambda e: isinstance(e, LinkUp))
+    snap = lane.barrier("closed")
+    assert snap.outputs["light_red"] and not snap.outputs["light_green"]
+    assert snap.inputs["limit_closed"] and "handshake" in snap.flags
+
+
+def test_open_pass_and_auto_close(lane: Lane) -> None:
+    lane.barrier("closed")
+    seq = lane.board.open_barrier(valid_for_s=1.0)
+    assert result_of(lane, seq) == "ok"
+    assert lane.host.wait_for_output("barrier_open", True, 2.0)
+    snap = lane.barrier("open")
+    assert lane.host.wait_for_output("light_green", True, 1.0)  # S7: only at the open limit
+    assert not lane.host.outputs()["barrier_open"]
+    lane.host.set_inputs(loop_b=True)
+    lane.wait(lambda e: isinstance(e, InputChanged) and e.name == "loop_b" and e.value)
+    assert lane.host.wait_for_output("light_red", True, 1.0)
+    cleared = time.monotonic()
+    lane.host.set_inputs(loop_b=False)
+    lane.barrier("closing")
+    close_on = [t for t, name, v in lane.host.output_changes() if name == "barrier_close" and v]
+    assert close_on and close_on[-1] - cleared >= 0.3 - 0.02  # S4: clear held T_clear
+    lane.barrier("closed")
+    assert snap.loop_max_us > 0
+
+
+def test_close_refused_while_loop_occupied(lane: Lane) -> None:
+    lane.barrier("closed")
+    assert result_of(lane, lane.board.open_barrier()) == "ok"
+    lane.barrier("open")
+    lane.host.set_inputs(loop_a=True)
+    lane.wait(lambda e: isinstance(e, InputChanged) and e.name == "loop_a")
+    assert result_of(lane, lane.board.close_when_clear()) == "pending"
+    time.sleep(0.8)
+    assert not lane.host.outputs()["barrier_close"]
+    lane.host.set_inputs(loop_a=False)
+    lane.barrier("closed")
+
+
+def test_obstruction_while_closing_reopens(lane: Lane) -> None:
+    lane.barrier("closed")
+    assert result_of(lane, lane.board.open_barrier()) == "ok"
+    lane.barrier("open")
+    assert result_of(lane, lane.board.close_when_clear()) == "ok"
+    lane.barrier("closing")
+    assert lane.host.wait_for_output("barrier_close", True, 1.0)
+    lane.wait(lambda e: isinstance(e, InputChanged) and e.name == "limit_open" and not e.value)
+    lane.host.set_inputs(photo_eye=True)
+    lane.barrier("opening", timeout=2.0)
+    changes = lane.host.output_changes()
+    blocked_at = max(t for t, n, v in changes if n == "barrier_close" and not v)
+    assert not lane.host.outputs()["barrier_close"]
+    assert lane.host.wait_for_output("barrier_open", True, 1.0)  # after the dead time
+    reopen = [t for t, n, v in lane.host.output_changes() if n == "barrier_open" and v][-1]
+    assert reopen - blocked_at >= 0.2 - 0.01  # S6 dead time on reversal
+    lane.host.set_inputs(photo_eye=False)
+    lane.barrier("open")
+    lane.barrier("closed")  # the interrupted close resumes once clear held T_clear

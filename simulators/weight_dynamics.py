@@ -1,0 +1,273 @@
+"""What a weighbridge shows while a truck drives on and stops: a pure, seeded generator.
+
+Sourced shape (research/weighing.md section 3): body heave 1-3 Hz decaying over a few
+seconds, wheel hop 10-15 Hz, dynamic axle load while rolling, indicator noise about 1 e,
+display rounded to e. Amplitudes, ramps, damping and fault rates are assumptions to be
+replaced by recorded lane traces.
+
+``DeckDynamics`` turns a static load (and whether the truck rolls) into displayed values one
+sample at a time, for the live simulator. ``generate_truck_trace`` builds a whole truck with
+ground truth and one named fault, for tests and the bench.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HEAVE_HZ = (1.0, 3.0)
+HEAVE_FRACTION = (0.005, 0.03)
+HEAVE_TAU_S = (0.7, 1.7)
+HOP_HZ = (10.0, 15.0)
+HOP_FRACTION = 0.002
+HOP_TAU_S = (0.15, 0.4)
+ROLLING_FRACTION = (0.005, 0.015)
+NOISE_E = 0.4
+SETTLE_S = 0.15
+
+FAULTS = (
+    "clean", "person", "step", "drift", "frozen", "zero_offset", "negative", "not_on_deck",
+    "unstable", "overload", "comm_loss", "checksum", "swapped", "declared",
+)
+EXPECTED_CODES: dict[str, frozenset[str]] = {
+    "clean": frozenset(),
+    "person": frozenset({"weight.step_while_stationary"}),
+    "step": frozenset({"weight.step_while_stationary"}),
+    "drift": frozenset({"weight.zero_drift"}),
+    "frozen": frozenset({"weight.frozen"}),
+    "zero_offset": frozenset({"weight.zero_out_of_band"}),
+    "negative": frozenset({"weight.negative"}),
+    "not_on_deck": frozenset({"weight.not_on_deck"}),
+    "unstable": frozenset({"weight.unstable_timeout"}),
+    "overload": frozenset({"weight.overload"}),
+    "comm_loss": frozenset({"weight.comm_loss"}),
+    "checksum": frozenset({"weight.checksum_errors"}),
+    "swapped": frozenset({"weight.implausible_jump"}),
+    "declared": frozenset({"weight.declared_mismatch"}),
+}
+# Codes a fault may bring along legitimately (a zero far off is also out of band, etc.).
+ALSO_ALLOWED: dict[str, frozenset[str]] = {
+    "negative": frozenset({"weight.zero_out_of_band"}),
+    "unstable": frozenset({"weight.not_on_deck"}),
+    "person": frozenset({"weight.zero_drift"}),
+    "step": frozenset({"weight.zero_drift"}),
+    "drift": frozenset({"weight.step_while_stationary"}),
+}
+
+
+@dataclass
+class _Mode:
+    start: float
+    amplitude: float
+    omega: float
+    decay: float
+    phase: float
+
+
+@dataclass
+class DeckDynamics:
+    """Static load in, displayed load out, one sample at a time (state: the ringing modes).
+
+    A truck's body has its own heave frequency and damping: every excitation while it is on
+    the deck rings that same mode (drawn afresh when the deck is empty again).
+    """
+
+    e_kg: float
+    rng: np.random.Generator
+    noise_e: float = NOISE_E
+    zero_kg: float = 0.0
+    _modes: list[_Mode] = field(default_factory=list)
+    _last_static: float | None = None
+    _changed_at: float | None = None
+    _rolling: bool = False
+    _rolling_modes: list[tuple[float, float, float]] = field(default_factory=list)
+
+    _body: tuple[float, float, float, float] | None = None
+
+    def _new_body(self) -> tuple[float, float, float, float]:
+        """(heave rad/s, heave decay 1/s, hop rad/s, hop decay 1/s) of the truck on the deck."""
+        return (
+            2 * math.pi * self.rng.uniform(*HEAVE_HZ),
+            1.0 / self.rng.uniform(*HEAVE_TAU_S),
+            2 * math.pi * self.rng.uniform(*HOP_HZ),
+            1.0 / self.rng.uniform(*HOP_TAU_S),
+        )
+
+    def _excite(self, now: float, load: float) -> None:
+        if self._body is None:
+            self._body = self._new_body()
+        heave, heave_decay, hop, hop_decay = self._body
+        phase = self.rng.uniform(0, 2 * math.pi)
+        self._modes.append(
+            _Mode(now, abs(load) * self.rng.uniform(*HEAVE_FRACTION), heave, heave_decay, phase)
+        )
+        hop_amplitude = abs(load) * HOP_FRACTION * self.rng.uniform(1.0, 1.5)
+        self._modes.append(_Mode(now, hop_amplitude, hop, hop_decay, phase))
+
+    def load(self, now: float, static_kg: float, *, rolling: bool = False) -> float:
+        """The deck's true (unrounded, noise-free) load at ``now``."""
+        if self._last_static is not None and abs(static_kg - self._last_static) > 0.5 * self.e_kg:
+            self._changed_at = now
+        if self._changed_at is not None and now - self._changed_at >= SETTLE_S:
+            self._changed_at = None
+            self._excite(now, static_kg)  # each load change sets the truck swinging
+        if self._rolling and not rolling:
+            self._excite(now, static_kg)  # braking to a stop pitches the body
+        if rolling and not self._rolling:
+            self._rolling_modes = [
+                (self.rng.uniform(3, 20), self.rng.uniform(0, 2 * math.pi),
+                 self.rng.uniform(*ROLLING_FRACTION)) for _ in range(3)
+            ]
+        self._rolling = rolling
+        self._last_static = static_kg
+        if abs(static_kg) < 5 * self.e_kg and not self._modes:
+            self._body = None  # the truck has gone; the next one swings its own way
+        value = static_kg + self.zero_kg
+        alive = []
+        for mode in self._modes:
+            age = now - mode.start
+            envelope = mode.amplitude * math.exp(-mode.decay * age)
+            if envelope > 0.01 * self.e_kg:
+                alive.append(mode)
+                value += envelope * math.cos(mode.omega * age + mode.phase)
+        self._modes = alive
+        if rolling:
+            for hz, phase, fraction in self._rolling_modes:
+                value += static_kg * fraction * math.sin(2 * math.pi * hz * now + phase) / 1.7
+        return value
+
+    def display(self, now: float, static_kg: float, *, rolling: bool = False) -> float:
+        """What the indicator shows: load plus noise, rounded to e."""
+        noisy = self.load(now, static_kg, rolling=rolling) + self.rng.normal(
+            0, self.noise_e * self.e_kg
+        )
+        return round(noisy / self.e_kg) * self.e_kg
+
+
+@dataclass(frozen=True)
+class TruckTrace:
+    """One truck on the deck, with ground truth."""
+
+    t: np.ndarray
+    kg: np.ndarray
+    front_clear: np.ndarray
+    rear_clear: np.ndarray
+    truth_kg: float
+    stop_at: float
+    fault: str
+    expected: frozenset[str]
+    frame_errors: tuple[float, ...] = ()
+    declared_kg: float | None = None
+    rate_hz: float = 10.0
+    e_kg: float = 20.0
+
+    def rows(self) -> list[tuple[float, float, int, int]]:
+        return [
+            (float(t), float(k), int(f), int(r))
+            for t, k, f, r in zip(self.t, self.kg, self.front_clear, self.rear_clear, strict=True)
+        ]
+
+
+def _ramp(x: np.ndarray) -> np.ndarray:
+    """Smooth 0..1 ramp (a tyre rolling over the deck edge)."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _swap_digits(value: float, rng: np.random.Generator) -> float | None:
+    digits = list(f"{round(abs(value)):06d}")
+    lead = next((i for i, d in enumerate(digits) if d != "0"), 5)
+    pairs = [(i, j) for i in range(lead, 5) for j in range(i + 1, 6)
+             if digits[i] != digits[j] and j - i <= 2 and i < 4]
+    if not pairs:
+        return None
+    i, j = pairs[int(rng.integers(len(pairs)))]
+    digits[i], digits[j] = digits[j], digits[i]
+    return math.copysign(float("".join(digits)), value)
+
+
+def generate_truck_trace(
+    seed: int,
+    *,
+    fault: str = "clean",
+    rate_hz: float = 10.0,
+    e_kg: float = 20.0,
+    max_kg: float = 60000.0,
+    after_stop_s: float = 15.0,
+) -> TruckTrace:
+    """A seeded trace of one truck driving on, stopping and standing, with ``fault``."""
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+    rng = np.random.default_rng(seed)
+    gross = rng.uniform(8000, 0.92 * max_kg)
+    if fault == "overload":
+        gross = rng.uniform(max_kg + 20 * e_kg, max_kg * 1.15)
+    axles = int(rng.integers(2, 6))
+    shares = rng.uniform(0.6, 1.4, axles)
+    shares[0] *= 0.6
+    shares /= shares.sum()
+    empty_s = rng.uniform(2.0, 4.0)
+    arrivals = empty_s + np.concatenate([[0.0], np.cumsum(rng.uniform(1.0, 3.5, axles - 1))])
+    ramps = rng.uniform(0.3, 1.0, axles)
+    last_on = float(arrivals[-1] + ramps[-1])
+    rear_clear_at = last_on + rng.uniform(0.3, 1.0)
+    stop_at = max(last_on + rng.uniform(0.8, 3.0), rear_clear_at + 0.2)
+    end = stop_at + (after_stop_s + 8 if fault == "unstable" else after_stop_s)
+    n = int(end * rate_hz)
+    t = np.arange(n) / rate_hz + rng.uniform(0, 0.002, n)
+    final = shares.copy()
+    if fault == "not_on_deck":
+        final[-1] *= rng.uniform(0.3, 0.7)  # the rear axle stays on the approach
+        rear_clear_at = math.inf
+    static = np.zeros(n)
+    for share, arrive, ramp in zip(final, arrivals, ramps, strict=True):
+        static += gross * share * _ramp((t - arrive) / ramp)
+    truth = gross * float(final.sum())
+    dyn = DeckDynamics(e_kg, rng)
+    after = rng.uniform(3.0, 8.0)
+    if fault == "zero_offset":
+        dyn.zero_kg = float(rng.choice([-1, 1]) * rng.uniform(2.0, 8.0) * e_kg)
+    elif fault == "negative":
+        dyn.zero_kg = -rng.uniform(25.0, 60.0) * e_kg
+    elif fault == "person":
+        static += rng.uniform(60, 100) * _ramp((t - stop_at - after) / 0.4)
+    elif fault == "step":
+        static += rng.choice([-1, 1]) * rng.uniform(10, 50) * e_kg * (t >= stop_at + after)
+    elif fault == "drift":
+        start = stop_at + rng.uniform(1.0, 3.0)
+        static += rng.uniform(2.5, 5.0) * e_kg / 10.0 * np.clip(t - start, 0, None)
+    rolling = (t >= arrivals[0] - 1.0) & (t < stop_at)
+    if fault == "unstable":
+        rolling |= t >= stop_at + 0.5  # the driver keeps inching back and forth
+    kg = np.array([dyn.display(float(ti), float(si), rolling=bool(ri))
+                   for ti, si, ri in zip(t, static, rolling, strict=True)])
+    frame_errors: tuple[float, ...] = ()
+    keep = np.ones(n, dtype=bool)
+    if fault == "frozen":
+        frozen_from = int((stop_at + rng.uniform(-1.0, 5.0)) * rate_hz)
+        kg[frozen_from:] = kg[frozen_from]
+    elif fault == "comm_loss":
+        gap_start = stop_at + rng.uniform(2.0, 6.0)
+        keep &= ~((t >= gap_start) & (t < gap_start + rng.uniform(3.0, 8.0)))
+    elif fault == "checksum":
+        bad = (t >= stop_at + rng.uniform(-2.0, 4.0)) & (rng.random(n) < rng.uniform(0.1, 0.3))
+        frame_errors = tuple(float(x) for x in t[bad])
+        keep &= ~bad
+    elif fault == "swapped":
+        for _ in range(int(rng.integers(1, 3))):
+            i = int((stop_at + rng.uniform(2.0, 8.0)) * rate_hz)
+            swapped = _swap_digits(float(kg[i]), rng)
+            if swapped is not None:
+                kg[i] = swapped
+    front = np.ones(n, dtype=bool)
+    rear = ~((t >= arrivals[0] - 0.3) & (t < rear_clear_at))
+    declared = truth
+    if fault == "declared":
+        declared = truth * (1 + rng.choice([-1, 1]) * rng.uniform(0.03, 0.08))
+    return TruckTrace(
+        t=t[keep], kg=kg[keep], front_clear=front[keep], rear_clear=rear[keep],
+        truth_kg=truth, stop_at=float(stop_at), fault=fault, expected=EXPECTED_CODES[fault],
+        frame_errors=frame_errors, declared_kg=round(declared), rate_hz=rate_hz, e_kg=e_kg,
+    )
