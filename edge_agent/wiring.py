@@ -41,7 +41,7 @@ from edge_agent.protocols.indicators import FrameError, IndicatorReading
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.vision.pipeline import QrPipeline, QrRead
-from edge_agent.weighing import estimator as weighing
+from edge_agent import weighing
 
 log = logging.getLogger("edge_agent.inputs")
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.drivers.camera import encode_frame
-from simulators.pass_render import render_pass_frame
+from simulators.pass_render import STYLES, render_pass_frame
 
 
 @dataclass
@@ -47,6 +47,7 @@ class CameraSim:
         self._threads: list[threading.Thread] = []
         self.frames_sent = 0
         self.paused = False
+        self.last_error = ""
 
     @property
     def url(self) -> str:
@@ -64,6 +65,8 @@ class CameraSim:
         Each showing gets its own hold: where the card is, its size and tilt, drawn once so
         consecutive frames look like one hand holding one phone.
         """
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, not {style!r}")
         rng = self._rng
         hold: dict[str, Any] = {
             "px_per_module": float(rng.uniform(3.6, 5.0)),
@@ -116,7 +119,12 @@ class CameraSim:
             with self._lock:
                 clients = list(self._clients)
             if clients and not self.paused:
-                data = encode_frame(self.render(), time.time())
+                try:
+                    data = encode_frame(self.render(), time.time())
+                except Exception as exc:  # a bad scene must not kill the camera thread
+                    self.last_error = f"render failed: {exc!r}"
+                    self._stop.wait(period)
+                    continue
                 for sock in clients:
                     try:
                         sock.sendall(data)

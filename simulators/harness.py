@@ -222,7 +222,8 @@ listen = "127.0.0.1:{self.status_port}"
         self._log(f"edge-agent  pid {self._agent.pid}, config {self.config_path}")
         lane = self.scenario.lane
         online = self.backend.wait_for(
-            lambda _events: self.backend.lane_online(lane), timeout=30.0
+            lambda _events: bool((self.backend.lane_state(lane) or {}).get("online")),
+            timeout=30.0,
         )
         if not online:
             raise RuntimeError(

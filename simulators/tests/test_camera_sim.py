@@ -62,3 +62,12 @@ def test_camera_sim_renders_what_is_shown() -> None:
         assert zxingcpp.read_barcodes(sim.render()) == []
     finally:
         sim.stop()
+
+
+def test_camera_sim_refuses_unknown_style() -> None:
+    sim = CameraSim()
+    try:
+        with pytest.raises(ValueError, match="style"):
+            sim.show("GP1:X", style="billboard")
+    finally:
+        sim.stop()
