@@ -189,7 +189,10 @@ class LaneAgent:
     def _execute(self, commands: list[LaneCommand], now: float) -> None:
         devices = self._devices
         assert devices is not None
-        for command in commands:
+        # Barrier commands go out before the records of why: the relay must not wait for the
+        # outbox's fsync. Otherwise commands run in the order the machine gave them.
+        ordered = sorted(commands, key=lambda c: not isinstance(c, (OpenBarrier, CloseWhenClear)))
+        for command in ordered:
             try:
                 self._execute_one(devices, command, now)
             except EdgeAgentError as exc:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from edge_agent import weighing
 from edge_agent.config import AgentConfig
 from edge_agent.drivers.ioboard import (
     BoardSnapshot,
@@ -41,7 +42,6 @@ from edge_agent.protocols.indicators import FrameError, IndicatorReading
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.vision.pipeline import QrPipeline, QrRead
-from edge_agent import weighing
 
 log = logging.getLogger("edge_agent.inputs")
 

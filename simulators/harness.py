@@ -138,7 +138,7 @@ class SimLane:
         self.iohost.start()
         self._log(f"IO board    MicroPython firmware on {self.iohost.port}")
 
-        self.barrier = BarrierMotor(travel_s=1.2)
+        self.barrier = BarrierMotor(travel_s=1.0)
         self.barrier_position = self.barrier.step(time.monotonic(), False, False)
         self.weighbridge = WeighbridgeSim(
             "yaohua-tf0", rate_hz=10, load_fn=lambda now: self.world.deck_load_kg(), seed=self._seed

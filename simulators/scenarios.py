@@ -42,7 +42,7 @@ def _truck(plate: str, gross: float, **kwargs: object) -> TruckSpec:
     return replace(TruckSpec(plate=plate, gross_kg=gross), **kwargs)  # type: ignore[arg-type]
 
 
-_BACK_OFF = 3.0
+_BACK_OFF = 2.5
 
 DEMO = Scenario(
     name="demo",

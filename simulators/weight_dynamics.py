@@ -26,6 +26,7 @@ HOP_TAU_S = (0.15, 0.4)
 ROLLING_FRACTION = (0.005, 0.015)
 NOISE_E = 0.4
 SETTLE_S = 0.15
+CHANGE_LEVERAGE = 10.0
 
 FAULTS = (
     "clean", "person", "step", "drift", "frozen", "zero_offset", "negative", "not_on_deck",
@@ -81,6 +82,7 @@ class DeckDynamics:
     _modes: list[_Mode] = field(default_factory=list)
     _last_static: float | None = None
     _changed_at: float | None = None
+    _change_from: float = 0.0
     _rolling: bool = False
     _rolling_modes: list[tuple[float, float, float]] = field(default_factory=list)
 
@@ -95,26 +97,33 @@ class DeckDynamics:
             1.0 / self.rng.uniform(*HOP_TAU_S),
         )
 
-    def _excite(self, now: float, load: float) -> None:
+    def _excite(self, now: float, load: float, change: float) -> None:
+        """Ring the body: a fraction of the load, less for a change much smaller than the
+        load (a person stepping on does not bounce a 40 t truck)."""
         if self._body is None:
             self._body = self._new_body()
         heave, heave_decay, hop, hop_decay = self._body
         phase = self.rng.uniform(0, 2 * math.pi)
+        scale = min(abs(load), CHANGE_LEVERAGE * abs(change))
         self._modes.append(
-            _Mode(now, abs(load) * self.rng.uniform(*HEAVE_FRACTION), heave, heave_decay, phase)
+            _Mode(now, scale * self.rng.uniform(*HEAVE_FRACTION), heave, heave_decay, phase)
         )
-        hop_amplitude = abs(load) * HOP_FRACTION * self.rng.uniform(1.0, 1.5)
+        hop_amplitude = scale * HOP_FRACTION * self.rng.uniform(1.0, 1.5)
         self._modes.append(_Mode(now, hop_amplitude, hop, hop_decay, phase))
 
     def load(self, now: float, static_kg: float, *, rolling: bool = False) -> float:
         """The deck's true (unrounded, noise-free) load at ``now``."""
-        if self._last_static is not None and abs(static_kg - self._last_static) > 0.5 * self.e_kg:
+        last = self._last_static
+        if last is not None and abs(static_kg - last) > 0.01 * self.e_kg:
+            if self._changed_at is None:
+                self._change_from = last
             self._changed_at = now
         if self._changed_at is not None and now - self._changed_at >= SETTLE_S:
             self._changed_at = None
-            self._excite(now, static_kg)  # each load change sets the truck swinging
+            # each load change sets the truck swinging
+            self._excite(now, static_kg, static_kg - self._change_from)
         if self._rolling and not rolling:
-            self._excite(now, static_kg)  # braking to a stop pitches the body
+            self._excite(now, static_kg, static_kg)  # braking to a stop pitches the body
         if rolling and not self._rolling:
             self._rolling_modes = [
                 (self.rng.uniform(3, 20), self.rng.uniform(0, 2 * math.pi),

@@ -19,7 +19,7 @@ DECK_END_M = 18.0
 LOOP_A_M = (18.3, 19.8)
 BARRIER_M = 20.0
 LOOP_B_M = (20.2, 23.0)
-GONE_M = 26.0  # the truck's rear beyond this: it has left the lane
+GONE_M = 24.5  # the truck's rear beyond this: it has left the lane
 STOP_FRONT_M = 17.3  # where a well-placed truck stops: whole body on the deck
 
 
@@ -34,7 +34,7 @@ class TruckSpec:
     axles_m: tuple[float, ...] = (1.4, 5.2, 6.5, 13.0, 14.3, 15.6)
     shares: tuple[float, ...] = (0.11, 0.17, 0.17, 0.18, 0.185, 0.185)
     stop_front_m: float = STOP_FRONT_M
-    speed_mps: float = 4.0
+    speed_mps: float = 5.0
     show_pass_after_s: float = 0.6  # after stopping, the driver holds the pass up
     back_off_after_s: float | None = None  # a held truck reverses off the deck after this
 
@@ -163,7 +163,7 @@ class World:
             truck.phase = Phase.GONE
 
     def _reverse(self, truck: TruckState, now: float, dt: float) -> None:
-        truck.front_m -= truck.spec.speed_mps * 0.5 * dt
+        truck.front_m -= truck.spec.speed_mps * dt
         if truck.front_m < DECK_START_M - 1.0:
             truck.phase = Phase.GONE
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 from edge_agent.errors import DeviceError
 
@@ -40,29 +41,32 @@ class PassLedger:
             raise DeviceError(f"pass ledger {self.path}: {exc}") from exc
         self._lock = threading.Lock()
 
-    def is_used(self, cti: bytes) -> bool:
+    def _execute(self, sql: str, params: tuple[object, ...] = ()) -> tuple[int, list[Any]]:
+        """Run one statement; (rows changed, rows returned), fetched under the lock."""
         with self._lock:
-            row = self._db.execute("SELECT 1 FROM used_pass WHERE cti = ?", (bytes(cti),))
-            return row.fetchone() is not None
+            try:
+                cur = self._db.execute(sql, params)
+                return cur.rowcount, cur.fetchall()
+            except sqlite3.Error as exc:  # disk full, I/O error, corrupted file
+                raise DeviceError(f"pass ledger {self.path}: {exc}") from exc
+
+    def is_used(self, cti: bytes) -> bool:
+        return bool(self._execute("SELECT 1 FROM used_pass WHERE cti = ?", (bytes(cti),))[1])
 
     def mark_used(self, cti: bytes, *, exp: int, now: float, lane: str = "") -> bool:
         """Record a use; False (and nothing changed) when this cti was used before."""
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO used_pass (cti, exp, used_at, lane) VALUES (?, ?, ?, ?)",
-                (bytes(cti), int(exp), float(now), lane),
-            )
-            return cur.rowcount == 1
+        changed, _ = self._execute(
+            "INSERT OR IGNORE INTO used_pass (cti, exp, used_at, lane) VALUES (?, ?, ?, ?)",
+            (bytes(cti), int(exp), float(now), lane),
+        )
+        return changed == 1
 
     def purge_expired(self, now: float, *, grace_s: float = 86400.0) -> int:
         """Drop rows whose pass expired more than ``grace_s`` ago; returns how many."""
-        with self._lock:
-            cur = self._db.execute("DELETE FROM used_pass WHERE exp < ?", (now - grace_s,))
-            return cur.rowcount
+        return self._execute("DELETE FROM used_pass WHERE exp < ?", (now - grace_s,))[0]
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM used_pass").fetchone()[0])
+        return int(self._execute("SELECT COUNT(*) FROM used_pass")[1][0][0])
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,8 @@ Rules (every change to this file keeps them true; tests in edge_agent/tests/test
      before the barrier is commanded open turns the transit into a hold at once.
   L5 Every decision, hold and release is published, with the codes that caused it.
   L6 No clocks, no I/O: ``handle(event, now)`` returns commands; ``next_deadline()`` says when
-     ``handle_timer(now)`` must be called. The shell executes the commands in order.
+     ``handle_timer(now)`` must be called. The shell executes barrier commands first, then the
+     rest in the order given.
   L7 The firmware closes the barrier on its own after the truck passed; the machine asks for a
      close only when a truck backed off with the barrier open (CloseWhenClear).
 """
@@ -96,6 +97,7 @@ class LaneMachine:
         self._loop_b = False
         self._tech_key = False
         self._faults: frozenset[str] = frozenset()
+        self._barrier = "unknown"
         self._opening_deadline: float | None = None
         self._input_at = 0.0  # when the input being handled happened: decision latency starts here
 
@@ -303,6 +305,10 @@ class LaneMachine:
         if left_loop_b and transit is not None and transit.opened_by and not transit.passed:
             transit.passed = True
             commands.append(Publish("vehicle_passed", {}, transit.transit_id))
+        if event.barrier != self._barrier and event.barrier != "unknown":
+            transit_id = transit.transit_id if transit else None
+            commands.append(Publish("barrier", {"state": event.barrier}, transit_id))
+            self._barrier = event.barrier
         if event.faults and event.faults != self._faults:
             data = {"code": "lane.safety_fault", "detail": ",".join(sorted(event.faults))}
             commands.append(Publish("abnormality", data, transit.transit_id if transit else None))

@@ -112,27 +112,28 @@ class WeightWatcher:
         self._frames.add(now, error=False)
         self._last_motion = motion
         out: list[WeighEvent] = []
-        if overload or (kg is not None and kg > self._scale.overload_kg):
+        if kg is not None:
+            if not self._x or kg != self._x[-1] or now - self._t[-1] > self._scale.comm_loss_s:
+                self._run_start = now
+            self._append(now, kg)
+            self._check_spike(out, now)
+            handler = {
+                DeckState.EMPTY: self._on_empty,
+                DeckState.LOADING: self._on_loading,
+                DeckState.COMMITTED: self._on_committed,
+                DeckState.LEAVING: self._on_leaving,
+            }[self.state]
+            handler(out, now, kg)
+            self._check_frozen(out, now)
+            if kg <= -UNDERLOAD_E * self._e:
+                self._raise(out, now, ev.NEGATIVE, f"reading {kg:g} kg below -20 e")
+        # A value over capacity counts once it repeats: a lone one may be a corrupt frame.
+        over = len(self._x) >= 2 and min(self._x[-1], self._x[-2]) > self._scale.overload_kg
+        if overload or (kg is not None and over and self._x[-1] == kg):
             self._overloaded = True
             shown = "no number" if kg is None else f"{kg:g} kg"
             self._raise(out, now, ev.OVERLOAD, f"reading {shown} beyond Max + 9 e "
                         f"({self._scale.overload_kg:g} kg) or flagged out of range")
-        if kg is None:
-            return out
-        if kg <= -UNDERLOAD_E * self._e:
-            self._raise(out, now, ev.NEGATIVE, f"reading {kg:g} kg below -20 e")
-        if self._x and kg != self._x[-1]:
-            self._run_start = now
-        self._append(now, kg)
-        self._check_spike(out, now)
-        self._check_frozen(out, now)
-        handler = {
-            DeckState.EMPTY: self._on_empty,
-            DeckState.LOADING: self._on_loading,
-            DeckState.COMMITTED: self._on_committed,
-            DeckState.LEAVING: self._on_leaving,
-        }[self.state]
-        handler(out, now, kg)
         return out
 
     def add_frame_error(self, now: float, reason: str) -> list[WeighEvent]:
@@ -196,7 +197,6 @@ class WeightWatcher:
         if kg >= self._loaded_kg():
             self._enter(DeckState.LOADING, now)
             self._raised.clear()
-            self._overloaded = kg > self._scale.overload_kg
             self._on_deck_at = self._ramp_end = now
             self._committed = None
             self._blocked_settled_since = None
@@ -236,7 +236,7 @@ class WeightWatcher:
             self._settler.reset()
             self._probe.reset()
         motion_veto = self._scale.respect_motion_flag and self._last_motion is True
-        if self._overloaded or motion_veto:
+        if self._overloaded or motion_veto or kg > self._scale.overload_kg:
             return
         beams_clear = self._front_clear and self._rear_clear
         if not beams_clear:
@@ -338,7 +338,9 @@ class WeightWatcher:
                         "on a scale that normally flickers")
 
     def _unstable_deadline(self) -> float | None:
-        if self.state is not DeckState.LOADING or ev.UNSTABLE_TIMEOUT in self._raised:
+        if self.state is not DeckState.LOADING or self._overloaded:
+            return None
+        if self._raised & {ev.UNSTABLE_TIMEOUT, ev.NOT_ON_DECK, ev.FROZEN}:
             return None
         return max(self._on_deck_at, self._ramp_end) + self._scale.unstable_timeout_s
 

@@ -51,7 +51,7 @@ def test_arm_not_up_over_the_truck_is_recorded_as_a_violation() -> None:
     world = World()
     world.send(TruckSpec(plate="T4", gross_kg=20_000))
     t = drive(world, 10.0)
-    t = drive(world, t + 4.2, arm=1.0, t0=t)  # the truck is now under the arm
+    t = drive(world, t + 1.0, arm=1.0, t0=t)  # the truck is now under the arm
     truck = world.truck
     assert truck is not None and truck.covers(20.0)
     world.step(t, 0.5)
