@@ -329,8 +329,7 @@ listen = "127.0.0.1:{self.status_port}"
         )
         self._current_pass = self.issue_pass(plan)
         started = time.monotonic()
-        for fault in plan.faults:
-            self.weighbridge.set_fault(fault, True)
+        faults_on = False
         self.world.send(plan.truck)
         self._log(f"[{plan.name}] truck {plan.truck.plate} drives onto the deck "
                   f"(gross {plan.truck.gross_kg:.0f} kg, pass {plan.pass_kind})")
@@ -340,6 +339,11 @@ listen = "127.0.0.1:{self.status_port}"
                 truck = self.world.truck
                 if truck is not None and truck.phase is Phase.GONE:
                     break
+                if truck is not None and truck.phase is Phase.STOPPED and not faults_on:
+                    # Faults start once the truck stands on the deck: the lane has seen it come.
+                    for fault in plan.faults:
+                        self.weighbridge.set_fault(fault, True)
+                    faults_on = True
                 if not self.agent_alive():
                     outcome.problems.append("edge-agent exited:\n" + self.agent_log())
                     break

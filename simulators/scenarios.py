@@ -18,7 +18,7 @@ class TruckPlan:
     tolerance_kg: int | None = 300
     expect_decision: str = "open"  # open | hold
     expect_reason: str | None = None  # the first hold reason, a section-6 code
-    faults: tuple[str, ...] = ()  # weighbridge faults while the truck is on the deck
+    faults: tuple[str, ...] = ()  # weighbridge faults from the truck's stop until it leaves
     release: str | None = None  # how a hold ends: None = backs off; "remote"; "technician"
     notes: str = ""
 
@@ -44,33 +44,7 @@ def _truck(plate: str, gross: float, **kwargs: object) -> TruckSpec:
 
 _BACK_OFF = 2.5
 
-DEMO = Scenario(
-    name="demo",
-    description="Valid passes, a declared-weight mismatch and a pass signed by an untrusted key.",
-    trucks=(
-        TruckPlan("valid-1", _truck("SU-A1001", 32_480)),
-        TruckPlan(
-            "mismatch",
-            _truck("SU-B2002", 41_260, back_off_after_s=_BACK_OFF),
-            declared_kg=36_000,
-            expect_decision="hold",
-            expect_reason="weight.declared_mismatch",
-        ),
-        TruckPlan("valid-2", _truck("SU-C3003", 18_940)),
-        TruckPlan(
-            "untrusted-key",
-            _truck("SU-D4004", 27_500, back_off_after_s=_BACK_OFF),
-            pass_kind="untrusted",
-            expect_decision="hold",
-            expect_reason="pass.unknown_key",
-        ),
-        TruckPlan("valid-3", _truck("SU-E5005", 45_120)),
-    ),
-)
-
-SCENARIOS: dict[str, Scenario] = {DEMO.name: DEMO}
-
-# Trucks that later capabilities add to the demo are kept here so a scenario can name them.
+# Trucks that show one abnormality each; scenarios name them.
 EXTRA_TRUCKS: dict[str, TruckPlan] = {
     "reused": TruckPlan(
         "reused-pass",
@@ -88,18 +62,50 @@ EXTRA_TRUCKS: dict[str, TruckPlan] = {
     ),
     "off-deck": TruckPlan(
         "partly-off-deck",
-        _truck("SU-G7007", 30_000, stop_front_m=DECK_END_M + 1.6, back_off_after_s=_BACK_OFF),
+        _truck("SU-G7007", 30_000, stop_front_m=DECK_END_M + 1.6, back_off_after_s=7.5),
         expect_decision="hold",
         expect_reason="weight.not_on_deck",
     ),
     "frozen": TruckPlan(
         "frozen-indicator",
-        _truck("SU-H8008", 28_000, back_off_after_s=_BACK_OFF),
+        _truck("SU-H8008", 28_000, back_off_after_s=8.5),
         faults=("frozen",),
         expect_decision="hold",
         expect_reason="weight.frozen",
     ),
 }
+
+
+DEMO = Scenario(
+    name="demo",
+    description="Valid passes, a reused, a forged and an expired pass, a declared-weight "
+    "mismatch, a truck partly off the deck and a frozen indicator.",
+    trucks=(
+        TruckPlan("valid-1", _truck("SU-A1001", 32_480)),
+        EXTRA_TRUCKS["reused"],
+        TruckPlan(
+            "mismatch",
+            _truck("SU-B2002", 41_260, back_off_after_s=_BACK_OFF),
+            declared_kg=36_000,
+            expect_decision="hold",
+            expect_reason="weight.declared_mismatch",
+        ),
+        TruckPlan("valid-2", _truck("SU-C3003", 18_940)),
+        TruckPlan(
+            "untrusted-key",
+            _truck("SU-D4004", 27_500, back_off_after_s=_BACK_OFF),
+            pass_kind="untrusted",
+            expect_decision="hold",
+            expect_reason="pass.unknown_key",
+        ),
+        EXTRA_TRUCKS["expired"],
+        EXTRA_TRUCKS["off-deck"],
+        EXTRA_TRUCKS["frozen"],
+        TruckPlan("valid-3", _truck("SU-E5005", 45_120)),
+    ),
+)
+
+SCENARIOS: dict[str, Scenario] = {DEMO.name: DEMO}
 
 
 def get_scenario(name: str, trucks: int | None = None) -> Scenario:

@@ -27,6 +27,9 @@ ROLLING_FRACTION = (0.005, 0.015)
 NOISE_E = 0.4
 SETTLE_S = 0.15
 CHANGE_LEVERAGE = 10.0
+ADC_SUBSAMPLES = 4
+UNSTABLE_KICK_S = 0.4
+UNSTABLE_KICK_FRACTION = (0.003, 0.01)
 
 FAULTS = (
     "clean", "person", "step", "drift", "frozen", "zero_offset", "negative", "not_on_deck",
@@ -147,11 +150,25 @@ class DeckDynamics:
                 value += static_kg * fraction * math.sin(2 * math.pi * hz * now + phase) / 1.7
         return value
 
-    def display(self, now: float, static_kg: float, *, rolling: bool = False) -> float:
-        """What the indicator shows: load plus noise, rounded to e."""
-        noisy = self.load(now, static_kg, rolling=rolling) + self.rng.normal(
-            0, self.noise_e * self.e_kg
-        )
+    def kick(self, now: float, static_kg: float, fraction: float) -> None:
+        """Set the body swinging by ``fraction`` of the load (someone moving, a gust)."""
+        if self._body is None:
+            self._body = self._new_body()
+        heave, heave_decay, _, _ = self._body
+        phase = self.rng.uniform(0, 2 * math.pi)
+        self._modes.append(_Mode(now, abs(static_kg) * fraction, heave, heave_decay, phase))
+
+    def display(
+        self, now: float, static_kg: float, *, rolling: bool = False, period_s: float = 0.0
+    ) -> float:
+        """What the indicator shows: the load averaged over its conversion period (the A/D
+        integrates, which also keeps fast wheel hop from aliasing), plus noise, rounded to e."""
+        steps = ADC_SUBSAMPLES if period_s > 0 else 1
+        mean = sum(
+            self.load(now - period_s * k / steps, static_kg, rolling=rolling)
+            for k in range(steps - 1, -1, -1)
+        ) / steps
+        noisy = mean + self.rng.normal(0, self.noise_e * self.e_kg)
         return round(noisy / self.e_kg) * self.e_kg
 
 
@@ -248,10 +265,14 @@ def generate_truck_trace(
         start = stop_at + rng.uniform(1.0, 3.0)
         static += rng.uniform(2.5, 5.0) * e_kg / 10.0 * np.clip(t - start, 0, None)
     rolling = (t >= arrivals[0] - 1.0) & (t < stop_at)
-    if fault == "unstable":
-        rolling |= t >= stop_at + 0.5  # the driver keeps inching back and forth
-    kg = np.array([dyn.display(float(ti), float(si), rolling=bool(ri))
-                   for ti, si, ri in zip(t, static, rolling, strict=True)])
+    kicks: list[float] = []
+    if fault == "unstable":  # someone keeps the truck rocking: the body never settles
+        kicks = list(stop_at + 0.5 + np.cumsum(rng.exponential(UNSTABLE_KICK_S, 200)))
+    kg = np.empty(n)
+    for i, (ti, si, ri) in enumerate(zip(t, static, rolling, strict=True)):
+        while kicks and kicks[0] <= ti:
+            dyn.kick(kicks.pop(0), float(si), rng.uniform(*UNSTABLE_KICK_FRACTION))
+        kg[i] = dyn.display(float(ti), float(si), rolling=bool(ri), period_s=1.0 / rate_hz)
     frame_errors: tuple[float, ...] = ()
     keep = np.ones(n, dtype=bool)
     if fault == "frozen":

@@ -34,8 +34,8 @@ class TruckSpec:
     axles_m: tuple[float, ...] = (1.4, 5.2, 6.5, 13.0, 14.3, 15.6)
     shares: tuple[float, ...] = (0.11, 0.17, 0.17, 0.18, 0.185, 0.185)
     stop_front_m: float = STOP_FRONT_M
-    speed_mps: float = 5.0
-    show_pass_after_s: float = 0.6  # after stopping, the driver holds the pass up
+    speed_mps: float = 6.0
+    show_pass_after_s: float = 0.4  # after stopping, the driver holds the pass up
     back_off_after_s: float | None = None  # a held truck reverses off the deck after this
 
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_agent.weighing.fit import FloatArray, fit_decaying_oscillation
+from edge_agent.weighing.fit import FloatArray, OscillationFit, fit_decaying_oscillation
 
 # Longest first: the longest stretch the model explains gives the tightest estimate.
 WINDOWS_S = (4.0, 2.5, 1.6, 1.0)
@@ -24,6 +24,8 @@ STDERR_INFLATION = 1.5
 # Share of the fitted swing the residual may keep (the heave is not a perfect sinusoid).
 MODEL_SLACK = 0.03
 RESIDUAL_FACTOR = 1.6
+MIN_DECAY_PER_S = 0.3
+PERSISTENT_E = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +59,13 @@ class OscillationSettler:
     def reset(self) -> None:
         self._previous = None
 
-    def _accepts(self, rms: float, amplitude: float, noise_kg: float) -> bool:
+    def _accepts(self, fit: OscillationFit, span_s: float, noise_kg: float) -> bool:
         floor = max(noise_kg, self._e / math.sqrt(12))
-        return rms <= RESIDUAL_FACTOR * floor + MODEL_SLACK * amplitude
+        if fit.residual_rms > RESIDUAL_FACTOR * floor + MODEL_SLACK * fit.amplitude:
+            return False
+        # A swing that does not die away is being driven: wheels turning, a truck inching.
+        left = fit.amplitude * math.exp(-fit.decay_per_s * span_s)
+        return fit.decay_per_s >= MIN_DECAY_PER_S or left <= PERSISTENT_E * self._e
 
     def propose(
         self, t: FloatArray, x: FloatArray, *, noise_kg: float, flicker: bool
@@ -78,7 +84,7 @@ class OscillationSettler:
             if flicker and float(np.ptp(window)) == 0.0:
                 break  # a scale that flickers does not hold still: suspect a frozen output
             fit = fit_decaying_oscillation(t[start:], window)
-            if fit is None or not self._accepts(fit.residual_rms, fit.amplitude, noise_kg):
+            if fit is None or not self._accepts(fit, float(t[-1] - t[start]), noise_kg):
                 continue
             uncertainty = 2 * STDERR_INFLATION * fit.level_stderr
             estimate = Estimate(fit.level, max(uncertainty, 0.05 * self._e), float(t[start]))

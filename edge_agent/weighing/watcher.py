@@ -46,12 +46,13 @@ RAMP_FRACTION = 0.08
 RAMP_MIN_E = 25.0
 STEP_WINDOW_S = 1.0
 LEAVING_FRACTION = 0.9
-FLAT_NOISE_FACTOR = 1.5
+FLAT_NOISE_FACTOR = 2.0
 FLAT_MIN_E = 0.6
 FLAT_HISTORY = 200
 FLICKER_E = 0.25
 UNDERLOAD_E = 20.0
 SPIKE_CONTEXT = 10
+OFF_DECK_GAP_S = 1.0
 
 
 class DeckState(Enum):
@@ -93,6 +94,7 @@ class WeightWatcher:
         self._flat_levels: deque[tuple[float, float]] = deque(maxlen=FLAT_HISTORY)
         self._committed: WeightCommitted | None = None
         self._blocked_settled_since: float | None = None
+        self._blocked_settled_last = -math.inf
         self._raised: set[str] = set()
         self._overloaded = False
         self._last_motion: bool | None = None
@@ -233,6 +235,7 @@ class WeightWatcher:
         _, x_back = self._window(now - RAMP_LOOKBACK_S)
         if abs(kg - x_back[0]) > max(RAMP_FRACTION * abs(kg), RAMP_MIN_E * self._e):
             self._ramp_end = now
+            self._blocked_settled_since = None
             self._settler.reset()
             self._probe.reset()
         motion_veto = self._scale.respect_motion_flag and self._last_motion is True
@@ -256,6 +259,7 @@ class WeightWatcher:
             evidence=tuple(zip(used_t.tolist(), used_x.tolist(), strict=True)),
         )
         self._rebase(estimate.kg)
+        self._flat_levels.append((now, estimate.kg))
         self._enter(DeckState.COMMITTED, now)
         out.append(self._committed)
 
@@ -263,7 +267,10 @@ class WeightWatcher:
         t, x = self._window(self._ramp_end)
         settled = self._probe.propose(t, x, noise_kg=self._noise(), flicker=self._flicker())
         if settled is None:
+            if now - self._blocked_settled_last > OFF_DECK_GAP_S:
+                self._blocked_settled_since = None
             return
+        self._blocked_settled_last = now
         if self._blocked_settled_since is None:
             self._blocked_settled_since = now
         elif now - self._blocked_settled_since >= self._scale.not_on_deck_s:

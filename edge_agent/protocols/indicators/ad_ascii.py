@@ -29,6 +29,7 @@ MOTION_BY_HEADER: dict[str, bool | None] = {
 }
 OUT_OF_RANGE = {"OL", "LO", "UL"}
 UNIT_TO_KG = {"kg": 1.0, "g": 0.001, "t": 1000.0, "lb": LB_TO_KG}
+_HEADER = re.compile(rb"(?:ST|US|OL|LO|UL|QT|HD),")
 _DATA = re.compile(r"([+-]?)([0-9. ]*?)\s*([A-Za-z]{0,3})")
 
 
@@ -45,7 +46,18 @@ class AdAsciiDecoder(BufferedDecoder):
         line = raw.rstrip(b"\r\n")
         if not line.strip():
             return end + 1, None
-        return end + 1, _decode_line(line, raw)
+        event = _decode_line(line, raw)
+        resync = _last_header(line)
+        if isinstance(event, FrameError) and resync > 0:
+            # The start of this line was lost or noise came first: keep the line's tail.
+            return resync, FrameError("bytes before a line header", raw[:resync])
+        return end + 1, event
+
+
+def _last_header(line: bytes) -> int:
+    """Index of the last ``H1,`` header in ``line`` (0 or -1 when none after the start)."""
+    starts = [m.start() for m in _HEADER.finditer(line)]
+    return starts[-1] if starts else -1
 
 
 def _decode_line(line: bytes, raw: bytes) -> IndicatorEvent:
