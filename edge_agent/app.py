@@ -61,6 +61,9 @@ class LaneAgent:
         self._clock = clock
         self._queue: queue.Queue[_Input] = queue.Queue(maxsize=10_000)
         self._stop = threading.Event()
+        # Set by the main loop when a transit ends; the camera thread then forgets the passes
+        # it already handed out, so the next truck's pass is read even if it is the same text.
+        self._new_truck = threading.Event()
         self.status = StatusBoard(config)
         policy = PolicyConfig(
             e_kg=config.weighbridge.e_kg,
@@ -141,6 +144,7 @@ class LaneAgent:
 
         assert self._devices is not None
         url, pipeline = self._devices.camera_url, self._devices.pipeline
+        evidence = self._devices.evidence
         backoff = _Backoff()
         while not self._stop.is_set():
             try:
@@ -156,7 +160,12 @@ class LaneAgent:
                     frame = source.read(0.5)
                     if frame is None:
                         continue
-                    for read in pipeline.process(frame.image, frame.at):
+                    if self._new_truck.is_set():
+                        self._new_truck.clear()
+                        pipeline.forget_all()
+                    reads = pipeline.process(frame.image, frame.at)
+                    evidence.remember(frame.image, [raw.polygon for raw in pipeline.last_raw])
+                    for read in reads:
                         self._put("qr", read)
             except EdgeAgentError as exc:
                 self._put("camera", (False, str(exc)))
@@ -221,6 +230,8 @@ class LaneAgent:
                 )
                 devices.publisher.wake()
                 self.status.record_event(envelope)
+                if command.type == "transit_closed":
+                    self._new_truck.set()
                 log.info("event %s seq=%s %s", command.type, envelope.get("seq"), _brief(command))
             case MarkPassUsed():
                 devices.ledger.mark_used(
@@ -230,8 +241,8 @@ class LaneAgent:
                     lane=self.config.lane.lane,
                 )
             case TakeSnapshot():
-                assert self._inputs is not None
-                self._inputs.take_snapshot(command.transit_id, command.reason)
+                path = devices.evidence.snapshot(command.ref)
+                log.info("evidence %s for %s: %s", command.ref, command.reason, path or "no frame")
 
 
 class _Backoff:

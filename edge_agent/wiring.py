@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge_agent import weighing
@@ -25,6 +26,7 @@ from edge_agent.drivers.ioboard import (
 from edge_agent.drivers.pass_ledger import PassLedger
 from edge_agent.drivers.serialport import LineSettings
 from edge_agent.drivers.weighbridge import WeighbridgeReader
+from edge_agent.errors import ConfigError
 from edge_agent.lane.events import (
     BoardStatus,
     CameraChanged,
@@ -41,6 +43,7 @@ from edge_agent.protocols import gp1
 from edge_agent.protocols.indicators import FrameError, IndicatorReading
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
+from edge_agent.vision.evidence import EvidenceStore
 from edge_agent.vision.pipeline import QrPipeline, QrRead
 
 log = logging.getLogger("edge_agent.inputs")
@@ -58,9 +61,12 @@ class LaneDevices:
     publisher: Publisher
     ledger: PassLedger
     trust: gp1.TrustList
+    revoked: frozenset[bytes]
+    evidence: EvidenceStore
 
     def close(self) -> None:
         self.publisher.stop()
+        self.pipeline.close()
         closers = (self.board.close, self.weighbridge.close, self.ledger.close, self.outbox.close)
         for close in closers:
             try:
@@ -100,12 +106,41 @@ def open_devices(config: AgentConfig, clock: Callable[[], float]) -> LaneDevices
             config.weighbridge.url, config.weighbridge.protocol, line=line, clock=clock
         ),
         camera_url=config.camera.source,
-        pipeline=QrPipeline(confirm_frames=config.camera.confirm_frames),
+        # Native decoders have known aborts: they run in a supervised child process.
+        pipeline=QrPipeline(confirm_frames=config.camera.confirm_frames, isolate=True),
         outbox=outbox,
         publisher=publisher,
         ledger=PassLedger(config.passes.ledger),
         trust=gp1.TrustList.load(config.passes.trust_list),
+        revoked=load_revocations(config.passes.revocations),
+        evidence=EvidenceStore(
+            config.camera.snapshot_dir or state / "snapshots",
+            cap_bytes=int(config.camera.snapshot_cap_mb * 1024 * 1024),
+        ),
     )
+
+
+def load_revocations(path: Path | None) -> frozenset[bytes]:
+    """Revoked passes: one hex ``revocation_hash(cti)`` per line; ``#`` starts a comment."""
+    if path is None:
+        return frozenset()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"[passes] revocations {path}: {exc}") from exc
+    hashes = set()
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            value = bytes.fromhex(text)
+        except ValueError:
+            value = b""
+        if len(value) != 16:
+            raise ConfigError(f"{path}:{number}: expected 32 hex digits, got {text!r}")
+        hashes.add(value)
+    return frozenset(hashes)
 
 
 class DeviceInputs:
@@ -127,7 +162,6 @@ class DeviceInputs:
         self._board: dict[str, Any] = {"link": "down"}
         self._weight: dict[str, Any] = {"kg": None, "frames": 0, "errors": 0}
         self._camera: dict[str, Any] = {"up": False, "reads": 0}
-        self._revoked: frozenset[bytes] = frozenset()
 
     # -- translation -----------------------------------------------------------------------------
     def translate(self, source: str, payload: Any, now: float) -> list[LaneEvent]:
@@ -241,7 +275,7 @@ class DeviceInputs:
             direction=lane.direction,
             now=time.time(),
             skew_s=self._config.passes.skew_s,
-            revoked=self._revoked,
+            revoked=self._devices.revoked,
         )
         claims = verdict.claims
         reason = verdict.reason
@@ -261,10 +295,7 @@ class DeviceInputs:
         log.info("pass read by %s in %.1f ms: %s", read.engine, read.ms, reason or "valid")
         return [PassPresented(read.at, info)]
 
-    # -- evidence and status ---------------------------------------------------------------------
-    def take_snapshot(self, transit_id: str, reason: str) -> None:
-        log.info("evidence requested for %s (%s)", transit_id, reason)
-
+    # -- status ----------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         return {
             "io_board": dict(self._board),

@@ -108,7 +108,7 @@ class Controller:
             if len(payload) < 6:
                 return il.R_BAD_REQUEST
             t_clear, travel, dead = struct.unpack_from(">HHH", payload, 0)
-            return lock.configure(t_clear, travel, dead)
+            return lock.configure(t_clear, travel, dead, now)
         if ftype not in (link.T_OPEN, link.T_CLOSE_WHEN_CLEAR, link.T_CLEAR_FAULT,
                          link.T_MAINTENANCE):
             return il.R_UNKNOWN

@@ -87,9 +87,9 @@ R_UNKNOWN = const(7)
 RESULT_NAMES = ("ok", "pending", "expired", "stale", "not_ready", "fault", "bad_request",
                 "unknown_type")
 
+MAX_DEAD_MS = const(5000)  # upper bound of the configurable dead time
 STALE_MS = const(50)  # inputs older than this count as unknown = occupied
 SELF_CHECK_MS = const(100)  # fresh, plausible samples needed after boot
-STABLE_SAMPLES = const(2)  # symmetric debounce of limits, deck beams, key
 
 
 class Interlock:
@@ -104,8 +104,7 @@ class Interlock:
         self.state_at = now
         self.boot_at = now
         self.inputs = PRESENCE  # unknown counts as occupied
-        self._other_raw = 0
-        self._other_count = 0
+        self._other_prev = 0
         self.samples = 0
         self.sampled_at = now
         self.fresh = False
@@ -129,17 +128,12 @@ class Interlock:
         self.samples += 1
         self.sampled_at = now
         other = bits & ~PRESENCE & 0xFF
-        if other == self._other_raw:
-            if self._other_count < STABLE_SAMPLES:
-                self._other_count += 1
-        else:
-            self._other_raw = other
-            self._other_count = 1
-        stable = self.inputs & ~PRESENCE & 0xFF
-        if self._other_count >= STABLE_SAMPLES:
-            stable = other
+        # Limits, deck beams, key: "on" needs two equal samples (contact bounce), "off" counts
+        # at once, so green drops and a limit is left the moment the switch opens.
+        confirmed = other & self._other_prev
+        self._other_prev = other
         # Presence takes effect on the first sample (asymmetric: clear must hold t_clear).
-        self.inputs = (bits & PRESENCE) | stable
+        self.inputs = (bits & PRESENCE) | confirmed
 
     def host_seen(self, now):
         self.host_at = now
@@ -193,13 +187,15 @@ class Interlock:
         self._enter(self._rest_state(), now)
         return R_OK
 
-    def configure(self, t_clear_ms, travel_ms, dead_ms):
+    def configure(self, t_clear_ms, travel_ms, dead_ms, now):
         if not (100 <= t_clear_ms <= 60000 and 500 <= travel_ms <= 60000
-                and 20 <= dead_ms <= 5000):
+                and 20 <= dead_ms <= MAX_DEAD_MS):
             return R_BAD_REQUEST
         self.t_clear_ms = t_clear_ms
         self.travel_ms = travel_ms
         self.dead_ms = dead_ms
+        self.path_clear = False  # S4: a new t_clear must hold in full before a close
+        self.clear_since = now
         return R_OK
 
     def maintenance(self, enter, now):
@@ -212,7 +208,8 @@ class Interlock:
             self.close_pending = False
             self._enter(MAINTENANCE, now)
         elif self.state == MAINTENANCE:
-            self._enter(self._rest_state(), now)
+            # Maintenance never clears a latched fault: that takes CLEAR_FAULT.
+            self._enter(FAULT if self.faults & ~F_STALE else self._rest_state(), now)
         return R_OK
 
     # ---- the checks, once per loop iteration ----
@@ -240,8 +237,9 @@ class Interlock:
         lim_open = self.inputs & I_LIM_OPEN if self.fresh else 0
         lim_closed = self.inputs & I_LIM_CLOSED if self.fresh else 0
         st = self.state
-        if lim_open and lim_closed and st not in (BOOT, FAULT):
-            self._fault(F_BOTH_LIMITS, now)
+        if lim_open and lim_closed and st != BOOT:
+            if not self.faults & F_BOTH_LIMITS:
+                self._fault(F_BOTH_LIMITS, now)
         elif st == BOOT:
             if diff(now, self.boot_at) >= SELF_CHECK_MS:
                 if not self.fresh or (lim_open and lim_closed):
@@ -298,16 +296,18 @@ class Interlock:
         if out & O_CLOSE and not want_close:
             out &= ~O_CLOSE
             self._close_off_at = now
-        if self._open_off_at is not None and diff(now, self._open_off_at) >= self.dead_ms:
+        # Release times are forgotten after the longest configurable dead time (no wrap).
+        if self._open_off_at is not None and diff(now, self._open_off_at) >= MAX_DEAD_MS:
             self._open_off_at = None
-        if self._close_off_at is not None and diff(now, self._close_off_at) >= self.dead_ms:
+        if self._close_off_at is not None and diff(now, self._close_off_at) >= MAX_DEAD_MS:
             self._close_off_at = None
         # S6: energise a direction only when both are off and the dead time has passed.
-        if not out & (O_OPEN | O_CLOSE):
-            if want_open and self._close_off_at is None and self._open_off_at is None:
-                out |= O_OPEN
-            elif want_close and self._open_off_at is None and self._close_off_at is None:
-                out |= O_CLOSE
+        if not out & (O_OPEN | O_CLOSE) and (want_open or want_close):
+            dead = self.dead_ms
+            settled = ((self._open_off_at is None or diff(now, self._open_off_at) >= dead)
+                       and (self._close_off_at is None or diff(now, self._close_off_at) >= dead))
+            if settled:
+                out |= O_OPEN if want_open else O_CLOSE
         green = (self.state == OPEN and self.inputs & I_LIM_OPEN and self.granted
                  and not self.passed and not self.faults and self.link)
         out &= O_OPEN | O_CLOSE

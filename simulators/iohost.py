@@ -88,6 +88,7 @@ class IoBoardHost:
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: socket.socket | None = None
         self._slave_fd: int | None = None
+        self._master_fd: int | None = None
         self._port = ""
         self._reader: threading.Thread | None = None
         self._offset: float | None = None
@@ -110,49 +111,73 @@ class IoBoardHost:
         if not exe.exists():
             raise IoHostError(f"MicroPython unix port not found at {exe}")
         try:
-            self._spawn(exe)
+            self._workdir = tempfile.TemporaryDirectory(prefix="iohost-")
+            master, slave = os.openpty()
+            tty.setraw(slave)  # no echo, no CR/LF mangling, NUL and ^C pass through
+            # We keep both ends open: the master survives a board restart (like a UART), the
+            # slave keeps the master from reading EIO while no agent has the port open.
+            self._master_fd, self._slave_fd = master, slave
+            self._port = os.ttyname(slave)
+            self._spawn(exe, "power_on")
         except BaseException:
             self.stop()
             raise
 
-    def _spawn(self, exe: Path) -> None:
-        self._workdir = tempfile.TemporaryDirectory(prefix="iohost-")
+    def restart(self, reset_cause: str = "watchdog") -> None:
+        """Kill the firmware and boot it again on the same port, e.g. a reset mid-motion.
+
+        The relays drop (all outputs off) at the kill, as on a real board whose pins float
+        to their pull-downs; inputs keep their values.
+        """
+        self._kill()
+        with self._changed:
+            at = time.monotonic()
+            for name, value in self._outputs.items():
+                if value:
+                    self._outputs[name] = False
+                    self._changes.append((at, name, False))
+            self._offset = None
+        self._spawn(micropython_executable(), reset_cause)
+
+    def _spawn(self, exe: Path, reset_cause: str) -> None:
+        assert self._workdir is not None and self._master_fd is not None
         work = Path(self._workdir.name)
         self._stderr_path = work / "stderr.log"
         listener = socket.create_server(("127.0.0.1", 0))
         listener.settimeout(_START_TIMEOUT_S)
-        master, slave = os.openpty()
-        tty.setraw(slave)  # no echo, no CR/LF mangling, NUL and ^C pass through
-        self._slave_fd = slave
-        self._port = os.ttyname(slave)
         env = dict(os.environ)
         env.update(
             MICROPYPATH=f"{self.firmware_dir / 'hostsim'}:.frozen",
             GATELANE_IOSIM=f"127.0.0.1:{listener.getsockname()[1]}",
+            GATELANE_RESET_CAUSE=reset_cause,
         )
         env.update(self._extra_env)
-        with open(self._stderr_path, "wb") as err:
-            self._proc = subprocess.Popen(
-                [str(exe), "-X", f"heapsize={self.heapsize}", str(self.firmware_dir / "main.py")],
-                stdin=master,
-                stdout=master,
-                stderr=err,
-                cwd=work,
-                env=env,
-                start_new_session=True,
-            )
-        os.close(master)  # the child holds it; we keep the slave open so the master never EIOs
         try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            raise IoHostError(f"firmware did not connect its pins: {self.log()}") from None
+            with open(self._stderr_path, "ab") as err:
+                self._proc = subprocess.Popen(
+                    [str(exe), "-X", f"heapsize={self.heapsize}",
+                     str(self.firmware_dir / "main.py")],
+                    stdin=self._master_fd,
+                    stdout=self._master_fd,
+                    stderr=err,
+                    cwd=work,
+                    env=env,
+                    start_new_session=True,
+                )  # fmt: skip
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                raise IoHostError(f"firmware did not connect its pins: {self.log()}") from None
         finally:
             listener.close()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._conn = conn
-        lines = [self._input_line(name, value) for name, value in self._inputs.items()]
-        conn.sendall(("".join(lines) + "g\n").encode())
-        self._reader = threading.Thread(target=self._read_side_channel, name="iohost", daemon=True)
+        with self._lock:
+            self._conn = conn
+            lines = [self._input_line(name, value) for name, value in self._inputs.items()]
+            conn.sendall(("".join(lines) + "g\n").encode())
+        self._reader = threading.Thread(
+            target=self._read_side_channel, args=(conn,), name="iohost", daemon=True
+        )
         self._reader.start()
         deadline = time.monotonic() + _START_TIMEOUT_S
         with self._changed:
@@ -162,15 +187,15 @@ class IoBoardHost:
                     raise IoHostError(f"firmware did not start: {self.log()}")
                 self._changed.wait(min(left, 0.1))
 
-    def stop(self) -> None:
-        """Kill the firmware process (and its group) and release every resource."""
+    def _kill(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        conn, self._conn = self._conn, None
+        with self._lock:
+            conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
@@ -178,10 +203,16 @@ class IoBoardHost:
         reader, self._reader = self._reader, None
         if reader is not None and reader is not threading.current_thread():
             reader.join(timeout=2)
-        fd, self._slave_fd = self._slave_fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+
+    def stop(self) -> None:
+        """Kill the firmware process (and its group) and release every resource."""
+        self._kill()
+        for attr in ("_slave_fd", "_master_fd"):
+            fd = getattr(self, attr)
+            setattr(self, attr, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         work, self._workdir = self._workdir, None
         if work is not None:
             work.cleanup()
@@ -247,9 +278,7 @@ class IoBoardHost:
         gpio, active_low = self._input_pins[name]
         return f"i {gpio} {int(value != active_low)}\n"
 
-    def _read_side_channel(self) -> None:
-        conn = self._conn
-        assert conn is not None
+    def _read_side_channel(self, conn: socket.socket) -> None:
         buf = b""
         while True:
             try:

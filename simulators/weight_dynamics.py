@@ -28,8 +28,11 @@ NOISE_E = 0.4
 SETTLE_S = 0.15
 CHANGE_LEVERAGE = 10.0
 ADC_SUBSAMPLES = 4
-UNSTABLE_KICK_S = 0.4
-UNSTABLE_KICK_FRACTION = (0.003, 0.01)
+KICK_INTERVAL_S = 0.25
+KICK_FRACTION = (0.002, 0.008)
+KICK_MIN_E = (3.0, 6.0)
+ROCKING_INTERVAL_S = 0.15
+ROCKING_STRENGTH = 2.5
 
 FAULTS = (
     "clean", "person", "step", "drift", "frozen", "zero_offset", "negative", "not_on_deck",
@@ -53,7 +56,9 @@ EXPECTED_CODES: dict[str, frozenset[str]] = {
 }
 # Codes a fault may bring along legitimately (a zero far off is also out of band, etc.).
 ALSO_ALLOWED: dict[str, frozenset[str]] = {
-    "negative": frozenset({"weight.zero_out_of_band"}),
+    "negative": frozenset({"weight.zero_out_of_band", "weight.declared_mismatch"}),
+    "zero_offset": frozenset({"weight.declared_mismatch"}),
+    "frozen": frozenset({"weight.step_while_stationary", "weight.declared_mismatch"}),
     "unstable": frozenset({"weight.not_on_deck"}),
     "person": frozenset({"weight.zero_drift"}),
     "step": frozenset({"weight.zero_drift"}),
@@ -150,13 +155,15 @@ class DeckDynamics:
                 value += static_kg * fraction * math.sin(2 * math.pi * hz * now + phase) / 1.7
         return value
 
-    def kick(self, now: float, static_kg: float, fraction: float) -> None:
-        """Set the body swinging by ``fraction`` of the load (someone moving, a gust)."""
+    def kick(self, now: float, static_kg: float, strength: float = 1.0) -> None:
+        """Give the body a push: a deck joint under a rolling wheel, a rocking cab."""
         if self._body is None:
             self._body = self._new_body()
         heave, heave_decay, _, _ = self._body
+        amplitude = strength * max(abs(static_kg) * self.rng.uniform(*KICK_FRACTION),
+                                   self.rng.uniform(*KICK_MIN_E) * self.e_kg)
         phase = self.rng.uniform(0, 2 * math.pi)
-        self._modes.append(_Mode(now, abs(static_kg) * fraction, heave, heave_decay, phase))
+        self._modes.append(_Mode(now, amplitude, heave, heave_decay, phase))
 
     def display(
         self, now: float, static_kg: float, *, rolling: bool = False, period_s: float = 0.0
@@ -202,16 +209,18 @@ def _ramp(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-def _swap_digits(value: float, rng: np.random.Generator) -> float | None:
+def _swap_digits(value: float, rng: np.random.Generator, min_jump: float) -> float | None:
+    """``value`` with two of its digits swapped, changed by at least ``min_jump``."""
     digits = list(f"{round(abs(value)):06d}")
-    lead = next((i for i, d in enumerate(digits) if d != "0"), 5)
-    pairs = [(i, j) for i in range(lead, 5) for j in range(i + 1, 6)
-             if digits[i] != digits[j] and j - i <= 2 and i < 4]
-    if not pairs:
-        return None
-    i, j = pairs[int(rng.integers(len(pairs)))]
-    digits[i], digits[j] = digits[j], digits[i]
-    return math.copysign(float("".join(digits)), value)
+    options = []
+    for i in range(6):
+        for j in range(i + 1, 6):
+            swapped = digits.copy()
+            swapped[i], swapped[j] = swapped[j], swapped[i]
+            candidate = float("".join(swapped))
+            if abs(candidate - abs(value)) >= min_jump:
+                options.append(math.copysign(candidate, value))
+    return options[int(rng.integers(len(options)))] if options else None
 
 
 def generate_truck_trace(
@@ -265,13 +274,18 @@ def generate_truck_trace(
         start = stop_at + rng.uniform(1.0, 3.0)
         static += rng.uniform(2.5, 5.0) * e_kg / 10.0 * np.clip(t - start, 0, None)
     rolling = (t >= arrivals[0] - 1.0) & (t < stop_at)
-    kicks: list[float] = []
-    if fault == "unstable":  # someone keeps the truck rocking: the body never settles
-        kicks = list(stop_at + 0.5 + np.cumsum(rng.exponential(UNSTABLE_KICK_S, 200)))
+    # A rolling truck keeps getting pushed (deck joints, steering, brakes); so does one whose
+    # driver keeps inching ("unstable"). Only a stopped truck swings freely down to rest.
+    kicks = [(k, 1.0) for k in arrivals[0] - 1.0 + np.cumsum(rng.exponential(KICK_INTERVAL_S, 400))
+             if k < stop_at]
+    if fault == "unstable":  # someone keeps the truck rocking hard: it never settles
+        rocking = stop_at + 0.5 + np.cumsum(rng.exponential(ROCKING_INTERVAL_S, 400))
+        kicks += [(k, ROCKING_STRENGTH) for k in rocking if k < end]
     kg = np.empty(n)
     for i, (ti, si, ri) in enumerate(zip(t, static, rolling, strict=True)):
-        while kicks and kicks[0] <= ti:
-            dyn.kick(kicks.pop(0), float(si), rng.uniform(*UNSTABLE_KICK_FRACTION))
+        while kicks and kicks[0][0] <= ti:
+            at, strength = kicks.pop(0)
+            dyn.kick(float(at), float(si), strength)
         kg[i] = dyn.display(float(ti), float(si), rolling=bool(ri), period_s=1.0 / rate_hz)
     frame_errors: tuple[float, ...] = ()
     keep = np.ones(n, dtype=bool)
@@ -288,7 +302,7 @@ def generate_truck_trace(
     elif fault == "swapped":
         for _ in range(int(rng.integers(1, 3))):
             i = int((stop_at + rng.uniform(2.0, 8.0)) * rate_hz)
-            swapped = _swap_digits(float(kg[i]), rng)
+            swapped = _swap_digits(float(kg[i]), rng, 25 * e_kg)
             if swapped is not None:
                 kg[i] = swapped
     front = np.ones(n, dtype=bool)

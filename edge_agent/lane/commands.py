@@ -40,10 +40,11 @@ class MarkPassUsed:
 
 @dataclass(frozen=True, slots=True)
 class TakeSnapshot:
-    """Keep the camera frame of this moment as evidence for a held truck."""
+    """Keep the camera frame of this moment as evidence for a held truck, named ``ref``."""
 
     transit_id: str
     reason: str
+    ref: str
 
 
 LaneCommand = OpenBarrier | CloseWhenClear | Publish | MarkPassUsed | TakeSnapshot

@@ -65,6 +65,7 @@ class Transit:
     pass_info: PassInfo | None = None
     weight_kg: float | None = None
     uncertainty_kg: float | None = None
+    weight_evidence: tuple[tuple[float, float], ...] = ()
     abnormal: list[str] = field(default_factory=list)
     hold_reasons: tuple[str, ...] = ()
     challenge: str | None = None
@@ -197,10 +198,13 @@ class LaneMachine:
         self.state = LaneState.HOLD
         transit.hold_reasons = tuple(reasons)
         transit.challenge = self._new_id()
+        snapshot_ref = f"{transit.transit_id}-{reasons[0]}"
         data = self._decision_data("hold", reasons)
-        data.update(detail=detail, challenge=transit.challenge)
+        data.update(detail=detail, challenge=transit.challenge, snapshot=snapshot_ref)
+        if transit.weight_evidence and any(r.startswith("weight.") for r in reasons):
+            data["trace"] = [[round(t, 3), kg] for t, kg in transit.weight_evidence]
         return [
-            TakeSnapshot(transit.transit_id, reasons[0]),
+            TakeSnapshot(transit.transit_id, reasons[0], snapshot_ref),
             Publish("decision", data, transit.transit_id),
         ]
 
@@ -234,6 +238,7 @@ class LaneMachine:
         assert self.transit is not None
         self.transit.weight_kg = event.kg
         self.transit.uncertainty_kg = event.uncertainty_kg
+        self.transit.weight_evidence = event.evidence
         data = {"kg": event.kg, "uncertainty_kg": event.uncertainty_kg}
         commands.append(Publish("weight_committed", data, self.transit.transit_id))
         return commands + self._try_decide(now)
@@ -242,6 +247,7 @@ class LaneMachine:
         assert self.transit is not None
         self.transit.weight_kg = event.kg
         self.transit.uncertainty_kg = event.uncertainty_kg
+        self.transit.weight_evidence = event.evidence
         data = {"kg": event.kg, "uncertainty_kg": event.uncertainty_kg}
         return [Publish("weight_committed", data, self.transit.transit_id)]
 
@@ -265,6 +271,8 @@ class LaneMachine:
         if event.evidence:
             data["trace"] = [[round(t, 3), kg] for t, kg in event.evidence]
         transit_id = self.transit.transit_id if self.transit else None
+        if self.transit is not None:
+            self.transit.weight_evidence = event.evidence or self.transit.weight_evidence
         return [Publish("abnormality", data, transit_id)]
 
     def _deck_cleared_waiting(self, event: DeckCleared, now: float) -> list[LaneCommand]:

@@ -79,7 +79,7 @@ class Publisher:
         resend_after_s: float = 30.0,
         on_command: Callable[[str, bytes], None] | None = None,
         window: int = 200,
-        max_unacked: int = 5000,
+        max_unacked: int = 1000,
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
         session_expiry_s: int = 600,
@@ -243,9 +243,10 @@ class Publisher:
         now = self._clock()
         deadlines = [now + 1.0]
         if self._connected and self._ready_at is not None:
-            deadlines.append(self._ready_at)
-        if self._connected and self._due:
-            deadlines.append(self._due[0][0])
+            if self._ready_at > now:
+                deadlines.append(self._ready_at)
+            elif self._due and len(self._mids) < self._window:
+                deadlines.append(self._due[0][0])  # with a full window a PUBACK wakes us
         if self._waiting_since is not None:
             deadlines.append(self._waiting_since + self._keepalive_s)
         return max(0.0, min(deadlines) - now)

@@ -23,10 +23,10 @@ GOLDEN = [
     ("yaohua-tf0", "022B303032303030323142 03", 20.0, None),
     ("toledo", "02 32 30 20 30 33 35 34 38 30 30 30 30 30 30 30 0D 1B", 35480.0, False),
     ("ad-ascii", "53 54 2C 47 53 2C 2B 30 30 31 32 33 34 35 6B 67 0D 0A", 12345.0, False),
-    ("yaohua-eq-rev", "=000.3000".encode().hex(), 3.0, None),
-    ("yaohua-eq-rev", "=00.1000-".encode().hex(), -1.0, None),
-    ("yaohua-eq", "=0003.000".encode().hex(), 3.0, None),
-    ("yaohua-eq", "=-0001.00".encode().hex(), -1.0, None),
+    ("yaohua-eq-rev", b"=000.3000".hex(), 3.0, None),
+    ("yaohua-eq-rev", b"=00.1000-".hex(), -1.0, None),
+    ("yaohua-eq", b"=0003.000".hex(), 3.0, None),
+    ("yaohua-eq", b"=-0001.00".hex(), -1.0, None),
 ]
 
 SAMPLE_KG = [0.0, 20.0, 1560.0, 35480.0, -40.0, 59980.0]

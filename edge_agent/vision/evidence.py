@@ -92,11 +92,11 @@ class EvidenceStore:
             try:
                 from PIL import Image
             except ImportError:
-                path = stem.with_suffix(".pgm")
+                path = stem.parent / f"{stem.name}.pgm"
                 h, w = image.shape
                 path.write_bytes(b"P5\n%d %d\n255\n" % (w, h) + image.tobytes())
                 return path
-            path = stem.with_suffix(".jpg")
+            path = stem.parent / f"{stem.name}.jpg"
             Image.fromarray(image).save(path, format="JPEG", quality=self.quality)
             return path
         except OSError as exc:

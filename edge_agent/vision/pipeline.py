@@ -247,3 +247,8 @@ class QrPipeline:
         """Allow ``text`` to be confirmed again at once (e.g. the lane reset its transaction)."""
         self._handled.pop(text, None)
         self._candidates.pop(text, None)
+
+    def forget_all(self) -> None:
+        """A new truck: every pass may be presented again (a reused one must be seen)."""
+        self._handled.clear()
+        self._candidates.clear()

@@ -74,21 +74,30 @@ class OscillationSettler:
             self._previous = None
             return None
         estimate = None
-        tried: set[int] = set()
+        starts = []
         for span in WINDOWS_S:
             start = int(np.searchsorted(t, t[-1] - span))
-            if start in tried or len(t) - start < MIN_SAMPLES or t[-1] - t[start] < MIN_SPAN_S:
+            if start in starts or len(t) - start < MIN_SAMPLES or t[-1] - t[start] < MIN_SPAN_S:
                 continue
-            tried.add(start)
-            window = x[start:]
-            if flicker and float(np.ptp(window)) == 0.0:
-                break  # a scale that flickers does not hold still: suspect a frozen output
-            fit = fit_decaying_oscillation(t[start:], window)
+            starts.append(start)
+        if starts and flicker and float(np.ptp(x[starts[-1]:])) == 0.0:
+            starts = []  # a scale that flickers does not hold still: suspect a frozen output
+        # The shortest window first: if the model fails on it, every longer one fails too.
+        for start in [starts[-1], *starts[:-1]] if starts else []:
+            fit = fit_decaying_oscillation(t[start:], x[start:])
             if fit is None or not self._accepts(fit, float(t[-1] - t[start]), noise_kg):
+                if start == starts[-1]:
+                    break
                 continue
-            uncertainty = 2 * STDERR_INFLATION * fit.level_stderr
-            estimate = Estimate(fit.level, max(uncertainty, 0.05 * self._e), float(t[start]))
-            break
+            candidate = Estimate(
+                fit.level,
+                max(2 * STDERR_INFLATION * fit.level_stderr, 0.05 * self._e),
+                float(t[start]),
+            )
+            if estimate is None or candidate.uncertainty_kg < estimate.uncertainty_kg:
+                estimate = candidate
+            if start != starts[-1]:
+                break  # the longest window the model explains
         previous, self._previous = self._previous, estimate
         if estimate is None or previous is None or estimate.uncertainty_kg > self._limit:
             return None

@@ -53,6 +53,7 @@ FLICKER_E = 0.25
 UNDERLOAD_E = 20.0
 SPIKE_CONTEXT = 10
 OFF_DECK_GAP_S = 1.0
+STUCK_SAMPLES = 8
 
 
 class DeckState(Enum):
@@ -232,14 +233,17 @@ class WeightWatcher:
         if kg < self._unloaded_kg():
             self._back_to_empty(now)
             return
-        _, x_back = self._window(now - RAMP_LOOKBACK_S)
-        if abs(kg - x_back[0]) > max(RAMP_FRACTION * abs(kg), RAMP_MIN_E * self._e):
+        # A ramp = the half-second mean moved a lot (a swing averages out, an axle does not).
+        _, recent = self._window(now - RAMP_LOOKBACK_S)
+        _, before = self._window(now - 2 * RAMP_LOOKBACK_S, now - RAMP_LOOKBACK_S)
+        moved = abs(float(np.mean(recent)) - float(np.mean(before))) if len(before) else 0.0
+        if moved > max(RAMP_FRACTION * abs(kg), RAMP_MIN_E * self._e):
             self._ramp_end = now
             self._blocked_settled_since = None
             self._settler.reset()
             self._probe.reset()
         motion_veto = self._scale.respect_motion_flag and self._last_motion is True
-        if self._overloaded or motion_veto or kg > self._scale.overload_kg:
+        if self._overloaded or motion_veto or kg > self._scale.overload_kg or self._stuck():
             return
         beams_clear = self._front_clear and self._rear_clear
         if not beams_clear:
@@ -343,6 +347,17 @@ class WeightWatcher:
             self._raise(out, now, ev.FROZEN,
                         f"reading stuck at {self._x[-1]:g} kg for {now - self._run_start:.1f} s "
                         "on a scale that normally flickers")
+
+    def _stuck(self) -> bool:
+        """A run of identical readings too long for a scale that flickers: do not commit it."""
+        if not self._flicker():
+            return False
+        run = 0
+        for value in reversed(self._x):
+            if value != self._x[-1] or run >= STUCK_SAMPLES:
+                break
+            run += 1
+        return run >= STUCK_SAMPLES
 
     def _unstable_deadline(self) -> float | None:
         if self.state is not DeckState.LOADING or self._overloaded:

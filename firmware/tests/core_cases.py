@@ -403,3 +403,19 @@ def test_ticks_wrap_is_crossed():
     assert r.now < 1000  # the tick counter wrapped during boot
     r.open()
     assert r.run_until(lambda: r.state == "open", 2000)
+
+
+def test_random_walk_keeps_every_invariant():
+    from fw_rig import random_walk
+
+    visited = set()
+    steps = 0
+    for seed in (1, 2, 3):
+        rig, states = random_walk(seed=seed, steps=4000)
+        visited |= states
+        steps += 4000
+        assert rig.elapsed >= 4000 * 5
+    assert steps >= 10000
+    # The walks reached the interesting states, so the checks were exercised there.
+    for state in ("closed", "opening", "open", "closing", "stopped", "fault", "maintenance"):
+        assert state in visited, (state, visited)

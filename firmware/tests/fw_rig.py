@@ -14,6 +14,10 @@ STEP_MS = 5
 TRAVEL_MS = 1000  # of the simulated arm; the interlock's timeout is config (4000 default)
 
 
+def max_tick(a, b):
+    return a if DIFF(a, b) >= 0 else b
+
+
 class InvariantError(AssertionError):
     pass
 
@@ -38,7 +42,8 @@ class Rig:
         self.host_ms = 50000
         self.host_last = None  # tick of the last host frame (None = never)
         self.check = check
-        self.frames = []  # decoded board frames (type, seq, ack, payload)
+        self.frames = []  # decoded board frames (type, seq, ack, payload), the latest
+        self.results = {}  # command seq -> result name
         self.elapsed = 0
         self.last_occupied = self.now
         self.open_on_at = None
@@ -48,6 +53,8 @@ class Rig:
         self.prev_out = self.lock.outputs
         self.both_for = 0
         self.stale_for = 0
+        self.configured_at = self.now
+        self.prev_state = il.BOOT
 
     # ---- the world ----
     def _collect(self, frame):
@@ -99,7 +106,11 @@ class Rig:
                 if n:
                     f = self.rx.frame
                     self.frames.append((f[1], f[2], f[3], bytes(f[4:n - 2])))
+                    if f[1] == link.T_RESULT:
+                        self.results[f[4]] = il.RESULT_NAMES[f[5]]
         self.sent = []
+        if len(self.frames) > 100:
+            del self.frames[:50]  # bounded: long walks run in a small heap
 
     # ---- the host ----
     def send_host(self, ftype, seq, payload=b""):
@@ -122,12 +133,9 @@ class Rig:
             self.host_seq = self.host_seq % 255 + 1
             seq = self.host_seq
         deadline = (self.host_ms + valid_ms) & 0xFFFFFFFF
-        start = len(self.frames)
+        self.results.pop(seq, None)
         self.send_host(ftype, seq, deadline.to_bytes(4, "big") + extra)
-        for ftype_, _, _, payload in self.frames[start:]:
-            if ftype_ == link.T_RESULT and payload[0] == seq:
-                return il.RESULT_NAMES[payload[1]]
-        return None
+        return self.results.pop(seq, None)
 
     def open(self, **kw):
         return self.command(link.T_OPEN, **kw)
@@ -169,7 +177,8 @@ class Rig:
         out = lock.outputs
         now = self.now
         self.stale_for = self.stale_for + STEP_MS if self.stale else 0
-        presence = self.inputs() & il.PRESENCE
+        # What the interlock can know: the sample, or "occupied" once inputs are stale.
+        presence = self.inputs() & il.PRESENCE if not self.stale else 0
         if self.stale_for > il.STALE_MS:
             presence = il.PRESENCE  # unknown counts as occupied
         if presence:
@@ -203,8 +212,10 @@ class Rig:
                 fail("S2/S3", "close relay on with presence or stale input")
             if lock.faults:
                 fail("S2", "close relay on with a fault")
-        if rising_close:
-            if DIFF(now, self.last_occupied) < lock.t_clear_ms:
+        start_close = lock.state == il.CLOSING and self.prev_state != il.CLOSING
+        self.prev_state = lock.state
+        if start_close:  # the decision to close (the relay follows after the dead time)
+            if DIFF(now, max_tick(self.last_occupied, self.configured_at)) < lock.t_clear_ms:
                 fail("S4", "close started before clear held t_clear")
             if self.host_last is None or DIFF(now, self.host_last) > lock.hb_timeout_ms:
                 fail("S8", "close started with a silent host")
@@ -221,6 +232,80 @@ class Rig:
                 fail("S7", "green without the open limit or with a fault")
             if self.host_last is None or DIFF(now, self.host_last) > lock.hb_timeout_ms + STEP_MS:
                 fail("S8", "green with a silent host")
-        self.both_for = self.both_for + STEP_MS if self.both_limits else 0
-        if self.both_for > 3 * STEP_MS and lock.state not in (il.FAULT, il.BOOT):
-            fail("S5", "both limits active without a fault")
+        if not self.both_limits:
+            self.both_for = 0
+        elif not self.stale:  # the interlock only learns of it from samples
+            self.both_for += STEP_MS
+        latched = lock.faults & (il.F_BOTH_LIMITS | il.F_SELF_CHECK)
+        if self.both_for > 3 * STEP_MS and lock.state != il.BOOT and not latched:
+            fail("S5", "both limits active without a latched fault")
+        if lock.faults & ~il.F_STALE and lock.state not in (il.FAULT, il.MAINTENANCE):
+            fail("S5", "a latched fault outside the fault state")
+
+
+def random_walk(seed, steps, rig=None):
+    """Drive a rig with random sensors, commands, link and hardware faults for ``steps`` loop
+    iterations; the rig checks S1-S9 after each. Returns the rig and the states visited."""
+    r = rig or Rig()
+    state = [seed & 0x7FFFFFFF or 1]
+
+    def rnd(n):
+        state[0] = (state[0] * 1103515245 + 12345) & 0x7FFFFFFF
+        return (state[0] >> 8) % n
+
+    visited = set()
+    silent = 0
+    r.run(150, heartbeat=False)
+    r.hello()
+    for _ in range(steps):
+        roll = rnd(1000)
+        # Vehicles come now and then and leave again after a while.
+        if r.loop_a and rnd(60) == 0:
+            r.loop_a = False
+        if r.loop_b and rnd(60) == 0:
+            r.loop_b = False
+        if r.photo and rnd(30) == 0:
+            r.photo = False
+        if roll < 4:
+            r.loop_a = True
+        elif roll < 8:
+            r.loop_b = True
+        elif roll < 10:
+            r.photo = True
+        elif roll < 70:
+            pass
+        elif roll < 90:
+            r.open(valid_ms=rnd(1500) - 100)
+        elif roll < 105:
+            r.close(valid_ms=rnd(1500) - 100)
+        elif roll < 110:
+            r.open(seq=(r.host_seq - rnd(12)) % 256)  # duplicates and stale seqs
+        elif roll < 111:
+            silent = 150 + rnd(400)  # host silent for 0.75..2.75 s
+        elif roll < 113:
+            r.stale = True
+        elif roll < 114:
+            r.arm_stuck = not r.arm_stuck
+        elif roll < 115 and rnd(3) == 0:
+            r.both_limits = not r.both_limits
+        elif roll < 126:
+            r.command(link.T_CLEAR_FAULT)
+        elif roll < 128:
+            r.hello()
+        elif roll < 130:
+            cfg = (100 + rnd(900), 500 + rnd(3000), 20 + rnd(400))
+            r.host_seq = r.host_seq % 255 + 1
+            r.configured_at = r.now
+            r.send_host(link.T_CONFIG, r.host_seq, bytes((
+                cfg[0] >> 8, cfg[0] & 255, cfg[1] >> 8, cfg[1] & 255, cfg[2] >> 8, cfg[2] & 255)))
+        elif roll < 131:
+            r.command(link.T_MAINTENANCE, extra=bytes((rnd(2),)))
+        if silent:
+            silent -= 1
+        elif r.elapsed % 200 == 0:
+            r.send_host(link.T_HEARTBEAT, 0, r.host_ms.to_bytes(4, "big"))
+        if r.stale and rnd(50) == 0:
+            r.stale = False  # stalls are short
+        r.step()
+        visited.add(r.state)
+    return r, visited

@@ -47,3 +47,32 @@ def test_frame_survives_any_garbage_before_it(payload: bytes, garbage: bytes, se
             found.append(bytes(rx.frame[:n]))
     assert found[-1][4:-2] == payload
     assert found[-1][2] == seq
+
+
+@pytest.mark.parametrize("seed", range(100, 110))
+def test_random_walks_keep_s1_to_s9(seed: int) -> None:
+    """Ten seeded walks of 12,000 loop iterations each, S1-S9 checked after every one."""
+    from fw_rig import random_walk
+
+    rig, visited = random_walk(seed=seed, steps=12000)
+    assert rig.elapsed >= 60000
+    assert len(visited) >= 3
+
+
+def test_the_invariant_checker_catches_a_broken_interlock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation check: an interlock that forgets S3 must fail the walk."""
+    import interlock
+    from fw_rig import InvariantError, random_walk
+
+    original = interlock.Interlock.step
+
+    def step_without_reopen(self: interlock.Interlock, now: int) -> None:
+        if self.state == interlock.CLOSING:
+            self.inputs &= ~interlock.PRESENCE  # blind to obstructions while closing
+            self.fresh = True
+        original(self, now)
+
+    monkeypatch.setattr(interlock.Interlock, "step", step_without_reopen)
+    with pytest.raises(InvariantError, match="S2|S3"):
+        for seed in range(1, 20):
+            random_walk(seed=seed, steps=12000)

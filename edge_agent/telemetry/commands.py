@@ -1,0 +1,361 @@
+"""Signed commands from the backend: verified end to end, executed at most once.
+
+A broker ACL is not enough to open a barrier: every command is signed (Ed25519) by a key the
+lane trusts, names its audience, expires, and carries a nonce. The wire form (JSON):
+
+    {"claims": {"cmd_id", "name", "site", "lane", "iat", "exp", "nonce", "issuer", "args"},
+     "kid": "...", "sig": "<base64url Ed25519 signature>"}
+
+The signature covers ``SIGNING_CONTEXT + canonical_json(claims)`` (sorted keys, no spaces,
+UTF-8, integers only: for such values this equals RFC 8785 JCS).
+
+Checks, in order: format -> key known and not revoked -> signature -> name matches the topic
+-> key tier allowed for that name -> audience (site, lane) -> lifetime -> time window (only
+when the wall clock is synced) -> arguments -> version newer than the last applied
+(trust_update, revocations, config) -> cmd_id and nonce never seen. A command that passes is
+recorded on disk *before* it is returned, so a crash, a QoS1 redelivery or a replay can never
+run it twice. ``remote_release`` must carry the challenge the lane published with the hold;
+the lane machine compares it. Key tiers: ``command`` keys sign remote_release and config;
+``root`` keys (from local configuration only) sign trust_update and revocations.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from edge_agent.errors import ConfigError, LocalProtocolError
+from edge_agent.telemetry.topics import LaneTopics, TopicKind, parse_topic
+
+SIGNING_CONTEXT = b"gate.cmd/1\n"
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+class KeyRole(Enum):
+    COMMAND = "command"
+    ROOT = "root"
+
+
+REQUIRED_ROLE = {
+    "remote_release": KeyRole.COMMAND,
+    "config": KeyRole.COMMAND,
+    "trust_update": KeyRole.ROOT,
+    "revocations": KeyRole.ROOT,
+}
+VERSIONED = frozenset({"trust_update", "revocations", "config"})
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKey:
+    kid: str
+    role: KeyRole
+    public_key: Ed25519PublicKey
+
+    @classmethod
+    def from_raw(cls, kid: str, role: KeyRole | str, raw: bytes | str) -> TrustedKey:
+        """From 32 raw bytes (or their base64url text)."""
+        data = _b64decode(raw) if isinstance(raw, str) else raw
+        if len(data) != 32:
+            raise ConfigError(f"key {kid!r}: an Ed25519 public key has 32 bytes, got {len(data)}")
+        return cls(kid, KeyRole(role), Ed25519PublicKey.from_public_bytes(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A verified command, already recorded as executed-at-most-once."""
+
+    cmd_id: str
+    name: str
+    issuer: str
+    kid: str
+    iat: int
+    exp: int
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a command was refused; ``code`` is stable (cmd.*), ``cmd_id`` when it was readable."""
+
+    code: str
+    reason: str
+    cmd_id: str | None = None
+    name: str | None = None
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8; floats are refused (they have no single spelling)."""
+    _refuse_floats(value)
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"command claims are not canonical JSON: {exc}") from exc
+    return text.encode()
+
+
+def sign_command(private_key: Ed25519PrivateKey, kid: str, claims: Mapping[str, Any]) -> bytes:
+    """The wire payload for ``claims`` signed with ``private_key`` (backend, tools, tests)."""
+    signature = private_key.sign(SIGNING_CONTEXT + canonical_json(dict(claims)))
+    message = {"claims": dict(claims), "kid": kid, "sig": _b64encode(signature)}
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def public_key_text(private_key: Ed25519PrivateKey) -> str:
+    """base64url of the raw public key, as trust_update and configuration files carry it."""
+    return _b64encode(private_key.public_key().public_bytes_raw())
+
+
+_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS seen (
+    cmd_id TEXT PRIMARY KEY, nonce TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+    exp INTEGER NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (kind TEXT PRIMARY KEY, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (kid TEXT PRIMARY KEY, role TEXT NOT NULL, raw BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS revoked (kid TEXT PRIMARY KEY);
+"""
+
+
+class CommandVerifier:
+    """Verifies command payloads for one lane; its state (seen ids, versions, keys) is on disk."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        site: str,
+        lane: str,
+        trusted: Iterable[TrustedKey],
+        max_skew_s: float = 30.0,
+        max_lifetime_s: float = 3600.0,
+    ) -> None:
+        self.topics = LaneTopics(site, lane)
+        self._configured = {key.kid: key for key in trusted}
+        self._max_skew_s = max_skew_s
+        self._max_lifetime_s = max_lifetime_s
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA_SQL)
+
+    def verify(
+        self, topic: str, payload: bytes, now: float, *, clock_synced: bool = True
+    ) -> Command | Rejection:
+        """Check ``payload`` received on ``topic``; ``now`` is wall-clock UTC seconds."""
+        claims: Mapping[str, Any] = {}
+        try:
+            claims, kid, signature = _parse(payload)
+            with self._lock:
+                return self._verify(topic, claims, kid, signature, now, clock_synced)
+        except _Refused as refused:
+            cmd_id = claims.get("cmd_id") if isinstance(claims.get("cmd_id"), str) else None
+            name = claims.get("name") if isinstance(claims.get("name"), str) else None
+            return Rejection(refused.code, refused.reason, cmd_id, name)
+
+    def trusted_keys(self) -> dict[str, KeyRole]:
+        with self._lock:
+            return {kid: key.role for kid, key in self._keys().items()}
+
+    def version(self, kind: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT version FROM versions WHERE kind = ?", (kind,))
+            found = row.fetchone()
+        return int(found[0]) if found else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _verify(
+        self,
+        topic: str,
+        claims: Mapping[str, Any],
+        kid: str,
+        signature: bytes,
+        now: float,
+        clock_synced: bool,
+    ) -> Command:
+        key = self._keys().get(kid)
+        if key is None:
+            raise _Refused("cmd.unknown_key", f"key {kid!r} is not trusted (or was revoked)")
+        try:
+            key.public_key.verify(signature, SIGNING_CONTEXT + canonical_json(dict(claims)))
+        except (InvalidSignature, LocalProtocolError):
+            raise _Refused("cmd.bad_signature", "signature does not match the claims") from None
+        name = _text(claims, "name")
+        parsed = parse_topic(topic)
+        if parsed is None or parsed.kind is not TopicKind.COMMAND or parsed.name != name:
+            raise _Refused("cmd.wrong_topic", f"command {name!r} arrived on {topic!r}")
+        if name not in REQUIRED_ROLE:
+            raise _Refused("cmd.unknown_command", f"unknown command {name!r}")
+        if key.role is not REQUIRED_ROLE[name]:
+            raise _Refused("cmd.key_not_allowed", f"a {key.role.value} key cannot sign {name}")
+        if _text(claims, "lane") != self.topics.lane or _text(claims, "site") != self.topics.site:
+            raise _Refused("cmd.wrong_lane", "command addressed to another site or lane")
+        if (parsed.site, parsed.lane) != (self.topics.site, self.topics.lane):
+            raise _Refused("cmd.wrong_lane", f"topic {topic!r} is not this lane's")
+        iat, exp = _integer(claims, "iat"), _integer(claims, "exp")
+        if not 0 < exp - iat <= self._max_lifetime_s:
+            raise _Refused("cmd.bad_lifetime", f"exp - iat must be 1..{self._max_lifetime_s:.0f} s")
+        if clock_synced and now < iat - self._max_skew_s:
+            raise _Refused("cmd.not_yet_valid", "issued in the future")
+        if clock_synced and now > exp + self._max_skew_s:
+            raise _Refused("cmd.expired", "command expired")
+        cmd_id, nonce = _text(claims, "cmd_id"), _text(claims, "nonce")
+        issuer = _text(claims, "issuer")
+        args = claims.get("args", {})
+        if not isinstance(args, dict):
+            raise _Refused("cmd.bad_format", "args must be an object")
+        _check_args(name, args)
+        self._record(name, cmd_id, nonce, exp, args, now, clock_synced)
+        return Command(cmd_id, name, issuer, kid, iat, exp, args)
+
+    def _record(
+        self,
+        name: str,
+        cmd_id: str,
+        nonce: str,
+        exp: int,
+        args: Mapping[str, Any],
+        now: float,
+        clock_synced: bool,
+    ) -> None:
+        """Version, replay and state changes in one transaction: all or nothing."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if clock_synced:  # an unsynced clock could prune nonces that are still live
+                db.execute("DELETE FROM seen WHERE exp < ?", (int(now - self._max_skew_s),))
+            if db.execute(
+                "SELECT 1 FROM seen WHERE cmd_id = ? OR nonce = ?", (cmd_id, nonce)
+            ).fetchone():
+                raise _Refused("cmd.replayed", f"command {cmd_id!r} or its nonce was seen before")
+            if name in VERSIONED:
+                version = args["version"]
+                row = db.execute("SELECT version FROM versions WHERE kind = ?", (name,)).fetchone()
+                if row is not None and version <= row[0]:
+                    raise _Refused("cmd.stale_version", f"{name} version {version} <= {row[0]}")
+                db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?)", (name, version))
+            if name == "trust_update":
+                db.execute("DELETE FROM keys")
+                for entry in args["keys"]:
+                    raw = _b64decode(entry["public_key"])
+                    db.execute("INSERT INTO keys VALUES (?, ?, ?)", (entry["kid"], "command", raw))
+            if name == "revocations":
+                for kid in args.get("kids", []):
+                    if kid in self._configured and self._configured[kid].role is KeyRole.ROOT:
+                        continue  # root keys change only with the local configuration
+                    db.execute("INSERT OR IGNORE INTO revoked VALUES (?)", (kid,))
+            db.execute(
+                "INSERT INTO seen VALUES (?, ?, ?, ?, ?)", (cmd_id, nonce, name, exp, now)
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _keys(self) -> dict[str, TrustedKey]:
+        keys = dict(self._configured)
+        for kid, role, raw in self._db.execute("SELECT kid, role, raw FROM keys"):
+            if kid not in keys:  # an update never overrides a locally configured key
+                keys[kid] = TrustedKey.from_raw(kid, role, bytes(raw))
+        for (kid,) in self._db.execute("SELECT kid FROM revoked"):
+            keys.pop(kid, None)
+        return keys
+
+
+def _parse(payload: bytes) -> tuple[Mapping[str, Any], str, bytes]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise _Refused("cmd.bad_format", f"payload larger than {MAX_PAYLOAD_BYTES} bytes")
+    try:
+        message = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _Refused("cmd.bad_format", "payload is not UTF-8 JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("claims"), dict):
+        raise _Refused("cmd.bad_format", "payload must be an object with claims, kid, sig")
+    kid, sig = message.get("kid"), message.get("sig")
+    if not isinstance(kid, str) or not isinstance(sig, str):
+        raise _Refused("cmd.bad_format", "kid and sig must be strings")
+    try:
+        signature = _b64decode(sig)
+    except ValueError:
+        raise _Refused("cmd.bad_format", "sig is not base64url") from None
+    return message["claims"], kid, signature
+
+
+def _check_args(name: str, args: Mapping[str, Any]) -> None:
+    challenge = args.get("challenge")
+    if name == "remote_release" and (not isinstance(challenge, str) or not challenge):
+        raise _Refused("cmd.bad_format", "remote_release must echo the hold's challenge")
+    if name in VERSIONED:
+        version = args.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise _Refused("cmd.bad_format", f"{name} needs a positive integer version")
+    if name == "trust_update":
+        keys = args.get("keys")
+        if not isinstance(keys, list) or not keys:
+            raise _Refused("cmd.bad_format", "trust_update needs a non-empty keys list")
+        for entry in keys:
+            try:
+                TrustedKey.from_raw(entry["kid"], KeyRole.COMMAND, entry["public_key"])
+            except (KeyError, TypeError, ValueError):
+                raise _Refused("cmd.bad_format", f"bad key entry {entry!r}") from None
+    if name == "revocations":
+        kids = args.get("kids", [])
+        if not isinstance(kids, list) or not all(isinstance(k, str) for k in kids):
+            raise _Refused("cmd.bad_format", "revocations kids must be a list of strings")
+
+
+def _text(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise _Refused("cmd.bad_format", f"claim {name!r} must be a non-empty string")
+    return value
+
+
+def _integer(claims: Mapping[str, Any], name: str) -> int:
+    value = claims.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Refused("cmd.bad_format", f"claim {name!r} must be an integer")
+    return value
+
+
+def _refuse_floats(value: Any) -> None:
+    if isinstance(value, float):
+        raise LocalProtocolError("floats are not allowed in signed claims")
+    if isinstance(value, dict):
+        for item in value.values():
+            _refuse_floats(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_floats(item)
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64decode(text: str) -> bytes:
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not base64url: {exc}") from exc
