@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import queue
 import random
 import signal
@@ -145,6 +146,8 @@ class LaneAgent:
         assert self._devices is not None
         url, pipeline = self._devices.camera_url, self._devices.pipeline
         evidence = self._devices.evidence
+        seen_polygons: list[Any] = []
+        seen_at = -math.inf
         backoff = _Backoff()
         while not self._stop.is_set():
             try:
@@ -164,7 +167,13 @@ class LaneAgent:
                         self._new_truck.clear()
                         pipeline.forget_all()
                     reads = pipeline.process(frame.image, frame.at)
-                    evidence.remember(frame.image, [raw.polygon for raw in pipeline.last_raw])
+                    polygons = [raw.polygon for raw in pipeline.last_raw]
+                    # Frames the motion gate skipped carry no polygon: keep the last second's.
+                    if polygons:
+                        seen_polygons, seen_at = polygons, frame.at
+                    elif frame.at - seen_at < 1.0:
+                        polygons = seen_polygons
+                    evidence.remember(frame.image, polygons)
                     for read in reads:
                         self._put("qr", read)
             except EdgeAgentError as exc:

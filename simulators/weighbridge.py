@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.errors import LocalProtocolError
 from edge_agent.protocols.indicators import (
     POLLED,
     PROTOCOLS,
@@ -197,7 +198,10 @@ class WeighbridgeSim:
         motion = self._motion(now, kg)
         self.last_kg = kg
         overload = kg > self._max + 9 * self._e
-        frame = self._encoder.encode(IndicatorReading(kg=kg, motion=motion, overload=overload))
+        try:
+            frame = self._encoder.encode(IndicatorReading(kg=kg, motion=motion, overload=overload))
+        except LocalProtocolError:
+            return  # more than the display can show: a real indicator shows no number either
         faults = self.faults
         if "frozen" in faults:
             if self._frozen is None:

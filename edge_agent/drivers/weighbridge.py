@@ -108,6 +108,17 @@ class WeighbridgeReader:
                 self.frames += 1
         return arrivals
 
+    def send(self, data: bytes) -> bool:
+        """Send bytes to the indicator (a poll, zero or tare command); False if not connected."""
+        if self._port is None and not self._open():
+            return False
+        try:
+            self._port.write(data)
+        except (serial.SerialException, OSError, termios.error) as exc:
+            self._drop(f"write failed: {exc}")
+            return False
+        return True
+
     def _read_some(self, timeout: float) -> bytes:
         """Bytes that arrive within ``timeout``; returns as soon as a burst has been read.
 

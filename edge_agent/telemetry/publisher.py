@@ -85,6 +85,7 @@ class Publisher:
         session_expiry_s: int = 600,
         tls: TlsFiles | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.outbox = outbox
         self.topics = LaneTopics(site, lane)
@@ -95,6 +96,7 @@ class Publisher:
         self._window = window
         self._max_unacked = max_unacked
         self._clock = clock
+        self._wall_clock = wall_clock
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = False
@@ -169,9 +171,11 @@ class Publisher:
         self._client.loop_stop()
 
     def status(self) -> dict[str, Any]:
+        outbox = self.outbox.stats()
         return {
             "connected": self._connected,
-            "pending": self.outbox.stats()["events"],
+            "pending": outbox["events"],
+            "disk_alarm": outbox["disk_alarm"],
             "acked_upto": self._acked_upto,
             "last_error": self._last_error,
             "in_flight": len(self._mids),
@@ -354,7 +358,7 @@ class Publisher:
         reason = PERMANENT_REFUSALS[code]
         rows = self.outbox.rows([seq])
         self._tracked.pop(seq, None)
-        if not rows or not self.outbox.dead_letter(seq, code, reason, wall_ms=_wall_ms()):
+        if not rows or not self.outbox.dead_letter(seq, code, reason, wall_ms=self._wall_ms()):
             return
         self._stats["dead_letters"] += 1
         self._last_error = f"seq {seq} dead-lettered: {reason}"
@@ -364,8 +368,8 @@ class Publisher:
             "dead_letter",
             {"seq": seq, "topic": rows[0].topic, "reason_code": code, "reason": reason},
             transit_id=None,
-            mono_ms=int(time.monotonic() * 1000),
-            wall_ms=_wall_ms(),
+            mono_ms=int(self._clock() * 1000),
+            wall_ms=self._wall_ms(),
             clock_synced=False,
         )
 
@@ -376,7 +380,7 @@ class Publisher:
     def _publish(self, row: OutboxRow, now: float) -> bool:
         props = self._event_props
         if row.is_health and row.expires_ms is not None:
-            remaining_s = (row.expires_ms - _wall_ms()) // 1000
+            remaining_s = (row.expires_ms - self._wall_ms()) // 1000
             if remaining_s <= 0:
                 self.outbox.drop_health([row.key])
                 return True
@@ -454,6 +458,9 @@ class Publisher:
                 return
             self._cursor[Priority.HEALTH] = row.key
 
+    def _wall_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
     def _check_stall(self, now: float) -> None:
         """No PUBACK for a whole keepalive while publishes wait: the link is dead, cut it."""
         if self._waiting_since is None or now - self._waiting_since < self._keepalive_s:
@@ -467,6 +474,3 @@ class Publisher:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # paho sees EOF, reconnects, resends its queue
 
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)

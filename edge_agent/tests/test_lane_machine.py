@@ -205,3 +205,16 @@ def test_barrier_opens_only_with_valid_pass_weight_in_tolerance_no_abnormality_a
             assert transit.weight_kg is not None and abs(transit.weight_kg - 30_000) <= 300
             assert not transit.abnormal
             assert link_up
+
+
+def test_hold_takes_a_snapshot_and_its_event_references_it_with_the_weight_trace() -> None:
+    from edge_agent.lane.commands import TakeSnapshot
+
+    m = machine()
+    trace = ((2.0, 30_900.0), (2.1, 30_920.0))
+    out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 31_000, 10, trace))
+    [snapshot] = [c for c in out if isinstance(c, TakeSnapshot)]
+    decision = published(out, "decision")[-1]
+    assert decision.data["snapshot"] == snapshot.ref
+    assert decision.data["trace"] == [[2.0, 30_900.0], [2.1, 30_920.0]]
+    assert out.index(snapshot) < out.index(decision)

@@ -1,0 +1,376 @@
+"""Fault tests for the lane -> backend path (time-compressed: seconds stand for minutes).
+
+Each test breaks something real (the broker process, the TCP path, the agent process, the
+clock, the disk budget) and then proves the outcome: every accepted event is stored by the
+backend exactly once, in seq order, without gaps. A small loopback proxy injects network
+faults; the agent under kill -9 runs as a real child process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.telemetry.outbox import Outbox
+from edge_agent.telemetry.publisher import Publisher
+from simulators.backend import BackendSim
+from simulators.broker import MosquittoBroker
+
+pytestmark = pytest.mark.slow
+SITE, LANE = "site-1", "lane-01"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+class FaultProxy:
+    """Loopback TCP proxy: forward, blackhole (silently eat both directions), drop the
+    broker-to-client direction (PUBACKs lost), or cut every connection."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.mode = "forward"
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def set_mode(self, mode: str) -> None:
+        assert mode in ("forward", "blackhole", "drop_down")
+        if self.mode != "forward" and mode == "forward":
+            self.cut()  # streams that lost bytes cannot be resumed
+        self.mode = mode
+
+    def cut(self) -> None:
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for sock in pair:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        self.cut()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:
+                continue
+            with self._lock:
+                self._pairs.append((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        peer = {client: upstream, upstream: client}
+        try:
+            while True:
+                readable, _, _ = select.select([client, upstream], [], [], 0.2)
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    if self.mode == "blackhole" or (self.mode == "drop_down" and sock is upstream):
+                        continue
+                    peer[sock].sendall(data)
+        except (OSError, ValueError):
+            return
+        finally:
+            for sock in (client, upstream):
+                sock.close()
+
+
+class Lane:
+    def __init__(self, path: Path, url: str, **kwargs: Any) -> None:
+        self.outbox = Outbox(
+            path, site=SITE, lane=LANE, agent_version="t", max_bytes=kwargs.pop("max_bytes", None)
+        )
+        args: dict[str, Any] = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "resend_after_s": 1.0}
+        args.update(kwargs)
+        self.publisher = Publisher(self.outbox, broker_url=url, site=SITE, lane=LANE, **args)
+        self.publisher.start()
+
+    def produce(self, count: int, *, wall_ms: int | None = None, synced: bool = True) -> None:
+        for n in range(count):
+            self.outbox.add_event(
+                "vehicle_passed",
+                {"n": n, "plate": "AB-123-CD", "gross_kg": 31_240},
+                transit_id=None,
+                mono_ms=int(time.monotonic() * 1000),
+                wall_ms=wall_ms if wall_ms is not None else int(time.time() * 1000),
+                clock_synced=synced,
+            )
+            self.publisher.wake()
+
+    def status(self) -> dict[str, Any]:
+        return self.publisher.status()
+
+    def close(self) -> None:
+        self.publisher.stop()
+        self.outbox.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    with MosquittoBroker(workdir=tmp_path / "broker") as running:
+        yield running
+
+
+@pytest.fixture
+def backend(broker: MosquittoBroker) -> Iterator[BackendSim]:
+    with BackendSim(broker.url) as sim:
+        yield sim
+
+
+def complete(backend: BackendSim, count: int) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda events: len(events) >= count
+
+
+def assert_exactly_once_in_order(backend: BackendSim, count: int) -> None:
+    events = backend.events(LANE)
+    assert [e["seq"] for e in events] == list(range(1, count + 1))
+    assert len({e["event_id"] for e in events}) == count
+    assert backend.gaps(LANE) == []
+    assert backend.stats()["conflicts"] == 0  # no seq was ever issued twice
+
+
+def test_1_backlog_built_while_the_broker_is_down_drains_with_bounded_memory(
+    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+) -> None:
+    count = 10_000
+    broker.stop()
+    lane = Lane(tmp_path / "o.db", broker.url, resend_after_s=30.0)
+    try:
+        lane.produce(count)
+        assert lane.status()["in_flight"] <= 200  # nothing piles up in paho's RAM queue
+        broker.start()
+        peak = {"in_flight": 0, "unacked": 0}
+
+        def drained() -> bool:
+            status = lane.status()
+            for key in peak:
+                peak[key] = max(peak[key], status[key])
+            return bool(status["acked_upto"] == count)
+
+        assert wait_until(drained, timeout=120)
+        assert backend.wait_for(complete(backend, count), timeout=30)
+        assert_exactly_once_in_order(backend, count)
+        assert peak["in_flight"] <= 200 and peak["unacked"] <= 1000  # the window held
+        assert lane.outbox.stats()["events"] == 0
+    finally:
+        lane.close()
+
+
+def test_2_silent_network_drop_is_detected_and_nothing_is_lost(
+    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+) -> None:
+    proxy = FaultProxy(broker.port)
+    keepalive = 2
+    lane = Lane(tmp_path / "o.db", proxy.url, keepalive_s=keepalive)
+    try:
+        lane.produce(50)
+        assert backend.wait_for(complete(backend, 50), timeout=20)
+        proxy.set_mode("blackhole")
+        dropped_at = time.monotonic()
+        lane.produce(100)
+        assert wait_until(lambda: not lane.status()["connected"], timeout=6 * keepalive)
+        detected_after = time.monotonic() - dropped_at
+        print(f"silent drop detected after {detected_after:.1f} s (keepalive {keepalive} s)")
+        assert "PUBACK" in (lane.status()["last_error"] or "")  # the watchdog, not TCP
+        proxy.set_mode("forward")
+        assert backend.wait_for(complete(backend, 150), timeout=30)
+        assert_exactly_once_in_order(backend, 150)
+    finally:
+        lane.close()
+        proxy.close()
+
+
+def test_3_lost_pubacks_then_a_cut_duplicates_are_removed_by_the_backend(
+    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+) -> None:
+    proxy = FaultProxy(broker.port)
+    lane = Lane(tmp_path / "o.db", proxy.url, keepalive_s=30, resend_after_s=30.0)
+    try:
+        assert wait_until(lambda: lane.status()["connected"])
+        proxy.set_mode("drop_down")
+        lane.produce(100)
+        # The broker got them all (the backend stored them) but the lane saw no PUBACK.
+        assert backend.wait_for(complete(backend, 100), timeout=20)
+        assert lane.status()["in_flight"] > 0
+        proxy.set_mode("forward")  # cuts the connection: paho resends what was in flight
+        assert wait_until(lambda: lane.status()["acked_upto"] == 100)
+        assert wait_until(lambda: backend.stats()["duplicates"] > 0)
+        assert_exactly_once_in_order(backend, 100)
+    finally:
+        lane.close()
+        proxy.close()
+
+
+def test_4_kill_9_of_the_agent_ten_times_during_a_burst(
+    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+) -> None:
+    count = 10_000
+    outbox = tmp_path / "o.db"
+    command = [
+        sys.executable, "-m", "edge_agent.telemetry.loadgen", "--outbox", str(outbox),
+        "--broker", broker.url, "--site", SITE, "--lane", LANE, "--until-seq", str(count),
+        "--rate", "1500", "--resend-after", "1",
+    ]
+    schedule = random.Random(4)
+    for _ in range(10):
+        agent = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
+        time.sleep(schedule.uniform(0.3, 1.0))  # the fault schedule, not a wait
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(10)
+    subprocess.run([*command, "--drain"], cwd=REPO, check=True, timeout=120, capture_output=True)
+    assert backend.wait_for(complete(backend, count), timeout=30)
+    assert_exactly_once_in_order(backend, count)
+    reopened = Outbox(outbox, site=SITE, lane=LANE, agent_version="t")
+    assert reopened.boot_id == 12  # ten killed runs, one clean run, this one
+    assert reopened.stats()["next_seq"] == count + 1
+    reopened.close()
+
+
+def test_5_broker_sigkill_mid_stream_is_recovered_by_the_watermark_resend(
+    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+) -> None:
+    lane = Lane(tmp_path / "o.db", broker.url)
+    try:
+        lane.produce(500)
+        broker.kill()  # whatever it PUBACKed but had not forwarded is gone
+        lane.produce(500)
+        broker.start()
+        assert backend.wait_for(complete(backend, 1000), timeout=60)
+        assert wait_until(lambda: lane.status()["acked_upto"] == 1000)
+        assert_exactly_once_in_order(backend, 1000)
+    finally:
+        lane.close()
+
+
+def test_6_backend_ingest_down_for_thirty_compressed_minutes(
+    tmp_path: Path, broker: MosquittoBroker
+) -> None:
+    ingest = BackendSim(broker.url, client_id="ingest-1", shared_group="ingest")
+    ingest.start()
+    lane = Lane(tmp_path / "o.db", broker.url, resend_after_s=0.5)
+    try:
+        lane.produce(100)
+        assert ingest.wait_for(complete(ingest, 100), timeout=20)
+        ingest.stop()
+        lane.produce(400)  # nobody subscribed: the broker answers "no matching subscribers"
+        assert wait_until(lambda: lane.status()["resent"] > 0)
+        ingest.start()
+        assert ingest.wait_for(complete(ingest, 500), timeout=30)
+        assert wait_until(lambda: lane.status()["acked_upto"] == 500)
+        assert_exactly_once_in_order(ingest, 500)
+    finally:
+        lane.close()
+        ingest.close()
+
+
+def test_7_wall_clock_steps_do_not_disturb_order_or_retries(
+    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+) -> None:
+    offset = {"s": 0.0}
+    lane = Lane(
+        tmp_path / "o.db", broker.url, wall_clock=lambda: time.time() + offset["s"]
+    )
+    try:
+        base = int(time.time() * 1000)
+        lane.produce(10, wall_ms=base)
+        lane.produce(10, wall_ms=base - 3_600_000, synced=False)  # stepped back one hour
+        offset["s"] = 86_400.0  # the publisher's wall clock jumps a day ahead
+        lane.produce(10, wall_ms=base + 86_400_000, synced=False)
+        assert backend.wait_for(complete(backend, 30), timeout=30)
+        assert_exactly_once_in_order(backend, 30)
+        events = backend.events(LANE)
+        assert [e["clock"]["synced"] for e in events] == [True] * 10 + [False] * 20
+        assert events[10]["occurred_at"] < events[0]["occurred_at"] < events[20]["occurred_at"]
+    finally:
+        lane.close()
+
+
+def test_8_disk_quota_sheds_health_keeps_every_event_and_recovers(
+    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+) -> None:
+    broker.stop()
+    lane = Lane(tmp_path / "o.db", broker.url, max_bytes=60_000)
+    try:
+        for _ in range(20):
+            lane.outbox.add_health(
+                {"cpu": 12, "pad": "h" * 200}, mono_ms=0, wall_ms=int(time.time() * 1000),
+                clock_synced=True,
+            )
+        lane.produce(300)
+        stats = lane.outbox.stats()
+        assert stats["events"] == 300  # not one event dropped
+        assert stats["health_shed"] > 0 and stats["disk_alarm"] is True
+        assert lane.status()["disk_alarm"] is True
+        broker.start()
+        assert backend.wait_for(complete(backend, 300), timeout=30)
+        assert wait_until(lambda: lane.outbox.stats()["disk_alarm"] is False)
+        assert_exactly_once_in_order(backend, 300)
+        health = lane.outbox.add_health({}, mono_ms=0, wall_ms=0, clock_synced=False)
+        assert health is not None  # accepted again without a restart
+    finally:
+        lane.close()
+
+
+def test_refused_publishes_are_dead_lettered_and_the_backend_gap_is_closed(
+    tmp_path: Path,
+) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text(
+        "topic readwrite gate/#\n"
+        f"topic deny gate/v1/{SITE}/{LANE}/evt/forbidden\n"
+    )
+    with MosquittoBroker(workdir=tmp_path / "b", extra_config=f"acl_file {acl}") as broker, \
+            BackendSim(broker.url) as backend:
+        lane = Lane(tmp_path / "o.db", broker.url)
+        try:
+            lane.produce(2)
+            lane.outbox.add_event(
+                "forbidden", {}, transit_id=None, mono_ms=0, wall_ms=int(time.time() * 1000),
+                clock_synced=True,
+            )
+            lane.produce(2)
+            lane.publisher.wake()
+            assert wait_until(lambda: lane.status()["acked_upto"] == 6)
+            [dead] = lane.outbox.dead_letters()
+            assert (dead["seq"], dead["reason_code"]) == (3, 135)
+            types = [e["type"] for e in backend.events(LANE)]
+            assert types == ["vehicle_passed"] * 4 + ["dead_letter"]
+            assert backend.events(LANE)[-1]["data"]["seq"] == 3
+            assert backend.watermark(LANE) == 6 and backend.gaps(LANE) == []
+        finally:
+            lane.close()
