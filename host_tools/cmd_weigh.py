@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,11 +135,15 @@ def _capture(port: Any, seconds: float) -> bytes:
 def _detect(args: argparse.Namespace) -> int:
     from edge_agent.protocols.indicators import sma_command
 
-    candidates = []
+    candidates: list[dict[str, Any]] = []
     for baud in DETECT_BAUDS:
         for line in DETECT_LINES:
             try:
                 port = _open(args.port, line, baud)
+            except termios.error as exc:  # some adapters (and ptys) refuse a line setting
+                candidates.append({"baud": baud, "line": line, "protocol": None, "frames": 0,
+                                   "errors": 0, "bytes": 0, "unsupported": str(exc)})
+                continue
             except EdgeAgentError as exc:
                 return _fail("detect", str(exc))
             try:

@@ -212,7 +212,8 @@ def test_hold_takes_a_snapshot_and_its_event_references_it_with_the_weight_trace
 
     m = machine()
     trace = ((2.0, 30_900.0), (2.1, 30_920.0))
-    out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 31_000, 10, trace))
+    heavy = WeightCommitted(3.0, 31_000.0, 10.0, trace)
+    out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), heavy)
     [snapshot] = [c for c in out if isinstance(c, TakeSnapshot)]
     decision = published(out, "decision")[-1]
     assert decision.data["snapshot"] == snapshot.ref
