@@ -8,14 +8,18 @@ in this process's monotonic clock, so both ends are measured on one clock.
 from __future__ import annotations
 
 import statistics
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from edge_agent.drivers.ioboard import BoardSnapshot, InputChanged, IoBoard
 from simulators.iohost import IoBoardHost
 
 CYCLES = 500  # one OPEN and one CLOSE_WHEN_CLEAR each: 1,000 commands
+SAFETY_WALKS = 10  # randomized safety walks of the CPython firmware core...
+SAFETY_STEPS = 10_000  # ...each this many 5 ms loop iterations, S1-S9 checked after every one
 INPUT_TOGGLES = 200
 TARGET_P99_MS = 5.0
 
@@ -86,6 +90,31 @@ def _settle(host: IoBoardHost, **inputs: bool) -> None:
     time.sleep(0.03)  # a few firmware loop periods: debounced, and the dead time has passed
 
 
+def safety_walks() -> dict[str, Any]:
+    """Run the firmware core's randomized safety walk; count steps and invariant violations."""
+    firmware = Path(__file__).resolve().parent.parent / "firmware"
+    sys.path[:0] = [str(firmware), str(firmware / "tests")]
+    try:
+        from fw_rig import InvariantError, random_walk  # type: ignore[import-not-found]
+
+        violations: list[str] = []
+        started = time.monotonic()
+        for seed in range(1, SAFETY_WALKS + 1):
+            try:
+                random_walk(seed * 7919, SAFETY_STEPS)
+            except InvariantError as exc:
+                violations.append(f"seed {seed}: {exc}")
+    finally:
+        del sys.path[:2]
+    return {
+        "walks": SAFETY_WALKS,
+        "steps": SAFETY_WALKS * SAFETY_STEPS,
+        "violations": len(violations),
+        "violation_details": violations[:5],
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
 def run(results: dict[str, Any]) -> None:
     open_ms: list[float] = []
     close_ms: list[float] = []
@@ -96,7 +125,7 @@ def run(results: dict[str, Any]) -> None:
             loop_a=False, loop_b=False, photo_eye=False, limit_open=False, limit_closed=True,
             deck_front=True, deck_rear=True, tech_key=False,
         )
-        board = IoBoard(host.port, t_clear_s=0.0, dead_time_s=0.01)
+        board = IoBoard(host.port, t_clear_s=0.1, dead_time_s=0.01)
         board.open()
         collector = _Collector(board)
         try:
@@ -144,6 +173,7 @@ def run(results: dict[str, Any]) -> None:
         "firmware_loop_max_us": loop_max_us,
         "target_p99_ms": TARGET_P99_MS,
     }
+    section["safety_walk"] = safety_walks()
     results["io"] = {**results.get("io", {}), **section}
     rows = [
         ("command -> relay pin", section["command_to_relay_ms"]),
@@ -155,6 +185,9 @@ def run(results: dict[str, Any]) -> None:
             f"{name:<26}{stats.get('n', 0):>6}{stats.get('p50', 0):>10.2f}"
             f"{stats.get('p99', 0):>10.2f}{stats.get('max', 0):>10.2f}"
         )
+    walk = section["safety_walk"]
+    print(f"safety walk (CPython core): {walk['steps']} steps, {walk['violations']} violations "
+          f"of S1-S9 ({walk['seconds']} s)")
     p99 = section["command_to_relay_ms"].get("p99", float("inf"))
     print(f"firmware loop worst case: {loop_max_us} us; p99 target {TARGET_P99_MS} ms: "
           f"{'met' if p99 <= TARGET_P99_MS else 'NOT met'} ({p99} ms)")

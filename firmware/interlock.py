@@ -87,6 +87,8 @@ R_UNKNOWN = const(7)
 RESULT_NAMES = ("ok", "pending", "expired", "stale", "not_ready", "fault", "bad_request",
                 "unknown_type")
 
+T_CLEAR_MIN_MS = const(100)  # S4 cannot be configured away
+DEAD_MIN_MS = const(10)  # a relay needs this long to release
 MAX_DEAD_MS = const(5000)  # upper bound of the configurable dead time
 STALE_MS = const(50)  # inputs older than this count as unknown = occupied
 SELF_CHECK_MS = const(100)  # fresh, plausible samples needed after boot
@@ -188,8 +190,8 @@ class Interlock:
         return R_OK
 
     def configure(self, t_clear_ms, travel_ms, dead_ms, now):
-        if not (100 <= t_clear_ms <= 60000 and 500 <= travel_ms <= 60000
-                and 20 <= dead_ms <= MAX_DEAD_MS):
+        if not (T_CLEAR_MIN_MS <= t_clear_ms <= 60000 and 500 <= travel_ms <= 60000
+                and DEAD_MIN_MS <= dead_ms <= MAX_DEAD_MS):
             return R_BAD_REQUEST
         self.t_clear_ms = t_clear_ms
         self.travel_ms = travel_ms

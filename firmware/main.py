@@ -14,7 +14,7 @@ import sys
 import micropython
 from board import Board
 from controller import Controller
-from interlock import Interlock
+from interlock import MAINTENANCE, Interlock
 from link import Receiver
 from manifest import manifest_hash
 from ticks import ticks_diff, ticks_ms, ticks_us
@@ -62,7 +62,10 @@ class TxQueue:
 
 
 def firmware_manifest():
-    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    try:
+        here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    except NameError:  # run as the board's main.py without a file name
+        here = "."
 
     def read(name):
         with open(here + "/" + name, "rb") as f:
@@ -87,6 +90,7 @@ def main():
     gc.collect()
     last_start = ticks_us()
     snapshots = 0
+    in_maintenance = False
     while True:
         start = ticks_us()
         period_us = ticks_diff(start, last_start)
@@ -110,6 +114,11 @@ def main():
             budget -= 1
         lock.step(now)
         board.write_outputs(lock.outputs)
+        maintenance = lock.state == MAINTENANCE
+        if maintenance != in_maintenance:
+            in_maintenance = maintenance
+            # Ctrl-C (and so mpremote) works only in maintenance, with the relays off.
+            micropython.kbd_intr(3 if maintenance else -1)
         before = ctl.seq
         ctl.tick(now, period_us)
         tx.pump()

@@ -88,6 +88,7 @@ class BackendSim:
         self._lanes: dict[str, _Lane] = {}
         self._states: dict[str, dict[str, Any]] = {}
         self._health: dict[str, list[dict[str, Any]]] = {}
+        self._arrival: dict[str, dict[int, float]] = {}  # lane -> seq -> monotonic at store
         self._counts = {"stored": 0, "duplicates": 0, "conflicts": 0, "rejected": 0}
         self._inbox: queue.SimpleQueue[MQTTMessage | None] = queue.SimpleQueue()
         self._subscribed = threading.Event()
@@ -186,6 +187,11 @@ class BackendSim:
             if state is None or not state.above:
                 return []
             return [s for s in range(state.upto + 1, max(state.above)) if s not in state.above]
+
+    def arrival_times(self, lane: str) -> dict[int, float]:
+        """seq -> time.monotonic() when this process stored it (for latency figures)."""
+        with self._lock:
+            return dict(self._arrival.get(lane, {}))
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -318,6 +324,7 @@ class BackendSim:
              message.payload.decode(), time.time()),
         )
         stored[seq] = event
+        self._arrival.setdefault(lane, {})[seq] = time.monotonic()
         self._counts["stored"] += 1
         state.boot_id = event["boot_id"]
         state.above.add(seq)
@@ -327,8 +334,8 @@ class BackendSim:
 
     def _learn_watermark(self, site: str, lane: str, payload: bytes) -> None:
         try:
-            upto = int(json.loads(payload)["upto_seq"])
-        except (ValueError, KeyError, TypeError):
+            upto = envelope_codec.decode_ack(payload)
+        except RemoteProtocolError:
             return
         state = self._lanes.setdefault(lane, _Lane(site=site))
         if upto > state.upto:
@@ -356,7 +363,7 @@ class BackendSim:
             for name, _site, upto, _boot in due:
                 self._lanes[name].acked = upto
         for name, site, upto, boot_id in due:
-            payload = json.dumps({"upto_seq": upto, "boot_id": boot_id}).encode()
+            payload = envelope_codec.encode(envelope_codec.ack_message(upto, boot_id))
             client.publish(LaneTopics(site, name).ack, payload, qos=1, retain=True)
 
     def _load(self) -> None:
@@ -376,3 +383,51 @@ def _json_or_error(payload: bytes) -> dict[str, Any]:
     except ValueError:
         return {"error": "not JSON", "raw": payload[:200].decode(errors="replace")}
     return value if isinstance(value, dict) else {"value": value}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the backend until a lane's events are complete (or stall); print a JSON report.
+
+    ``python -m simulators.backend --broker URL --lane L --expect N [--idle-timeout S]``.
+    Prints ``ready`` once subscribed. Latencies use the system-wide monotonic clock, which
+    the envelope's ``mono_ms`` also uses when the producer runs on the same machine.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m simulators.backend")
+    parser.add_argument("--broker", required=True)
+    parser.add_argument("--lane", required=True)
+    parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--idle-timeout", type=float, default=5.0)
+    parser.add_argument("--client-id", default="backend-sim")
+    args = parser.parse_args(argv)
+    backend = BackendSim(args.broker, client_id=args.client_id)
+    backend.start()
+    print("ready", flush=True)
+    last_count, last_change = -1, time.monotonic()
+    while True:
+        count = len(backend.events(args.lane))
+        if count != last_count:
+            last_count, last_change = count, time.monotonic()
+        if count >= args.expect or time.monotonic() - last_change > args.idle_timeout:
+            break
+        time.sleep(0.02)
+    events = backend.events(args.lane)
+    arrival = backend.arrival_times(args.lane)
+    latencies = [arrival[e["seq"]] * 1000 - e["mono_ms"] for e in events if e["seq"] in arrival]
+    report = {
+        **backend.stats(),
+        "lane_events": len(events),
+        "seq_contiguous": [e["seq"] for e in events] == list(range(1, len(events) + 1)),
+        "gaps": len(backend.gaps(args.lane)),
+        "first_arrival": min(arrival.values(), default=None),
+        "last_arrival": max(arrival.values(), default=None),
+        "latencies_ms": latencies,
+    }
+    backend.close()
+    print(json.dumps(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

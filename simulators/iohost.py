@@ -95,6 +95,8 @@ class IoBoardHost:
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._stderr_path: Path | None = None
         self.watchdog_expired = False
+        self.watchdog_resets = 0
+        self._stopping = False
 
     # ---- lifecycle ----
     def __enter__(self) -> IoBoardHost:
@@ -138,6 +140,17 @@ class IoBoardHost:
                     self._changes.append((at, name, False))
             self._offset = None
         self._spawn(micropython_executable(), reset_cause)
+
+    def stall(self, seconds: float) -> None:
+        """Freeze the firmware process (a hung loop); its watchdog then resets the board."""
+        proc = self._proc
+        if proc is None:
+            raise IoHostError("the firmware is not running")
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
 
     def _spawn(self, exe: Path, reset_cause: str) -> None:
         assert self._workdir is not None and self._master_fd is not None
@@ -206,6 +219,7 @@ class IoBoardHost:
 
     def stop(self) -> None:
         """Kill the firmware process (and its group) and release every resource."""
+        self._stopping = True
         self._kill()
         for attr in ("_slave_fd", "_master_fd"):
             fd = getattr(self, attr)
@@ -293,6 +307,16 @@ class IoBoardHost:
                 self._handle(line.split())
         with self._changed:
             self._changed.notify_all()
+            # A watchdog reset reboots the board, as on the real one.
+            reboot = self.watchdog_expired and self._conn is conn and not self._stopping
+        if reboot:
+            threading.Thread(target=self._reboot_after_watchdog, daemon=True).start()
+
+    def _reboot_after_watchdog(self) -> None:
+        with contextlib.suppress(IoHostError):
+            self.watchdog_resets += 1
+            self.watchdog_expired = False
+            self.restart("watchdog")
 
     def _handle(self, parts: list[bytes]) -> None:
         if not parts:
@@ -320,3 +344,43 @@ class IoBoardHost:
                 callback(at, name, value)
         elif kind == b"w":
             self.watchdog_expired = True
+
+
+class BarrierLoop:
+    """Closes the loop between the board's relays and its limit switches through a
+    ``BarrierMotor``, in a background thread (for tests and small benches)."""
+
+    def __init__(self, host: IoBoardHost, *, travel_s: float = 0.6, period_s: float = 0.005):
+        from simulators.barrier import BarrierMotor
+
+        self.host = host
+        self.motor = BarrierMotor(travel_s=travel_s)
+        self.period_s = period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="barrier-loop", daemon=True)
+
+    def __enter__(self) -> BarrierLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        last: dict[str, bool] = {}
+        while not self._stop.is_set():
+            out = self.host.outputs()
+            p = self.motor.step(time.monotonic(), out["barrier_open"], out["barrier_close"])
+            limits = {"limit_open": p.limit_open, "limit_closed": p.limit_closed}
+            if limits != last:
+                self.host.set_inputs(**limits)
+                last = limits
+            self._stop.wait(self.period_s)

@@ -285,7 +285,8 @@ def generate_truck_trace(
     for i, (ti, si, ri) in enumerate(zip(t, static, rolling, strict=True)):
         while kicks and kicks[0][0] <= ti:
             at, strength = kicks.pop(0)
-            dyn.kick(float(at), float(si), strength)
+            if si > 20 * e_kg:  # only a truck standing on the deck can swing it
+                dyn.kick(float(at), float(si), strength)
         kg[i] = dyn.display(float(ti), float(si), rolling=bool(ri), period_s=1.0 / rate_hz)
     frame_errors: tuple[float, ...] = ()
     keep = np.ones(n, dtype=bool)

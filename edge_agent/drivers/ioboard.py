@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.drivers.serialport import LineSettings, open_port
-from edge_agent.errors import DeviceError, DeviceTimeout
+from edge_agent.errors import ConfigError, DeviceError, DeviceTimeout
 from edge_agent.protocols import iolink
 
 HEARTBEAT_S = 0.2
@@ -29,6 +29,9 @@ RESULT_GRACE_S = 0.3  # after a deadline, how long an answer may still be on its
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 2.0
 _READ_TIMEOUT_S = 0.005
+# The board refuses a CONFIG outside these (firmware/PROTOCOL.md); checked here up front.
+CONFIG_LIMITS_S = {"t_clear_s": (0.1, 60.0), "travel_timeout_s": (0.5, 60.0),
+                   "dead_time_s": (0.01, 5.0)}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,13 @@ class IoBoard:
         opener: Callable[..., Any] = open_port,
     ) -> None:
         self.url = url
+        for name, value, low, high in (
+            ("t_clear_s", t_clear_s, *CONFIG_LIMITS_S["t_clear_s"]),
+            ("travel_timeout_s", travel_timeout_s, *CONFIG_LIMITS_S["travel_timeout_s"]),
+            ("dead_time_s", dead_time_s, *CONFIG_LIMITS_S["dead_time_s"]),
+        ):
+            if not low <= value <= high:
+                raise ConfigError(f"IO board {name}={value}: the board accepts {low}..{high} s")
         self._settings = LineSettings(baudrate=baudrate)
         self._clock = clock
         self._config = (round(t_clear_s * 1000), round(travel_timeout_s * 1000),
@@ -180,6 +190,12 @@ class IoBoard:
 
     def clear_fault(self, *, valid_for_s: float = 1.0) -> int:
         return self._command(iolink.encode_clear_fault, valid_for_s)
+
+    def maintenance(self, enter: bool, *, valid_for_s: float = 1.0) -> int:
+        """Enter (or leave) maintenance: relays off, red, Ctrl-C enabled for mpremote."""
+        return self._command(
+            lambda seq, deadline: iolink.encode_maintenance(seq, deadline, enter), valid_for_s
+        )
 
     def close(self) -> None:
         with self._lock:

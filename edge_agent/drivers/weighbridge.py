@@ -100,8 +100,15 @@ class WeighbridgeReader:
         if not data:
             return []
         now = self._clock()
-        arrivals: list[Arrival] = [(now, event) for event in self._decoder.receive_data(data)]
-        for _, event in arrivals:
+        events = self._decoder.receive_data(data)
+        # Frames read in one burst did not arrive together: date each by where its last byte
+        # sat in the burst, at the line's character time (start + data + parity + stop bits).
+        char_s = (2 + self._line.bytesize + (self._line.parity != "N")) / self._line.baudrate
+        behind = sum(len(e.raw) for e in events)
+        arrivals: list[Arrival] = []
+        for event in events:
+            behind -= len(event.raw)
+            arrivals.append((now - max(0, behind) * char_s, event))
             if isinstance(event, FrameError):
                 self.errors += 1
             else:

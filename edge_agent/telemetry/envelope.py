@@ -119,3 +119,28 @@ def decode(payload: bytes) -> dict[str, Any]:
     if not isinstance(message["event_id"], str) or not isinstance(message["data"], dict):
         raise RemoteProtocolError("envelope event_id must be a string and data an object")
     return message
+
+
+def state_message(online: bool, boot_id: int, version: str | None = None) -> dict[str, Any]:
+    """The retained ``state`` payload: birth (online, with version) or will/offline."""
+    message: dict[str, Any] = {"online": online, "boot_id": boot_id}
+    if online and version is not None:
+        message["version"] = version
+    return message
+
+
+def ack_message(upto_seq: int, boot_id: int) -> dict[str, Any]:
+    """The retained ``ack`` payload: every seq <= upto_seq is durably stored by the backend."""
+    return {"upto_seq": upto_seq, "boot_id": boot_id}
+
+
+def decode_ack(payload: bytes) -> int:
+    """``upto_seq`` of an ack payload; RemoteProtocolError if it is not one."""
+    try:
+        message = json.loads(payload)
+        upto = message["upto_seq"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise RemoteProtocolError(f"ack payload is not {{upto_seq, boot_id}}: {exc!r}") from exc
+    if not isinstance(upto, int) or isinstance(upto, bool) or upto < 0:
+        raise RemoteProtocolError(f"ack upto_seq {upto!r} is not a non-negative integer")
+    return upto

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import json
 import logging
 import queue
 import random
@@ -35,7 +34,8 @@ from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.telemetry.envelope import encode
+from edge_agent.errors import RemoteProtocolError
+from edge_agent.telemetry.envelope import decode_ack, encode, state_message
 from edge_agent.telemetry.mqtt import (
     TlsFiles,
     connect_properties,
@@ -54,6 +54,7 @@ PERMANENT_REFUSALS = {
     144: "topic name invalid",
     153: "payload format invalid",
 }
+NO_MATCHING_SUBSCRIBERS = 16
 BROKER_INFLIGHT = 20  # Mosquitto's default max_inflight_messages; paho ignores Receive Maximum
 ACK_GRACE_S = 0.1  # after SUBACK, let the retained ack arrive before re-sending old rows
 
@@ -111,7 +112,9 @@ class Publisher:
         self._ready_at: float | None = None
         self._sub_mid: int | None = None
         self._waiting_since: float | None = None
-        self._stats = {"published": 0, "resent": 0, "refused": 0, "dead_letters": 0, "cuts": 0}
+        self._stats = dict.fromkeys(
+            ("published", "resent", "unrouted", "refused", "dead_letters", "cuts"), 0
+        )
         self._acked_upto = 0
         self._last_error: str | None = None
 
@@ -122,7 +125,7 @@ class Publisher:
         self._client.reconnect_delay_set(
             reconnect_min_s * random.uniform(1.0, 2.0), max(reconnect_max_s, reconnect_min_s)  # type: ignore[arg-type]
         )
-        offline = encode({"online": False, "boot_id": outbox.boot_id})
+        offline = encode(state_message(False, outbox.boot_id))
         self._client.will_set(self.topics.state, offline, qos=1, retain=True)
         self._client.on_connect = self._cb_connect
         self._client.on_disconnect = self._cb_disconnect
@@ -162,7 +165,7 @@ class Publisher:
         if self._thread is not None:
             self._thread.join(timeout)
         if self._client.is_connected():
-            offline = encode({"online": False, "boot_id": self.outbox.boot_id})
+            offline = encode(state_message(False, self.outbox.boot_id))
             info = self._client.publish(self.topics.state, offline, qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 with contextlib.suppress(RuntimeError, ValueError):
@@ -283,11 +286,7 @@ class Publisher:
         self._connected = True
         self._ready_at = None
         self._waiting_since = now if self._mids else None
-        birth = {
-            "online": True,
-            "boot_id": self.outbox.boot_id,
-            "version": self.outbox.agent_version,
-        }
+        birth = state_message(True, self.outbox.boot_id, self.outbox.agent_version)
         self._client.publish(self.topics.state, encode(birth), qos=1, retain=True)
         result, self._sub_mid = self._client.subscribe(
             [(self.topics.ack, 1), (self.topics.commands, 1)]
@@ -315,9 +314,9 @@ class Publisher:
 
     def _on_ack(self, payload: bytes) -> None:
         try:
-            upto = int(json.loads(payload)["upto_seq"])
-        except (ValueError, KeyError, TypeError) as exc:
-            self._last_error = f"bad ack payload: {exc!r}"
+            upto = decode_ack(payload)
+        except RemoteProtocolError as exc:
+            self._last_error = str(exc)
             return
         if upto <= self._acked_upto:
             return
@@ -344,8 +343,15 @@ class Publisher:
         if tracked is None or tracked.mid != mid:
             return
         tracked.mid = None
+        if code == NO_MATCHING_SUBSCRIBERS:
+            # Certainly not delivered (backend ingest absent): retry soon, backing off,
+            # instead of waiting the whole watermark timeout.
+            self._stats["unrouted"] += 1
+            retry = min(0.5 * 2.0 ** (tracked.sends - 1), self._resend_after_s)
+            self._schedule(key, tracked, now + retry)
+            return
         if code < 128:
-            return  # 0 success, 16 no matching subscribers: the watermark timer decides
+            return  # success: from here the watermark timer decides
         self._stats["refused"] += 1
         if code in PERMANENT_REFUSALS:
             self._dead_letter(key, code)

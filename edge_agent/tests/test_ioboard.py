@@ -18,7 +18,7 @@ from edge_agent.drivers.ioboard import (
     LinkLost,
     LinkUp,
 )
-from edge_agent.errors import DeviceError, DeviceTimeout
+from edge_agent.errors import ConfigError, DeviceError, DeviceTimeout
 from edge_agent.protocols import iolink
 
 STEP_S = 0.01  # fake time that passes per port read
@@ -293,3 +293,23 @@ def test_commands_from_another_thread_while_link_down_wait_for_link(rig: Any) ->
     opener.down = False
     events = collect(driver, clock, 3.0)
     assert [e.result for e in events if isinstance(e, CommandResult)] == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"t_clear_s": 0.0}, "t_clear_s"), ({"dead_time_s": 0.001}, "dead_time_s"),
+     ({"travel_timeout_s": 100.0}, "travel_timeout_s")],
+)  # fmt: skip
+def test_settings_the_board_would_refuse_are_a_config_error(kwargs: dict, name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        IoBoard("/dev/ttyACM0", **kwargs)
+
+
+def test_clear_fault_and_maintenance_commands(rig: Any) -> None:
+    driver, board, _, clock = rig
+    seqs = [driver.clear_fault(), driver.maintenance(True), driver.maintenance(False)]
+    events = collect(driver, clock, 0.1)
+    assert [e.seq for e in events if isinstance(e, CommandResult)] == seqs
+    [enter, leave] = board.commands(iolink.MsgType.MAINTENANCE)
+    assert (enter.payload[-1], leave.payload[-1]) == (1, 0)
+    assert len(board.commands(iolink.MsgType.CLEAR_FAULT)) == 1

@@ -115,7 +115,11 @@ class Lane:
         self.outbox = Outbox(
             path, site=SITE, lane=LANE, agent_version="t", max_bytes=kwargs.pop("max_bytes", None)
         )
-        args: dict[str, Any] = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "resend_after_s": 1.0}
+        args: dict[str, Any] = {
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.5,
+            "resend_after_s": 1.0,
+        }
         args.update(kwargs)
         self.publisher = Publisher(self.outbox, broker_url=url, site=SITE, lane=LANE, **args)
         self.publisher.start()
@@ -171,9 +175,12 @@ def test_1_backlog_built_while_the_broker_is_down_drains_with_bounded_memory(
     broker.stop()
     lane = Lane(tmp_path / "o.db", broker.url, resend_after_s=30.0)
     try:
+        started = time.monotonic()
         lane.produce(count)
+        print(f"produced {count} in {time.monotonic() - started:.1f} s")
         assert lane.status()["in_flight"] <= 200  # nothing piles up in paho's RAM queue
         broker.start()
+        started = time.monotonic()
         peak = {"in_flight": 0, "unacked": 0}
 
         def drained() -> bool:
@@ -183,6 +190,7 @@ def test_1_backlog_built_while_the_broker_is_down_drains_with_bounded_memory(
             return bool(status["acked_upto"] == count)
 
         assert wait_until(drained, timeout=120)
+        print(f"drained in {time.monotonic() - started:.1f} s: {lane.status()}")
         assert backend.wait_for(complete(backend, count), timeout=30)
         assert_exactly_once_in_order(backend, count)
         assert peak["in_flight"] <= 200 and peak["unacked"] <= 1000  # the window held
@@ -206,7 +214,7 @@ def test_2_silent_network_drop_is_detected_and_nothing_is_lost(
         assert wait_until(lambda: not lane.status()["connected"], timeout=6 * keepalive)
         detected_after = time.monotonic() - dropped_at
         print(f"silent drop detected after {detected_after:.1f} s (keepalive {keepalive} s)")
-        assert "PUBACK" in (lane.status()["last_error"] or "")  # the watchdog, not TCP
+        assert lane.status()["cuts"] >= 1  # found by the PUBACK watchdog, not by TCP
         proxy.set_mode("forward")
         assert backend.wait_for(complete(backend, 150), timeout=30)
         assert_exactly_once_in_order(backend, 150)
@@ -224,9 +232,9 @@ def test_3_lost_pubacks_then_a_cut_duplicates_are_removed_by_the_backend(
         assert wait_until(lambda: lane.status()["connected"])
         proxy.set_mode("drop_down")
         lane.produce(100)
-        # The broker got them all (the backend stored them) but the lane saw no PUBACK.
-        assert backend.wait_for(complete(backend, 100), timeout=20)
-        assert lane.status()["in_flight"] > 0
+        # paho sends up to 20 unacknowledged; the broker forwards them, the lane never hears.
+        assert backend.wait_for(complete(backend, 20), timeout=20)
+        assert lane.status()["in_flight"] == 100
         proxy.set_mode("forward")  # cuts the connection: paho resends what was in flight
         assert wait_until(lambda: lane.status()["acked_upto"] == 100)
         assert wait_until(lambda: backend.stats()["duplicates"] > 0)

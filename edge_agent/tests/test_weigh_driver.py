@@ -34,7 +34,8 @@ def test_loop_url_timestamps_come_from_the_injected_clock():
     reader.close()
     kinds = [type(item).__name__ for _, item in got]
     assert kinds == ["IndicatorReading", "FrameError", "IndicatorReading"]
-    assert all(at >= 100.0 for at, _ in got)
+    stamps = [at for at, _ in got]
+    assert stamps == sorted(stamps) and all(at > 99.0 for at in stamps)
     assert [item.kg for _, item in got if isinstance(item, IndicatorReading)] == [1560.0, 20.0]
     assert (reader.frames, reader.errors) == (2, 1)
 

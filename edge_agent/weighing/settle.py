@@ -16,8 +16,10 @@ import numpy as np
 from edge_agent.weighing.fit import FloatArray, OscillationFit, fit_decaying_oscillation
 
 # Longest first: the longest stretch the model explains gives the tightest estimate.
-WINDOWS_S = (4.0, 2.5, 1.6, 1.0)
-MIN_SPAN_S = 0.7
+WINDOWS_S = (4.0, 2.5, 1.6)
+# "At rest" = free decay for at least this long. A rolling truck is pushed several times a
+# second (deck joints, steering, brakes), so a swing left alone this long means it stopped.
+MIN_SPAN_S = 1.5
 MIN_SAMPLES = 8
 # Least-squares errors ignore that (s, w) were searched and that samples are quantised.
 STDERR_INFLATION = 1.5

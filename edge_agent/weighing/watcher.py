@@ -16,6 +16,7 @@ States: EMPTY -> LOADING (TruckOnDeck) -> COMMITTED (WeightCommitted) -> LEAVING
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable
@@ -53,7 +54,9 @@ FLICKER_E = 0.25
 UNDERLOAD_E = 20.0
 SPIKE_CONTEXT = 10
 OFF_DECK_GAP_S = 1.0
+OFF_DECK_PROBE_S = 0.2
 STUCK_SAMPLES = 8
+FROZEN_MIN_SAMPLES = 50
 
 
 class DeckState(Enum):
@@ -96,6 +99,7 @@ class WeightWatcher:
         self._committed: WeightCommitted | None = None
         self._blocked_settled_since: float | None = None
         self._blocked_settled_last = -math.inf
+        self._last_probe = -math.inf
         self._raised: set[str] = set()
         self._overloaded = False
         self._last_motion: bool | None = None
@@ -110,6 +114,8 @@ class WeightWatcher:
         self, now: float, kg: float | None, *, motion: bool | None = None, overload: bool = False
     ) -> list[WeighEvent]:
         """One decoded indicator frame that arrived at ``now``."""
+        if self._t and now < self._t[-1]:
+            now = self._t[-1]  # never let a clock step reorder the samples
         self._comm.start(now)
         self._comm.heard(now)
         self._frames.add(now, error=False)
@@ -268,6 +274,9 @@ class WeightWatcher:
         out.append(self._committed)
 
     def _check_off_deck(self, out: list[WeighEvent], now: float) -> None:
+        if now - self._last_probe < OFF_DECK_PROBE_S:
+            return  # a seconds-long timer: no need to fit at every frame
+        self._last_probe = now
         t, x = self._window(self._ramp_end)
         settled = self._probe.propose(t, x, noise_kg=self._noise(), flicker=self._flicker())
         if settled is None:
@@ -332,8 +341,12 @@ class WeightWatcher:
         if len(self._x) < 3:
             return
         before, middle, after = self._x[-3], self._x[-2], self._x[-1]
-        recent = list(self._x)[-SPIKE_CONTEXT - 3 : -2]
-        typical = float(np.median(np.abs(np.diff(recent)))) if len(recent) > 2 else 0.0
+        if not is_spike(before, middle, after, self._e):
+            return  # cheap test first; the context below only sharpens a positive
+        first = max(0, len(self._x) - SPIKE_CONTEXT - 3)
+        recent = [self._x[i] for i in range(first, len(self._x) - 2)]
+        steps = sorted(abs(b - a) for a, b in itertools.pairwise(recent))
+        typical = steps[len(steps) // 2] if steps else 0.0
         if not is_spike(before, middle, after, self._e, typical_step=typical):
             return
         evidence = ((self._t[-3], before), (self._t[-2], middle), (self._t[-1], after))
@@ -343,21 +356,26 @@ class WeightWatcher:
                     evidence=evidence)
 
     def _check_frozen(self, out: list[WeighEvent], now: float) -> None:
-        if self._flicker() and now - self._run_start >= self._scale.frozen_s:
+        if not self._flicker() or now - self._run_start < self._scale.frozen_s:
+            return
+        # Enough frames too: at a slow rate a few seconds of a steady display can be luck.
+        if self._run_length() >= FROZEN_MIN_SAMPLES:
             self._raise(out, now, ev.FROZEN,
                         f"reading stuck at {self._x[-1]:g} kg for {now - self._run_start:.1f} s "
                         "on a scale that normally flickers")
 
-    def _stuck(self) -> bool:
-        """A run of identical readings too long for a scale that flickers: do not commit it."""
-        if not self._flicker():
-            return False
+    def _run_length(self, limit: int = FROZEN_MIN_SAMPLES) -> int:
+        """How many of the latest readings equal the last one (counting up to ``limit``)."""
         run = 0
         for value in reversed(self._x):
-            if value != self._x[-1] or run >= STUCK_SAMPLES:
+            if value != self._x[-1] or run >= limit:
                 break
             run += 1
-        return run >= STUCK_SAMPLES
+        return run
+
+    def _stuck(self) -> bool:
+        """A run of identical readings too long for a scale that flickers: do not commit it."""
+        return self._flicker() and self._run_length(STUCK_SAMPLES) >= STUCK_SAMPLES
 
     def _unstable_deadline(self) -> float | None:
         if self.state is not DeckState.LOADING or self._overloaded:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -17,8 +16,7 @@ from edge_agent.drivers.ioboard import (
     IoEvent,
     LinkUp,
 )
-from simulators.barrier import BarrierMotor
-from simulators.iohost import IoBoardHost, micropython_executable
+from simulators.iohost import BarrierLoop, IoBoardHost, micropython_executable
 
 pytestmark = pytest.mark.skipif(
     not micropython_executable().exists(), reason="MicroPython unix port not installed"
@@ -26,32 +24,18 @@ pytestmark = pytest.mark.skipif(
 
 
 class Lane:
-    """Board + driver + arm; a world thread feeds the limit switches back."""
+    """Board + driver + arm; the barrier loop feeds the limit switches back."""
 
     def __init__(self, host: IoBoardHost, board: IoBoard) -> None:
         self.host = host
         self.board = board
-        self.motor = BarrierMotor(travel_s=0.6)
+        self.loop = BarrierLoop(host, travel_s=0.6)
+        self.loop.start()
         self.events: list[IoEvent] = []
         self._cursor = 0
-        self._stop = threading.Event()
-        self._world = threading.Thread(target=self._run_world, daemon=True)
-        self._world.start()
-
-    def _run_world(self) -> None:
-        last: dict[str, bool] = {}
-        while not self._stop.is_set():
-            out = self.host.outputs()
-            p = self.motor.step(time.monotonic(), out["barrier_open"], out["barrier_close"])
-            limits = {"limit_open": p.limit_open, "limit_closed": p.limit_closed}
-            if limits != last:
-                self.host.set_inputs(**limits)
-                last = limits
-            self._stop.wait(0.005)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._world.join(timeout=2)
+        self.loop.stop()
 
     def wait(self, predicate: Callable[[IoEvent], bool], timeout: float = 5.0) -> IoEvent:
         """The next not yet consumed event matching ``predicate``."""

@@ -1,0 +1,149 @@
+"""Contract test: every MQTT message on the wire validates against docs/asyncapi.yaml.
+
+A sniffer subscribed to ``gate/#`` records what really crosses a private broker while a lane
+publishes events, a command result and health, receives a signed command and an ack, and
+stops; each message is matched to its channel by address and validated with jsonschema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.client import MQTTMessage
+
+from edge_agent.telemetry.commands import sign_command
+from edge_agent.telemetry.envelope import state_message
+from edge_agent.telemetry.mqtt import make_client, parse_broker_url
+from edge_agent.telemetry.outbox import Outbox
+from edge_agent.telemetry.publisher import Publisher
+from simulators.backend import BackendSim
+from simulators.broker import MosquittoBroker
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
+SITE, LANE = "site-1", "lane-01"
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+    return loaded
+
+
+def resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = spec
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def channel_patterns(spec: dict[str, Any]) -> list[tuple[str, re.Pattern[str]]]:
+    patterns = []
+    for name, channel in spec["channels"].items():
+        regex = re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(channel["address"]))
+        patterns.append((name, re.compile(f"^{regex}$")))
+    return patterns
+
+
+def validator_for(spec: dict[str, Any], channel: str) -> jsonschema.Draft7Validator:
+    [message] = spec["channels"][channel]["messages"].values()
+    payload_ref = resolve(spec, message)["payload"]["$ref"]
+    # The whole document is the root, so every '#/components/...' reference resolves.
+    return jsonschema.Draft7Validator({**spec, "$ref": payload_ref})
+
+
+def test_the_document_is_a_consistent_asyncapi_3_description(spec: dict[str, Any]) -> None:
+    assert spec["asyncapi"] == "3.0.0"
+    for name, operation in spec["operations"].items():
+        assert operation["action"] in ("send", "receive"), name
+        assert resolve(spec, operation["channel"]) in spec["channels"].values()
+    for name, channel in spec["channels"].items():
+        placeholders = set(re.findall(r"\{([a-z_]+)\}", channel["address"]))
+        assert placeholders == set(channel.get("parameters", {})), name
+        for message in channel["messages"].values():
+            assert "payload" in resolve(spec, message), name
+    for schema in spec["components"]["schemas"].values():
+        jsonschema.Draft7Validator.check_schema(schema)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_every_message_on_the_wire_matches_its_channel_schema(
+    tmp_path: Path, spec: dict[str, Any]
+) -> None:
+    captured: list[MQTTMessage] = []
+    subscribed = threading.Event()
+    with MosquittoBroker(workdir=tmp_path / "broker") as broker, BackendSim(broker.url) as backend:
+        address = parse_broker_url(broker.url)
+        sniffer = make_client("sniffer", address)
+        sniffer.on_connect = lambda c, *a: c.subscribe("gate/#", qos=1)
+        sniffer.on_subscribe = lambda *a: subscribed.set()
+        sniffer.on_message = lambda c, u, m: captured.append(m)
+        sniffer.connect(address.host, address.port)
+        sniffer.loop_start()
+        assert subscribed.wait(5)
+
+        commands: list[tuple[str, bytes]] = []
+        outbox = Outbox(tmp_path / "o.db", site=SITE, lane=LANE, agent_version="1.0.0")
+        publisher = Publisher(
+            outbox, broker_url=broker.url, site=SITE, lane=LANE,
+            on_command=lambda name, payload: commands.append((name, payload)),
+        )
+        publisher.start()
+        now_ms = int(time.time() * 1000)
+        clock = {"mono_ms": 5, "wall_ms": now_ms, "clock_synced": True}
+        hold = {"outcome": "hold", "challenge": "c1"}
+        outbox.add_event("decision", hold, transit_id="t1", **clock)
+        outbox.add_event("abnormality", {"code": "weight.frozen"}, transit_id=None, **clock)
+        outbox.add_command_result("cmd-1", {"accepted": True}, **clock)
+        outbox.add_health({"cpu_pct": 12, "outbox_rows": 3}, **clock)
+        publisher.wake()
+        assert wait_until(lambda: publisher.status()["acked_upto"] == 3)
+        claims = {
+            "cmd_id": "cmd-1", "name": "remote_release", "site": SITE, "lane": LANE,
+            "iat": now_ms // 1000, "exp": now_ms // 1000 + 60, "nonce": "n-1",
+            "issuer": "officer-1", "args": {"challenge": "c1", "reason_ref": "e1"},
+        }
+        key = Ed25519PrivateKey.generate()
+        backend.publish_command(SITE, LANE, "remote_release", sign_command(key, "k1", claims))
+        assert wait_until(lambda: len(commands) == 1)
+        publisher.stop()
+        outbox.close()
+        assert wait_until(lambda: any(json.loads(m.payload) == {"online": False, "boot_id": 1}
+                                      for m in captured if m.topic.endswith("/state")))
+        sniffer.disconnect()
+        sniffer.loop_stop()
+
+    patterns = channel_patterns(spec)
+    seen: set[str] = set()
+    for message in captured:
+        [channel] = [name for name, pattern in patterns if pattern.match(message.topic)]
+        errors = list(validator_for(spec, channel).iter_errors(json.loads(message.payload)))
+        assert errors == [], (message.topic, [e.message for e in errors])
+        seen.add(channel)
+    assert seen == set(spec["channels"])  # every channel was exercised
+
+
+def test_the_last_will_and_a_broken_envelope_are_judged_correctly(spec: dict[str, Any]) -> None:
+    assert validator_for(spec, "state").is_valid(state_message(False, 3))
+    assert not validator_for(spec, "state").is_valid({"online": "yes", "boot_id": 3})
+    event_schema = validator_for(spec, "laneEvent")
+    assert not event_schema.is_valid({"schema": "gate.lane_event/1", "seq": 0})
