@@ -119,7 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--report", help="write a JSON report here")
     run_parser.add_argument("--broker", help="use this broker (mqtt://HOST:PORT) instead")
     run_parser.set_defaults(func=run)
-    args = parser.parse_args(argv)
+    sub.add_parser("weighbridge", help="a standalone indicator simulator on a pty or TCP")
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["weighbridge"]:
+        from simulators.weighbridge import run_weighbridge_cli
+
+        return run_weighbridge_cli(arguments[1:])
+    args = parser.parse_args(arguments)
     code: int = args.func(args)
     return code
 

@@ -7,6 +7,7 @@ changes between environments (DESIGN.md principle 5).
 
 from __future__ import annotations
 
+import termios
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,5 +59,6 @@ def open_port(url: str, settings: LineSettings | None = None, *, timeout: float 
             write_timeout=1.0,
             exclusive=True if url.startswith("/dev/") else None,
         )
-    except (serial.SerialException, ValueError, OSError) as exc:
+    except (serial.SerialException, ValueError, OSError, termios.error) as exc:
+        # termios.error: a pty refuses some line settings (7E1) and it is not an OSError.
         raise DeviceError(f"cannot open {url!r} ({line}): {exc}") from exc
