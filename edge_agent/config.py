@@ -41,6 +41,8 @@ class WeighbridgeSection:
     max_kg: float = 60000.0
     e_kg: float = 20.0
     unstable_timeout_s: float = 15.0
+    not_on_deck_s: float = 5.0
+    frozen_s: float = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,8 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> AgentConfig:
             max_kg=reader.number("weighbridge", "max_kg", 60000.0),
             e_kg=reader.number("weighbridge", "e_kg", 20.0),
             unstable_timeout_s=reader.number("weighbridge", "unstable_timeout_s", 15.0),
+            not_on_deck_s=reader.number("weighbridge", "not_on_deck_s", 5.0),
+            frozen_s=reader.number("weighbridge", "frozen_s", 6.0),
         ),
         camera=CameraSection(
             source=reader.text("camera", "source"),

@@ -156,6 +156,8 @@ class DeviceInputs:
             max_kg=config.weighbridge.max_kg,
             e_kg=config.weighbridge.e_kg,
             unstable_timeout_s=config.weighbridge.unstable_timeout_s,
+            not_on_deck_s=config.weighbridge.not_on_deck_s,
+            frozen_s=config.weighbridge.frozen_s,
         )
         self.watcher = weighing.WeightWatcher(scale)
         self._beams: tuple[bool, bool] | None = None

@@ -17,12 +17,12 @@ import argparse
 import contextlib
 import json
 import sys
-import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from edge_agent.drivers.serialport import LineSettingsRefused
 from edge_agent.errors import EdgeAgentError
 from edge_agent.protocols.indicators import (
     PROTOCOLS,
@@ -140,7 +140,7 @@ def _detect(args: argparse.Namespace) -> int:
         for line in DETECT_LINES:
             try:
                 port = _open(args.port, line, baud)
-            except termios.error as exc:  # some adapters (and ptys) refuse a line setting
+            except LineSettingsRefused as exc:  # some adapters (and ptys) refuse a setting
                 candidates.append({"baud": baud, "line": line, "protocol": None, "frames": 0,
                                    "errors": 0, "bytes": 0, "unsupported": str(exc)})
                 continue

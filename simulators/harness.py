@@ -138,7 +138,7 @@ class SimLane:
         self.iohost.start()
         self._log(f"IO board    MicroPython firmware on {self.iohost.port}")
 
-        self.barrier = BarrierMotor(travel_s=1.0)
+        self.barrier = BarrierMotor(travel_s=0.8)
         self.barrier_position = self.barrier.step(time.monotonic(), False, False)
         self.weighbridge = WeighbridgeSim(
             "yaohua-tf0", rate_hz=10, load_fn=lambda now: self.world.deck_load_kg(), seed=self._seed
@@ -181,7 +181,7 @@ state_dir = "{state}"
 
 [io_board]
 url = "{self.iohost.port}"
-t_clear_s = 0.4
+t_clear_s = 0.3
 
 [weighbridge]
 url = "{self.weighbridge.port}"
@@ -189,6 +189,9 @@ protocol = "yaohua-tf0"
 baudrate = 9600
 max_kg = 60000
 e_kg = 20
+# Shorter than a site would use, so the demo's abnormal trucks do not keep the lane long.
+not_on_deck_s = 3.0
+frozen_s = 4.0
 
 [camera]
 source = "{self.camera.url}"

@@ -42,7 +42,7 @@ def _truck(plate: str, gross: float, **kwargs: object) -> TruckSpec:
     return replace(TruckSpec(plate=plate, gross_kg=gross), **kwargs)  # type: ignore[arg-type]
 
 
-_BACK_OFF = 2.5
+_BACK_OFF = 1.5  # seconds after stopping: the pass was read and the hold announced by then
 
 # Trucks that show one abnormality each; scenarios name them.
 EXTRA_TRUCKS: dict[str, TruckPlan] = {
@@ -62,13 +62,13 @@ EXTRA_TRUCKS: dict[str, TruckPlan] = {
     ),
     "off-deck": TruckPlan(
         "partly-off-deck",
-        _truck("SU-G7007", 30_000, stop_front_m=DECK_END_M + 1.6, back_off_after_s=7.5),
+        _truck("SU-G7007", 30_000, stop_front_m=DECK_END_M + 1.6, back_off_after_s=7.0),
         expect_decision="hold",
         expect_reason="weight.not_on_deck",
     ),
     "frozen": TruckPlan(
         "frozen-indicator",
-        _truck("SU-H8008", 28_000, back_off_after_s=8.5),
+        _truck("SU-H8008", 28_000, back_off_after_s=6.5),
         faults=("frozen",),
         expect_decision="hold",
         expect_reason="weight.frozen",
@@ -85,7 +85,7 @@ DEMO = Scenario(
         EXTRA_TRUCKS["reused"],
         TruckPlan(
             "mismatch",
-            _truck("SU-B2002", 41_260, back_off_after_s=_BACK_OFF),
+            _truck("SU-B2002", 41_260, back_off_after_s=_BACK_OFF + 2.5),
             declared_kg=36_000,
             expect_decision="hold",
             expect_reason="weight.declared_mismatch",

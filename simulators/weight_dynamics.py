@@ -139,8 +139,11 @@ class DeckDynamics:
             ]
         self._rolling = rolling
         self._last_static = static_kg
-        if abs(static_kg) < 5 * self.e_kg and not self._modes:
-            self._body = None  # the truck has gone; the next one swings its own way
+        if abs(static_kg) < 5 * self.e_kg:
+            # No wheel on the deck: the departed truck's swinging body no longer loads it,
+            # and the next truck swings its own way.
+            self._modes.clear()
+            self._body = None
         value = static_kg + self.zero_kg
         alive = []
         for mode in self._modes:

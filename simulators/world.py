@@ -19,8 +19,9 @@ DECK_END_M = 18.0
 LOOP_A_M = (18.3, 19.8)
 BARRIER_M = 20.0
 LOOP_B_M = (20.2, 23.0)
-GONE_M = 24.5  # the truck's rear beyond this: it has left the lane
+GONE_M = 23.5  # the truck's rear beyond this: it has left the lane
 STOP_FRONT_M = 17.3  # where a well-placed truck stops: whole body on the deck
+DEPART_SPEEDUP = 1.3  # an empty lane ahead: drivers leave faster than they arrive
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class TruckSpec:
     axles_m: tuple[float, ...] = (1.4, 5.2, 6.5, 13.0, 14.3, 15.6)
     shares: tuple[float, ...] = (0.11, 0.17, 0.17, 0.18, 0.185, 0.185)
     stop_front_m: float = STOP_FRONT_M
-    speed_mps: float = 6.0
+    speed_mps: float = 7.0
     show_pass_after_s: float = 0.4  # after stopping, the driver holds the pass up
     back_off_after_s: float | None = None  # a held truck reverses off the deck after this
 
@@ -81,7 +82,7 @@ class Sensors:
 class World:
     """Trucks one after another through one exit lane."""
 
-    start_front_m: float = -1.0
+    start_front_m: float = -0.5
     truck: TruckState | None = None
     barrier_open_fraction: float = 0.0
     person_in_eye: bool = False
@@ -158,12 +159,12 @@ class World:
         # A driver does not drive into an arm that is not fully up.
         if self.barrier_open_fraction < 0.999 and truck.front_m < BARRIER_M - 0.5:
             return
-        truck.front_m += truck.spec.speed_mps * dt
+        truck.front_m += truck.spec.speed_mps * DEPART_SPEEDUP * dt
         if truck.rear_m > GONE_M:
             truck.phase = Phase.GONE
 
     def _reverse(self, truck: TruckState, now: float, dt: float) -> None:
-        truck.front_m -= truck.spec.speed_mps * dt
+        truck.front_m -= truck.spec.speed_mps * 1.2 * dt
         if truck.front_m < DECK_START_M - 1.0:
             truck.phase = Phase.GONE
 

@@ -15,6 +15,11 @@ import serial
 
 from edge_agent.errors import ConfigError, DeviceError
 
+
+class LineSettingsRefused(DeviceError):
+    """The port exists but will not take these line settings."""
+
+
 _PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 
 
@@ -59,6 +64,8 @@ def open_port(url: str, settings: LineSettings | None = None, *, timeout: float 
             write_timeout=1.0,
             exclusive=True if url.startswith("/dev/") else None,
         )
-    except (serial.SerialException, ValueError, OSError, termios.error) as exc:
-        # termios.error: a pty refuses some line settings (7E1) and it is not an OSError.
+    except termios.error as exc:
+        # Some adapters and every pty refuse some settings (7E1); termios.error is no OSError.
+        raise LineSettingsRefused(f"{url!r} refuses {line}: {exc}") from exc
+    except (serial.SerialException, ValueError, OSError) as exc:
         raise DeviceError(f"cannot open {url!r} ({line}): {exc}") from exc

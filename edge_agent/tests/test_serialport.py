@@ -7,7 +7,7 @@ import pty
 
 import pytest
 
-from edge_agent.drivers.serialport import LineSettings, open_port
+from edge_agent.drivers.serialport import LineSettings, LineSettingsRefused, open_port
 from edge_agent.errors import ConfigError, DeviceError
 
 
@@ -33,8 +33,9 @@ def test_line_settings_a_pty_refuses_surface_as_device_errors() -> None:
     try:
         try:
             port = open_port(os.ttyname(slave), LineSettings.parse("7E1", 9600))
-        except DeviceError:
-            return  # the pty refused 7E1: reported as a device error, not termios.error
+        except LineSettingsRefused as exc:
+            assert isinstance(exc, DeviceError)  # callers that only know DeviceError catch it
+            return  # the pty refused 7E1: reported as such, not as a bare termios.error
         port.close()  # some kernels accept it: then opening simply worked
     finally:
         os.close(master)
