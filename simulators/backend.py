@@ -128,14 +128,15 @@ class BackendSim:
             raise TimeoutError(f"backend simulator could not subscribe at {self._address}")
 
     def stop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+        """Store what was received, publish the final acks, then disconnect."""
         if self._worker is not None:
             self._inbox.put(None)
             self._worker.join(5.0)
             self._worker = None
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
 
     def close(self) -> None:
         self.stop()
@@ -255,6 +256,7 @@ class BackendSim:
             try:
                 first = self._inbox.get(timeout=self._ack_interval_s)
                 if first is None:
+                    self._publish_acks()
                     break
                 batch.append(first)
                 while len(batch) < 1000:

@@ -4,6 +4,8 @@ Each instance writes its own config into a work directory, runs ``mosquitto -c``
 process, and waits until the port accepts connections. ``stop()`` is a clean SIGTERM,
 ``kill()`` a crash (SIGKILL), ``restart()`` comes back on the same port. On Linux the child
 gets SIGTERM if this process dies, so no broker outlives its test run.
+
+``FaultProxy`` sits between a client and the broker to break the network on purpose.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -208,6 +212,80 @@ class MosquittoBroker:
         with open(self.log_path, "rb") as log:
             log.seek(offset)
             return log.read().decode(errors="replace")
+
+
+class FaultProxy:
+    """A loopback TCP proxy in front of a broker, for network fault tests.
+
+    Modes: ``forward``; ``blackhole`` (both directions silently eaten, sockets stay open, as
+    when a cable is cut behind a switch); ``drop_down`` (broker-to-client bytes eaten, so
+    PUBACKs are lost). ``cut()`` closes every connection. Leaving a lossy mode cuts too,
+    since a stream that lost bytes cannot be resumed.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.mode = "forward"
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in ("forward", "blackhole", "drop_down"):
+            raise ValueError(f"unknown proxy mode {mode!r}")
+        if self.mode != "forward" and mode == "forward":
+            self.cut()  # streams that lost bytes cannot be resumed
+        self.mode = mode
+
+    def cut(self) -> None:
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for sock in pair:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        self.cut()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:
+                continue
+            with self._lock:
+                self._pairs.append((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        peer = {client: upstream, upstream: client}
+        try:
+            while True:
+                readable, _, _ = select.select([client, upstream], [], [], 0.2)
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    if self.mode == "blackhole" or (self.mode == "drop_down" and sock is upstream):
+                        continue
+                    peer[sock].sendall(data)
+        except (OSError, ValueError):
+            return
+        finally:
+            for sock in (client, upstream):
+                sock.close()
 
 
 class _PortTaken(Exception):

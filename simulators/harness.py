@@ -46,6 +46,7 @@ class TruckOutcome:
     transit_id: str | None = None
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -68,6 +69,7 @@ class TruckOutcome:
             "seconds": round(self.seconds, 2),
             "ok": self.ok,
             "problems": self.problems,
+            "notes": self.notes,
         }
 
 
@@ -90,6 +92,7 @@ class SimLane:
         self._stack = contextlib.ExitStack()
         self._tmp = workdir or Path(tempfile.mkdtemp(prefix="gatelane-sim-"))
         self.world = World()
+        self.broker: Any = None
         self._stop = threading.Event()
         self._agent: subprocess.Popen[bytes] | None = None
         self._first_valid_pass: str | None = None
@@ -123,7 +126,7 @@ class SimLane:
 
         if self._broker_url is None:
             broker = MosquittoBroker(workdir=self._tmp / "broker")
-            self._stack.callback(broker.stop)
+            self._stack.callback(broker.close)
             broker.start()
             self.broker = broker
             self._broker_url = broker.url
@@ -333,6 +336,10 @@ listen = "127.0.0.1:{self.status_port}"
         self._current_pass = self.issue_pass(plan)
         started = time.monotonic()
         faults_on = False
+        outage = plan.broker_outage and self._own_broker()
+        if outage:
+            self.broker.stop()
+            self._log(f"[{plan.name}] broker stopped: the lane must work on, and lose nothing")
         self.world.send(plan.truck)
         self._log(f"[{plan.name}] truck {plan.truck.plate} drives onto the deck "
                   f"(gross {plan.truck.gross_kg:.0f} kg, pass {plan.pass_kind})")
@@ -356,6 +363,11 @@ listen = "127.0.0.1:{self.status_port}"
         finally:
             for fault in plan.faults:
                 self.weighbridge.set_fault(fault, False)
+            if outage:
+                self.broker.restart()  # same port: the agent and backend reconnect by themselves
+                down = time.monotonic() - started
+                outcome.notes.append(f"broker down {down:.1f} s")
+                self._log(f"[{plan.name}] broker back after {down:.1f} s")
         self._wait_lane_idle(deadline=time.monotonic() + 8.0)
         finished = time.monotonic()
         outcome.seconds = finished - started
@@ -367,6 +379,10 @@ listen = "127.0.0.1:{self.status_port}"
             + (" OK" if outcome.ok else f" PROBLEM: {'; '.join(outcome.problems)}")
         )
         return outcome
+
+    def _own_broker(self) -> bool:
+        """Outages can only be staged on the broker this harness started itself."""
+        return getattr(self, "broker", None) is not None
 
     def _wait_lane_idle(self, deadline: float) -> None:
         """Wait for the barrier to be closed and the transit to be closed at the backend."""

@@ -71,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render_table(outcomes: Sequence[TruckOutcome]) -> str:
-    header = ("truck", "plate", "pass", "weight kg", "decision", "latency ms", "barrier", "events")
+    header = (
+        "truck", "plate", "pass", "weight kg", "decision", "latency ms", "barrier", "events",
+        "notes",
+    )
     rows = [header]
     for o in outcomes:
         decision = o.decision + (f" ({o.reasons[0]})" if o.reasons else "")
@@ -85,6 +88,7 @@ def render_table(outcomes: Sequence[TruckOutcome]) -> str:
                 "-" if o.latency_ms is None else f"{o.latency_ms:.1f}",
                 "->".join(o.barrier) or "-",
                 str(len(o.events)),
+                "; ".join(o.notes),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -20,6 +20,7 @@ class TruckPlan:
     expect_reason: str | None = None  # the first hold reason, a section-6 code
     faults: tuple[str, ...] = ()  # weighbridge faults from the truck's stop until it leaves
     release: str | None = None  # how a hold ends: None = backs off; "remote"; "technician"
+    broker_outage: bool = False  # the broker is down from drive-on until the truck has gone
     notes: str = ""
 
     @property
@@ -90,7 +91,7 @@ DEMO = Scenario(
             expect_decision="hold",
             expect_reason="weight.declared_mismatch",
         ),
-        TruckPlan("valid-2", _truck("SU-C3003", 18_940)),
+        TruckPlan("valid-2", _truck("SU-C3003", 18_940), broker_outage=True),
         TruckPlan(
             "untrusted-key",
             _truck("SU-D4004", 27_500, back_off_after_s=_BACK_OFF),

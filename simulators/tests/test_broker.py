@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
 
 from simulators import broker as broker_module
-from simulators.broker import BrokerError, MosquittoBroker
+from simulators.broker import BrokerError, FaultProxy, MosquittoBroker
 
 
 def accepts(port: int) -> bool:
@@ -95,3 +97,42 @@ def test_missing_mosquitto_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(broker_module.os, "access", lambda path, mode: False)
     with pytest.raises(BrokerError, match=r"make test.*mosquitto"):
         MosquittoBroker()
+
+
+def _echo_server() -> socket.socket:
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = server.accept()
+            while data := connection.recv(1024):
+                connection.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def _read(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(1024)
+    except TimeoutError:
+        return b"<timeout>"
+
+
+def test_fault_proxy_forwards_blackholes_and_cuts() -> None:
+    server = _echo_server()
+    proxy = FaultProxy(server.getsockname()[1])
+    try:
+        client = socket.create_connection(("127.0.0.1", proxy.port), timeout=0.5)
+        client.sendall(b"ping")
+        assert _read(client) == b"ping"
+        proxy.set_mode("blackhole")
+        client.sendall(b"lost")
+        assert _read(client) == b"<timeout>"  # silently eaten, connection still open
+        proxy.set_mode("forward")  # leaving a lossy mode cuts the damaged stream
+        assert _read(client) == b""
+        with pytest.raises(ValueError, match="unknown proxy mode"):
+            proxy.set_mode("slow")
+    finally:
+        proxy.close()
+        server.close()
