@@ -35,10 +35,11 @@ from edge_agent.lane.commands import (
     Publish,
     TakeSnapshot,
 )
-from edge_agent.lane.events import LaneEvent
+from edge_agent.lane.events import LaneEvent, RemoteRelease
 from edge_agent.lane.machine import LaneMachine, MachineConfig
 from edge_agent.lane.policy import PolicyConfig
 from edge_agent.status import StatusBoard, serve_status
+from edge_agent.telemetry.commands import Rejection
 from edge_agent.wiring import DeviceInputs, LaneDevices, open_devices
 
 log = logging.getLogger("edge_agent")
@@ -78,7 +79,9 @@ class LaneAgent:
     def run(self) -> None:
         config = self.config
         config.lane.state_dir.mkdir(parents=True, exist_ok=True)
-        devices = open_devices(config, self._clock)
+        devices = open_devices(
+            config, self._clock, on_command=lambda name, payload: self._put("cmd", (name, payload))
+        )
         self._devices = devices
         self._inputs = DeviceInputs(config, devices, self._clock)
         server = serve_status(config.status.listen, self.status)
@@ -196,13 +199,63 @@ class LaneAgent:
                 item = None
             now = self._clock()
             events: list[LaneEvent] = []
-            if item is not None:
+            if item is not None and item.source == "cmd":
+                name, payload = item.payload
+                self._command(name, payload, now)
+            elif item is not None:
                 events += self._inputs.translate(item.source, item.payload, now)
             events += self._inputs.tick(now)
             for event in events:
                 self._execute(self.machine.handle(event, now), now)
             self._execute(self.machine.handle_timer(now), now)
             self.status.update_lane(self.machine, self._inputs)
+
+    def _command(self, name: str, payload: bytes, now: float) -> None:
+        """A command from the backend: verify, run at most once, publish the result."""
+        devices = self._devices
+        assert devices is not None
+        if devices.commands is None:
+            log.warning("command %s ignored: no command keys configured", name)
+            return
+        synced, _source = wall_clock_status()
+        topic = devices.commands.topics.command(name)
+        verdict = devices.commands.verify(topic, payload, time.time(), clock_synced=synced)
+        if isinstance(verdict, Rejection):
+            log.warning("command %s refused: %s (%s)", name, verdict.code, verdict.reason)
+            self._result(verdict.cmd_id or "", name, False, verdict.code, verdict.reason, now)
+            return
+        if verdict.name != "remote_release":
+            self._result(verdict.cmd_id, name, False, "cmd.unsupported", "not handled here", now)
+            return
+        release = RemoteRelease(
+            now, verdict.cmd_id, str(verdict.args["challenge"]), officer=verdict.issuer
+        )
+        commands = self.machine.handle(release, now)
+        opened = any(isinstance(c, OpenBarrier) for c in commands)
+        self._execute(commands, now)
+        if opened:
+            self._result(verdict.cmd_id, name, True, None, "barrier opened", now)
+        else:
+            why = "no held truck with that challenge"
+            self._result(verdict.cmd_id, name, False, "cmd.precondition", why, now)
+
+    def _result(
+        self, cmd_id: str, name: str, ok: bool, code: str | None, detail: str, now: float
+    ) -> None:
+        devices = self._devices
+        assert devices is not None
+        synced, source = wall_clock_status()
+        data = {"name": name, "accepted": ok, "code": code, "detail": detail}
+        devices.outbox.add_command_result(
+            cmd_id,
+            data,
+            mono_ms=int(now * 1000),
+            wall_ms=int(time.time() * 1000),
+            clock_synced=synced,
+            clock_source=source,
+        )
+        devices.publisher.wake()
+        log.info("command %s %s: %s", name, "executed" if ok else "refused", code or detail)
 
     def _execute(self, commands: list[LaneCommand], now: float) -> None:
         devices = self._devices

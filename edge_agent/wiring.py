@@ -6,6 +6,7 @@ watcher, the pass verifier) and runs only on the agent's main loop.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from edge_agent.lane.events import (
 )
 from edge_agent.protocols import gp1
 from edge_agent.protocols.indicators import FrameError, IndicatorReading
+from edge_agent.telemetry.commands import CommandVerifier, TrustedKey
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.vision.evidence import EvidenceStore
@@ -63,11 +65,14 @@ class LaneDevices:
     trust: gp1.TrustList
     revoked: frozenset[bytes]
     evidence: EvidenceStore
+    commands: CommandVerifier | None
 
     def close(self) -> None:
         self.publisher.stop()
         self.pipeline.close()
-        closers = (self.board.close, self.weighbridge.close, self.ledger.close, self.outbox.close)
+        closers = [self.board.close, self.weighbridge.close, self.ledger.close, self.outbox.close]
+        if self.commands is not None:
+            closers.append(self.commands.close)
         for close in closers:
             try:
                 close()
@@ -75,8 +80,15 @@ class LaneDevices:
                 log.warning("closing %s: %s", close, exc)
 
 
-def open_devices(config: AgentConfig, clock: Callable[[], float]) -> LaneDevices:
-    """Open stores and drivers. Device links are (re)established by their reader loops."""
+def open_devices(
+    config: AgentConfig,
+    clock: Callable[[], float],
+    on_command: Callable[[str, bytes], None] | None = None,
+) -> LaneDevices:
+    """Open stores and drivers. Device links are (re)established by their reader loops.
+
+    ``on_command(name, payload)`` receives every command message for this lane (unverified).
+    """
     from edge_agent import __version__
 
     state = config.lane.state_dir
@@ -93,7 +105,16 @@ def open_devices(config: AgentConfig, clock: Callable[[], float]) -> LaneDevices
         site=config.lane.site,
         lane=config.lane.lane,
         keepalive_s=config.mqtt.keepalive_s,
+        on_command=on_command,
     )
+    commands = None
+    if config.mqtt.command_keys is not None:
+        commands = CommandVerifier(
+            state / "commands.sqlite",
+            site=config.lane.site,
+            lane=config.lane.lane,
+            trusted=load_command_keys(config.mqtt.command_keys),
+        )
     line = LineSettings.parse(config.weighbridge.line, config.weighbridge.baudrate)
     return LaneDevices(
         board=IoBoard(
@@ -117,7 +138,26 @@ def open_devices(config: AgentConfig, clock: Callable[[], float]) -> LaneDevices
             config.camera.snapshot_dir or state / "snapshots",
             cap_bytes=int(config.camera.snapshot_cap_mb * 1024 * 1024),
         ),
+        commands=commands,
     )
+
+
+def load_command_keys(path: Path) -> list[TrustedKey]:
+    """Keys allowed to sign commands: JSON ``{"keys": [{kid, role, public_key}]}``.
+
+    ``role`` is ``command`` (remote_release, config) or ``root`` (trust_update, revocations);
+    ``public_key`` is the raw Ed25519 key in base64url.
+    """
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        return [
+            TrustedKey.from_raw(entry["kid"], entry["role"], entry["public_key"])
+            for entry in document["keys"]
+        ]
+    except OSError as exc:
+        raise ConfigError(f"[mqtt] command_keys {path}: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"[mqtt] command_keys {path}: not a key list: {exc}") from exc
 
 
 def load_revocations(path: Path | None) -> frozenset[bytes]:

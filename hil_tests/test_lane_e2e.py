@@ -26,7 +26,7 @@ def test_firmware_drives_the_relays_only_for_released_trucks(
 ) -> None:
     _lane, outcomes = demo_run
     for plan, outcome in zip(demo_scenario.trucks, outcomes, strict=True):
-        if plan.expect_decision == "open":
+        if plan.expect_decision == "open" or plan.release is not None:
             assert outcome.barrier[:2] == ["open", "close"], (plan.name, outcome.barrier)
         else:
             assert outcome.barrier == [], (plan.name, outcome.barrier)
@@ -51,6 +51,38 @@ def test_decision_latency_is_measured_for_opened_trucks(
     _lane, outcomes = demo_run
     opened = [o for o in outcomes if o.expected == "open"]
     assert opened and all(o.latency_ms is not None and o.latency_ms > 0 for o in opened)
+
+
+def test_officer_releases_a_held_truck_with_a_signed_command(
+    demo_run: Run, demo_scenario: Scenario
+) -> None:
+    lane, outcomes = demo_run
+    released = [
+        (plan, outcome)
+        for plan, outcome in zip(demo_scenario.trucks, outcomes, strict=True)
+        if plan.release == "remote"
+    ]
+    assert released, "the demo scenario has a remotely released truck"
+    for plan, outcome in released:
+        assert outcome.decision == "hold" and "released" in outcome.events, plan.name
+    results = [e for e in lane.backend.events(lane.scenario.lane) if e["type"] == "cmd_result"]
+    assert any(r["data"]["accepted"] and r["data"]["name"] == "remote_release" for r in results)
+
+
+def test_events_produced_during_a_broker_outage_all_arrive(
+    demo_run: Run, demo_scenario: Scenario
+) -> None:
+    lane, outcomes = demo_run
+    stormy = [
+        outcome
+        for plan, outcome in zip(demo_scenario.trucks, outcomes, strict=True)
+        if plan.broker_outage
+    ]
+    assert stormy, "the demo scenario has a broker outage"
+    for outcome in stormy:
+        assert any(note.startswith("broker down") for note in outcome.notes)
+        assert outcome.events[0] == "truck_arrived" and outcome.events[-1] == "transit_closed"
+    assert lane.backend.gaps(lane.scenario.lane) == []
 
 
 def test_lane_never_closed_the_arm_over_a_truck(demo_run: Run) -> None:

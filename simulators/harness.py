@@ -111,7 +111,10 @@ class SimLane:
         self.close()
 
     def start(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         from edge_agent.protocols import gp1
+        from edge_agent.telemetry.commands import public_key_text
         from simulators.backend import BackendSim
         from simulators.barrier import BarrierMotor
         from simulators.broker import MosquittoBroker
@@ -123,6 +126,12 @@ class SimLane:
         self.issuer_key_path, self.trust_path = gp1.write_keypair(keys, "ed25519")
         self.issuer_key = gp1.load_private_key(self.issuer_key_path)
         self.rogue_key = gp1.generate_key("ed25519")
+        self.officer_key = Ed25519PrivateKey.generate()
+        self.command_keys_path = keys / "command_keys.json"
+        self.command_keys_path.write_text(json.dumps({"keys": [{
+            "kid": "officer-console", "role": "command",
+            "public_key": public_key_text(self.officer_key),
+        }]}))
 
         if self._broker_url is None:
             broker = MosquittoBroker(workdir=self._tmp / "broker")
@@ -207,6 +216,7 @@ ledger = "{state / 'passes.sqlite'}"
 broker = "{self._broker_url}"
 lab = true
 keepalive_s = 5
+command_keys = "{self.command_keys_path}"
 
 [status]
 listen = "127.0.0.1:{self.status_port}"
@@ -336,6 +346,7 @@ listen = "127.0.0.1:{self.status_port}"
         self._current_pass = self.issue_pass(plan)
         started = time.monotonic()
         faults_on = False
+        released = False
         outage = plan.broker_outage and self._own_broker()
         if outage:
             self.broker.stop()
@@ -349,6 +360,8 @@ listen = "127.0.0.1:{self.status_port}"
                 truck = self.world.truck
                 if truck is not None and truck.phase is Phase.GONE:
                     break
+                if plan.release == "remote" and not released:
+                    released = self._release_remotely(plan, outcome, started)
                 if truck is not None and truck.phase is Phase.STOPPED and not faults_on:
                     # Faults start once the truck stands on the deck: the lane has seen it come.
                     for fault in plan.faults:
@@ -379,6 +392,39 @@ listen = "127.0.0.1:{self.status_port}"
             + (" OK" if outcome.ok else f" PROBLEM: {'; '.join(outcome.problems)}")
         )
         return outcome
+
+    def _release_remotely(self, plan: TruckPlan, outcome: TruckOutcome, since: float) -> bool:
+        """The officer's console: once the hold is published, sign a release echoing its
+        challenge and send it down the lane's command topic. True once sent."""
+        from edge_agent.telemetry.commands import sign_command
+
+        holds = [
+            e for e in self.backend.events(self.scenario.lane)
+            if e.get("type") == "decision"
+            and e["data"].get("decision") == "hold"
+            and e.get("mono_ms", 0) / 1000.0 >= since
+        ]
+        if not holds:
+            return False
+        hold = holds[0]
+        now = int(time.time())
+        claims = {
+            "cmd_id": f"release-{hold['transit_id']}",
+            "name": "remote_release",
+            "site": self.scenario.site,
+            "lane": self.scenario.lane,
+            "iat": now,
+            "exp": now + 60,
+            "nonce": os.urandom(8).hex(),
+            "issuer": "officer-7",
+            "args": {"challenge": hold["data"]["challenge"], "transit_id": hold["transit_id"]},
+        }
+        payload = sign_command(self.officer_key, "officer-console", claims)
+        site, lane = self.scenario.site, self.scenario.lane
+        self.backend.publish_command(site, lane, "remote_release", payload)
+        outcome.notes.append("released by officer-7")
+        self._log(f"[{plan.name}] officer-7 checks the evidence and releases the truck remotely")
+        return True
 
     def _own_broker(self) -> bool:
         """Outages can only be staged on the broker this harness started itself."""

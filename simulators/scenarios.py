@@ -86,10 +86,11 @@ DEMO = Scenario(
         EXTRA_TRUCKS["reused"],
         TruckPlan(
             "mismatch",
-            _truck("SU-B2002", 41_260, back_off_after_s=_BACK_OFF + 2.5),
+            _truck("SU-B2002", 41_260),
             declared_kg=36_000,
             expect_decision="hold",
             expect_reason="weight.declared_mismatch",
+            release="remote",
         ),
         TruckPlan("valid-2", _truck("SU-C3003", 18_940), broker_outage=True),
         TruckPlan(
