@@ -73,6 +73,7 @@ class LaneAgent:
         )
         self.machine = LaneMachine(MachineConfig(policy=policy), new_id=_new_id)
         self._devices: LaneDevices | None = None
+        self._next_health = 0.0
         self._inputs: DeviceInputs | None = None
 
     # -- life ------------------------------------------------------------------------------------
@@ -209,6 +210,30 @@ class LaneAgent:
                 self._execute(self.machine.handle(event, now), now)
             self._execute(self.machine.handle_timer(now), now)
             self.status.update_lane(self.machine, self._inputs)
+            if now >= self._next_health:
+                self._next_health = now + self.config.mqtt.health_interval_s
+                self._health(now)
+
+    def _health(self, now: float) -> None:
+        """Periodic health report: sheddable, on its own counter, expires at the broker."""
+        devices, inputs = self._devices, self._inputs
+        assert devices is not None and inputs is not None
+        synced, source = wall_clock_status()
+        data = {
+            "state": self.machine.state.value,
+            "devices": inputs.describe(),
+            "outbox": devices.outbox.stats(),
+        }
+        stored = devices.outbox.add_health(
+            data,
+            mono_ms=int(now * 1000),
+            wall_ms=int(time.time() * 1000),
+            clock_synced=synced,
+            clock_source=source,
+        )
+        if stored is None:
+            log.warning("health report shed: the outbox is at its disk budget")
+        devices.publisher.wake()
 
     def _command(self, name: str, payload: bytes, now: float) -> None:
         """A command from the backend: verify, run at most once, publish the result."""

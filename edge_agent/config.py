@@ -71,6 +71,8 @@ class MqttSection:
     cert: Path | None = None
     key: Path | None = None
     command_keys: Path | None = None
+    health_interval_s: float = 30.0
+    outbox_max_mb: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,8 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> AgentConfig:
             cert=reader.opt_path("mqtt", "cert"),
             key=reader.opt_path("mqtt", "key"),
             command_keys=reader.opt_path("mqtt", "command_keys"),
+            health_interval_s=reader.number("mqtt", "health_interval_s", 30.0),
+            outbox_max_mb=reader.opt_number("mqtt", "outbox_max_mb"),
         ),
         status=StatusSection(listen=reader.text("status", "listen", "127.0.0.1:8787")),
         source=path,

@@ -98,6 +98,9 @@ def open_devices(
         site=config.lane.site,
         lane=config.lane.lane,
         agent_version=__version__,
+        max_bytes=None
+        if config.mqtt.outbox_max_mb is None
+        else int(config.mqtt.outbox_max_mb * 1024 * 1024),
     )
     publisher = Publisher(
         outbox,

@@ -96,3 +96,11 @@ def test_status_reports_the_lane_idle_after_the_last_truck(demo_run: Run) -> Non
     assert status["lane"] == lane.scenario.lane
     assert status["state"] == "idle"
     assert status["devices"]["io_board"]["link"] == "up"
+
+
+def test_agent_reports_health_with_its_devices(demo_run: Run) -> None:
+    lane, _outcomes = demo_run
+    reports = lane.backend.health(lane.scenario.lane)
+    assert reports, "at least the start-up health report reached the backend"
+    devices = reports[-1]["data"]["devices"]
+    assert set(devices) >= {"io_board", "weighbridge", "camera", "telemetry"}
