@@ -30,12 +30,13 @@ from edge_agent.telemetry.mqtt import make_client, parse_broker_url
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.telemetry.topics import LaneTopics
-from simulators.broker import MosquittoBroker
+from simulators.broker import FaultProxy, MosquittoBroker
 
 BACKLOG = 30_000
 LATENCY_EVENTS = 1_000
 LATENCY_RATE_HZ = 200.0
 TARGET_DRAIN_PER_S = 2_000.0
+KEEPALIVE_S = 5
 SITE = "bench"
 DATA = {"plate": "AB-123-CD", "gross_kg": 31_240, "decision": "ok", "pass": "R-2024-000123"}
 
@@ -117,7 +118,8 @@ def _outbox_drain(broker: MosquittoBroker, workdir: Path) -> dict[str, Any]:
     with _RssSampler() as rss:
         started = time.perf_counter()
         publisher.start()
-        while publisher.status()["acked_upto"] < BACKLOG:
+        deadline = started + 300
+        while publisher.status()["acked_upto"] < BACKLOG and time.perf_counter() < deadline:
             time.sleep(0.005)
         elapsed = time.perf_counter() - started
     status = publisher.status()
@@ -165,7 +167,8 @@ def _naive_paho(broker: MosquittoBroker) -> dict[str, Any]:
         for payload in payloads:
             client.publish(topics.event("vehicle_passed"), payload, qos=1)
         for _ in range(BACKLOG):
-            acked.acquire()
+            if not acked.acquire(timeout=60):
+                break
         elapsed = time.perf_counter() - started
     client.disconnect()
     client.loop_stop()
@@ -187,10 +190,24 @@ def _latency_online(broker: MosquittoBroker, workdir: Path) -> dict[str, Any]:
     outbox = Outbox(workdir / "latency.db", site=SITE, lane=lane, agent_version="bench")
     publisher = Publisher(outbox, broker_url=broker.url, site=SITE, lane=lane)
     publisher.start()
-    while not publisher.status()["connected"]:
+    deadline = time.monotonic() + 30
+    while not publisher.status()["connected"] and time.monotonic() < deadline:
         time.sleep(0.01)
     produced: dict[int, float] = {}
     acked_after: list[float] = []
+    done = threading.Event()
+
+    def watch_acks() -> None:
+        seen = 0
+        while seen < LATENCY_EVENTS and not done.is_set():
+            upto = publisher.status()["acked_upto"]
+            now = time.monotonic()
+            acked_after.extend((now - produced[s]) * 1000 for s in range(seen + 1, upto + 1))
+            seen = max(seen, upto)
+            time.sleep(0.0005)
+
+    watcher = threading.Thread(target=watch_acks, daemon=True)
+    watcher.start()
     start = time.monotonic()
     for n in range(LATENCY_EVENTS):
         time.sleep(max(0.0, start + n / LATENCY_RATE_HZ - time.monotonic()))
@@ -199,16 +216,10 @@ def _latency_online(broker: MosquittoBroker, workdir: Path) -> dict[str, Any]:
             "vehicle_passed", {**DATA, "n": n}, transit_id=None, mono_ms=int(now * 1000),
             wall_ms=int(time.time() * 1000), clock_synced=True,
         )
-        publisher.wake()
         produced[envelope["seq"]] = now
-    watermark_seen = 0
-    deadline = time.monotonic() + 30
-    while watermark_seen < LATENCY_EVENTS and time.monotonic() < deadline:
-        upto = publisher.status()["acked_upto"]
-        now = time.monotonic()
-        acked_after.extend((now - produced[s]) * 1000 for s in range(watermark_seen + 1, upto + 1))
-        watermark_seen = upto
-        time.sleep(0.001)
+        publisher.wake()
+    watcher.join(30)
+    done.set()
     publisher.stop()
     outbox.close()
     report = backend.report()
@@ -221,6 +232,39 @@ def _latency_online(broker: MosquittoBroker, workdir: Path) -> dict[str, Any]:
     }
 
 
+def _silent_drop(broker: MosquittoBroker, workdir: Path, *, traffic: bool) -> float | None:
+    """Seconds from a silent blackhole to the publisher noticing (None: not within 6 x K)."""
+    lane = "drop-traffic" if traffic else "drop-idle"
+    proxy = FaultProxy(broker.port)
+    outbox = Outbox(workdir / f"{lane}.db", site=SITE, lane=lane, agent_version="bench")
+    publisher = Publisher(
+        outbox, broker_url=proxy.url, site=SITE, lane=lane, keepalive_s=KEEPALIVE_S
+    )
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not publisher.status()["connected"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(KEEPALIVE_S * 0.3)  # drop at an arbitrary point of the keepalive cycle
+        proxy.set_mode("blackhole")
+        dropped_at = time.monotonic()
+        give_up = dropped_at + 6 * KEEPALIVE_S
+        while publisher.status()["connected"] and time.monotonic() < give_up:
+            if traffic:  # a lane keeps producing: 10 events/s
+                outbox.add_event(
+                    "vehicle_passed", DATA, transit_id=None, mono_ms=0,
+                    wall_ms=int(time.time() * 1000), clock_synced=True,
+                )
+                publisher.wake()
+            time.sleep(0.1)
+        detected = time.monotonic() - dropped_at
+        return None if publisher.status()["connected"] else round(detected, 2)
+    finally:
+        proxy.close()
+        publisher.stop(timeout=1.0)
+        outbox.close()
+
+
 def run(results: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-telemetry-") as tmp, MosquittoBroker(
         workdir=Path(tmp) / "broker"
@@ -229,9 +273,16 @@ def run(results: dict[str, Any]) -> None:
             "outbox_drain": _outbox_drain(broker, Path(tmp)),
             "naive_paho": _naive_paho(broker),
             "latency_online": _latency_online(broker, Path(tmp)),
+            "silent_drop": {
+                "keepalive_s": KEEPALIVE_S,
+                "target_s": 1.5 * KEEPALIVE_S + 1,
+                "detected_with_traffic_s": _silent_drop(broker, Path(tmp), traffic=True),
+                "detected_idle_s": _silent_drop(broker, Path(tmp), traffic=False),
+            },
         }
     results["telemetry"] = figures
-    drain, naive, latency = figures["outbox_drain"], figures["naive_paho"], figures["latency_online"]
+    drain, naive = figures["outbox_drain"], figures["naive_paho"]
+    latency = figures["latency_online"]
     print(f"{'telemetry (30,000-event backlog)':36} {'events/s':>9} {'stored':>7} "
           f"{'lost':>6} {'RSS peak MB':>12}")
     print(f"{'outbox + publisher (to backend ack)':36} {drain['events_per_s']:>9} "
@@ -247,3 +298,7 @@ def run(results: dict[str, Any]) -> None:
     print(f"online latency at {LATENCY_RATE_HZ:.0f} events/s: to backend p50 "
           f"{to_backend.get('p50')} ms p99 {to_backend.get('p99')} ms; ack back at the lane "
           f"p50 {to_ack.get('p50')} ms p99 {to_ack.get('p99')} ms")
+    drop = figures["silent_drop"]
+    print(f"silent drop (keepalive {KEEPALIVE_S} s, target <= {drop['target_s']} s): detected "
+          f"after {drop['detected_with_traffic_s']} s with traffic, "
+          f"{drop['detected_idle_s']} s idle")

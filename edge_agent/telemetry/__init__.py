@@ -1,1 +1,13 @@
+"""Lossless lane telemetry over MQTT v5.
 
+- ``topics``: the gate/v1 topic tree; ``envelope``: the immutable event envelope (UUIDv7,
+  per-lane seq, boot_id, clock quality) and the state/ack payloads.
+- ``outbox``: the SQLite system of record; an event is accepted once committed and leaves
+  only when the backend's ack watermark covers its seq.
+- ``publisher``: one sender thread draining the outbox through paho-mqtt, resending what the
+  backend has not acknowledged.
+- ``commands``: Ed25519-signed commands, verified end to end and run at most once.
+- ``mqtt``: broker URLs and client construction; ``loadgen``: a telemetry-only soak lane.
+
+The wire contract is ``docs/asyncapi.yaml``.
+"""

@@ -13,7 +13,20 @@ Delivery per event row (keyed by seq):
   SIGKILL, a backend that was not subscribed). Duplicates are expected; the backend removes
   them by ``event_id``. A permanent refusal (not authorized, bad topic, bad payload) moves the
   row to the dead-letter table and publishes a ``dead_letter`` event naming the seq, so the
-  backend can close the gap.
+  backend can close the gap. PUBACK reason 16 (no matching subscribers: backend ingest
+  absent) retries sooner, with back-off.
+
+Flow control: at most ``window`` publishes await a PUBACK (paho itself keeps 20 on the wire,
+Mosquitto's default receive maximum) and at most ``max_unacked`` rows await the watermark,
+which must stay below the broker's per-subscriber queue (Mosquitto ``max_queued_messages``,
+1000 by default) or the broker drops the excess after PUBACKing it.
+
+Liveness: a silent drop must be noticed within 1.5 x ``keepalive_s`` + 1 s. paho pings after
+one MQTT keepalive of silence and gives up one keepalive later, so the MQTT keepalive sent to
+the broker is 3/4 of ``keepalive_s`` (idle link: found within 1.5 x). While traffic flows, a
+watchdog shuts the socket down when publishes wait ``keepalive_s`` without any PUBACK, and
+paho reconnects.
+``on_command(name, payload)`` runs on the sender thread, never on paho's.
 """
 
 from __future__ import annotations
@@ -122,9 +135,9 @@ class Publisher:
         self._client.max_inflight_messages_set(BROKER_INFLIGHT)
         self._client.max_queued_messages_set(0)  # bounded by our own window instead
         # paho doubles the delay without jitter; a random floor spreads a fleet's reconnects.
-        self._client.reconnect_delay_set(
-            reconnect_min_s * random.uniform(1.0, 2.0), max(reconnect_max_s, reconnect_min_s)  # type: ignore[arg-type]
-        )
+        min_delay = reconnect_min_s * random.uniform(1.0, 2.0)
+        max_delay = max(reconnect_max_s, min_delay)
+        self._client.reconnect_delay_set(min_delay, max_delay)  # type: ignore[arg-type]
         offline = encode(state_message(False, outbox.boot_id))
         self._client.will_set(self.topics.state, offline, qos=1, retain=True)
         self._client.on_connect = self._cb_connect
@@ -146,7 +159,7 @@ class Publisher:
         self._client.connect_async(
             self._address.host,
             self._address.port,
-            keepalive=self._keepalive_s,
+            keepalive=max(1, self._keepalive_s * 3 // 4),
             properties=self._connect_props,
         )
         self._client.loop_start()
@@ -155,7 +168,7 @@ class Publisher:
         self._thread.start()
 
     def wake(self) -> None:
-        """Tell the sender that new rows were committed."""
+        """Tell the sender that new rows were committed (cheap; call after every add)."""
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -172,6 +185,7 @@ class Publisher:
                     info.wait_for_publish(timeout)
         self._client.disconnect()
         self._client.loop_stop()
+        self._connected = False
 
     def status(self) -> dict[str, Any]:
         outbox = self.outbox.stats()

@@ -194,8 +194,9 @@ def test_commands_for_the_lane_reach_the_handler(
     received: list[tuple[str, bytes]] = []
     lane = LaneAgent(tmp_path / "o.db", broker.url, on_command=lambda n, p: received.append((n, p)))
     try:
-        assert wait_until(lambda: lane.publisher.status()["connected"])
-        assert wait_until(lambda: backend.lane_state(LANE) is not None)
+        lane.produce(1)
+        # An acked event proves the lane's subscriptions (ack and commands) are in place.
+        assert wait_until(lambda: lane.publisher.status()["acked_upto"] == 1)
         backend.publish_command(SITE, LANE, "remote_release", b'{"cmd_id":"c1"}')
         backend.publish_command(SITE, "lane-99", "remote_release", b"not for us")
         assert wait_until(lambda: len(received) == 1)

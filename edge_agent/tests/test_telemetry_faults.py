@@ -3,19 +3,18 @@
 Each test breaks something real (the broker process, the TCP path, the agent process, the
 clock, the disk budget) and then proves the outcome: every accepted event is stored by the
 backend exactly once, in seq order, without gaps. A small loopback proxy injects network
-faults; the agent under kill -9 runs as a real child process.
+faults (``simulators.broker.FaultProxy``); the agent under kill -9 runs as a real child
+process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-import select
 import signal
-import socket
+import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from simulators.backend import BackendSim
-from simulators.broker import MosquittoBroker
+from simulators.broker import FaultProxy, MosquittoBroker
 
 pytestmark = pytest.mark.slow
 SITE, LANE = "site-1", "lane-01"
@@ -40,74 +39,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.02)
     return condition()
-
-
-class FaultProxy:
-    """Loopback TCP proxy: forward, blackhole (silently eat both directions), drop the
-    broker-to-client direction (PUBACKs lost), or cut every connection."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.mode = "forward"
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def set_mode(self, mode: str) -> None:
-        assert mode in ("forward", "blackhole", "drop_down")
-        if self.mode != "forward" and mode == "forward":
-            self.cut()  # streams that lost bytes cannot be resumed
-        self.mode = mode
-
-    def cut(self) -> None:
-        with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for pair in pairs:
-            for sock in pair:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def close(self) -> None:
-        self._closed = True
-        self._listener.close()
-        self.cut()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            except OSError:
-                continue
-            with self._lock:
-                self._pairs.append((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
-        peer = {client: upstream, upstream: client}
-        try:
-            while True:
-                readable, _, _ = select.select([client, upstream], [], [], 0.2)
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    if self.mode == "blackhole" or (self.mode == "drop_down" and sock is upstream):
-                        continue
-                    peer[sock].sendall(data)
-        except (OSError, ValueError):
-            return
-        finally:
-            for sock in (client, upstream):
-                sock.close()
 
 
 class Lane:
@@ -229,16 +160,17 @@ def test_3_lost_pubacks_then_a_cut_duplicates_are_removed_by_the_backend(
     proxy = FaultProxy(broker.port)
     lane = Lane(tmp_path / "o.db", proxy.url, keepalive_s=30, resend_after_s=30.0)
     try:
-        assert wait_until(lambda: lane.status()["connected"])
+        lane.produce(1)
+        assert wait_until(lambda: lane.status()["acked_upto"] == 1)  # subscribed and acked
         proxy.set_mode("drop_down")
         lane.produce(100)
         # paho sends up to 20 unacknowledged; the broker forwards them, the lane never hears.
-        assert backend.wait_for(complete(backend, 20), timeout=20)
-        assert lane.status()["in_flight"] == 100
+        assert backend.wait_for(complete(backend, 21), timeout=20)
+        assert wait_until(lambda: lane.status()["in_flight"] == 100)  # none PUBACKed
         proxy.set_mode("forward")  # cuts the connection: paho resends what was in flight
-        assert wait_until(lambda: lane.status()["acked_upto"] == 100)
+        assert wait_until(lambda: lane.status()["acked_upto"] == 101)
         assert wait_until(lambda: backend.stats()["duplicates"] > 0)
-        assert_exactly_once_in_order(backend, 100)
+        assert_exactly_once_in_order(backend, 101)
     finally:
         lane.close()
         proxy.close()
@@ -260,6 +192,11 @@ def test_4_kill_9_of_the_agent_ten_times_during_a_burst(
         time.sleep(schedule.uniform(0.3, 1.0))  # the fault schedule, not a wait
         agent.send_signal(signal.SIGKILL)
         agent.wait(10)
+    with contextlib.closing(sqlite3.connect(outbox)) as db:
+        accepted_before_final_run = db.execute(
+            "SELECT value FROM meta WHERE key = 'next_seq'"
+        ).fetchone()[0] - 1
+    assert 0 < accepted_before_final_run < count  # the kills really hit the burst
     subprocess.run([*command, "--drain"], cwd=REPO, check=True, timeout=120, capture_output=True)
     assert backend.wait_for(complete(backend, count), timeout=30)
     assert_exactly_once_in_order(backend, count)
