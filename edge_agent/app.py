@@ -40,6 +40,7 @@ from edge_agent.lane.machine import LaneMachine, MachineConfig
 from edge_agent.lane.policy import PolicyConfig
 from edge_agent.status import StatusBoard, serve_status
 from edge_agent.telemetry.commands import Rejection
+from edge_agent.telemetry.evidence import chunk_evidence
 from edge_agent.wiring import DeviceInputs, LaneDevices, open_devices
 
 log = logging.getLogger("edge_agent")
@@ -214,6 +215,29 @@ class LaneAgent:
                 self._next_health = now + self.config.mqtt.health_interval_s
                 self._health(now)
 
+    def _upload_evidence(self, ref: str, transit_id: str, path: Path, now: float) -> None:
+        """Queue the snapshot for the backend as bounded ``evidence`` events."""
+        devices = self._devices
+        assert devices is not None
+        media_type = "image/jpeg" if path.suffix == ".jpg" else "image/x-portable-graymap"
+        try:
+            chunks = chunk_evidence(ref, path.read_bytes(), media_type)
+        except (OSError, EdgeAgentError) as exc:
+            log.error("evidence %s not uploaded: %s", ref, exc)
+            return
+        synced, source = wall_clock_status()
+        for chunk in chunks:
+            devices.outbox.add_event(
+                "evidence",
+                chunk,
+                transit_id=transit_id,
+                mono_ms=int(now * 1000),
+                wall_ms=int(time.time() * 1000),
+                clock_synced=synced,
+                clock_source=source,
+            )
+        devices.publisher.wake()
+
     def _health(self, now: float) -> None:
         """Periodic health report: sheddable, on its own counter, expires at the broker."""
         devices, inputs = self._devices, self._inputs
@@ -330,6 +354,8 @@ class LaneAgent:
             case TakeSnapshot():
                 path = devices.evidence.snapshot(command.ref)
                 log.info("evidence %s for %s: %s", command.ref, command.reason, path or "no frame")
+                if path is not None:
+                    self._upload_evidence(command.ref, command.transit_id, path, now)
 
 
 class _Backoff:

@@ -104,3 +104,18 @@ def test_agent_reports_health_with_its_devices(demo_run: Run) -> None:
     assert reports, "at least the start-up health report reached the backend"
     devices = reports[-1]["data"]["devices"]
     assert set(devices) >= {"io_board", "weighbridge", "camera", "telemetry"}
+
+
+def test_held_trucks_evidence_reaches_the_backend_intact(demo_run: Run) -> None:
+    from edge_agent.telemetry.evidence import assemble_evidence
+
+    lane, _outcomes = demo_run
+    events = lane.backend.events(lane.scenario.lane)
+    chunks = [e["data"] for e in events if e["type"] == "evidence"]
+    holds = [
+        e for e in events if e["type"] == "decision" and e["data"]["decision"] == "hold"
+    ]
+    assert holds
+    for hold in holds:
+        image = assemble_evidence(chunks, hold["data"]["snapshot"])
+        assert image is not None and image[:2] == b"\xff\xd8", hold["data"]["snapshot"]
