@@ -119,3 +119,28 @@ def test_held_trucks_evidence_reaches_the_backend_intact(demo_run: Run) -> None:
     for hold in holds:
         image = assemble_evidence(chunks, hold["data"]["snapshot"])
         assert image is not None and image[:2] == b"\xff\xd8", hold["data"]["snapshot"]
+
+
+def test_every_message_the_lane_sent_matches_the_asyncapi_document(demo_run: Run) -> None:
+    from pathlib import Path
+
+    import jsonschema
+    import yaml
+
+    lane, _outcomes = demo_run
+    spec = yaml.safe_load((Path(__file__).parents[1] / "docs" / "asyncapi.yaml").read_text())
+
+    def validator(name: str) -> jsonschema.Draft7Validator:
+        root = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+        return jsonschema.Draft7Validator(root)
+
+    events = lane.backend.events(lane.scenario.lane)
+    health = lane.backend.health(lane.scenario.lane)
+    assert {"decision", "evidence", "cmd_result", "barrier"} <= {e["type"] for e in events}
+    checks = [
+        (validator("CommandResultEnvelope" if e["type"] == "cmd_result" else "Envelope"), e)
+        for e in events
+    ] + [(validator("HealthEnvelope"), h) for h in health]
+    for check, message in checks:
+        errors = [error.message for error in check.iter_errors(message)]
+        assert not errors, (message["type"], errors)
