@@ -43,6 +43,7 @@ from edge_agent.lane.events import (
 from edge_agent.protocols import gp1
 from edge_agent.protocols.indicators import FrameError, IndicatorReading
 from edge_agent.telemetry.commands import CommandVerifier, TrustedKey
+from edge_agent.telemetry.mqtt import TlsFiles
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.vision.evidence import EvidenceStore
@@ -109,6 +110,10 @@ def open_devices(
         lane=config.lane.lane,
         keepalive_s=config.mqtt.keepalive_s,
         on_command=on_command,
+        # load_config has checked that mqtts:// comes with ca, cert and key.
+        tls=TlsFiles(config.mqtt.ca, config.mqtt.cert, config.mqtt.key)
+        if config.mqtt.broker.startswith("mqtts://")
+        else None,
     )
     commands = None
     if config.mqtt.command_keys is not None:

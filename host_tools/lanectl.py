@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "host_tools.cmd_weigh",
     "host_tools.cmd_io",
     "host_tools.cmd_fw",
+    "host_tools.cmd_site",
 )
 
 

@@ -9,17 +9,24 @@ It does what a real ingest worker must do with MQTT's at-least-once delivery:
   the seq it names.
 On start it also reads the retained acks, so a backend without history (fresh database)
 continues from the watermark its predecessor published instead of waiting for deleted rows.
+
+Several workers may share one subscription group (``$share/<group>/...``) and one database
+file. Each worker then sees only part of a lane's events, so the store, not the worker, is
+the authority: a worker writes under SQLite's write lock (``BEGIN IMMEDIATE``), counts an
+event another worker already stored as a duplicate, and advances the lane's watermark over
+every worker's rows. Acks are published under the same lock and the lock is held until the
+broker confirms them, so the retained watermark never goes backwards, whichever worker sends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry import envelope as envelope_codec
 from edge_agent.telemetry.mqtt import (
+    TlsFiles,
     connect_properties,
     make_client,
     parse_broker_url,
@@ -49,16 +57,15 @@ CREATE INDEX IF NOT EXISTS events_by_lane ON events (lane, seq);
 CREATE TABLE IF NOT EXISTS lanes (
     lane TEXT PRIMARY KEY, site TEXT NOT NULL, upto_seq INTEGER NOT NULL, boot_id INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS skipped (
+    lane TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (lane, seq)
+);
+CREATE TABLE IF NOT EXISTS acks (lane TEXT PRIMARY KEY, upto_seq INTEGER NOT NULL);
 """
+# lanes.upto_seq: highest contiguous seq stored (or skipped by a dead letter), over all workers.
+# skipped: seqs a dead_letter event declared lost for good. acks: the watermark last published.
 
-
-@dataclass(slots=True)
-class _Lane:
-    site: str
-    upto: int = 0  # highest contiguous seq stored (or skipped by a dead letter)
-    boot_id: int = 0
-    above: set[int] = field(default_factory=set)  # stored seqs beyond the watermark
-    acked: int = -1  # watermark last published; -1 = publish again (reconnect, duplicate)
+ACK_CONFIRM_TIMEOUT_S = 2.0
 
 
 class BackendSim:
@@ -73,25 +80,35 @@ class BackendSim:
         shared_group: str | None = None,
         ack_interval_s: float = 0.05,
         session_expiry_s: int = 0,
+        tls: TlsFiles | None = None,
     ) -> None:
         self._address = parse_broker_url(broker_url)
+        self._tls = tls  # the backend's own client certificate for an mqtts:// broker
         self._client_id = client_id
         self._shared_group = shared_group
         self._ack_interval_s = ack_interval_s
         self._session_expiry_s = session_expiry_s
         self._db = sqlite3.connect(
-            str(db_path) if db_path else ":memory:", check_same_thread=False, isolation_level=None
+            str(db_path) if db_path else ":memory:",
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=30.0,  # another worker may hold the write lock for an ack round trip
         )
+        if db_path:
+            self._db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         self._db.executescript(_SCHEMA_SQL)
         self._lock = threading.Condition()
         self._by_lane: dict[str, dict[int, dict[str, Any]]] = {}
-        self._lanes: dict[str, _Lane] = {}
+        self._republish: set[str] = set()  # lanes whose ack must be sent again
+        # Every (re)connect asks for all acks again (the broker may have lost them).
+        self._connects = self._acks_resent_for = 0
         self._states: dict[str, dict[str, Any]] = {}
         self._health: dict[str, list[dict[str, Any]]] = {}
         self._arrival: dict[str, dict[int, float]] = {}  # lane -> seq -> monotonic at store
         self._counts = {"stored": 0, "duplicates": 0, "conflicts": 0, "rejected": 0}
         self._inbox: queue.SimpleQueue[MQTTMessage | None] = queue.SimpleQueue()
         self._subscribed = threading.Event()
+        self._unsubscribed = threading.Event()
         self._client: Client | None = None
         self._worker: threading.Thread | None = None
         self._load()
@@ -103,9 +120,10 @@ class BackendSim:
         if self._client is not None:
             raise RuntimeError("backend simulator already started")
         self._subscribed.clear()
-        client = make_client(self._client_id, self._address)
+        client = make_client(self._client_id, self._address, self._tls)
         client.on_connect = self._cb_connect
         client.on_subscribe = self._cb_subscribe
+        client.on_unsubscribe = self._cb_unsubscribe
         client.on_message = self._cb_message
         client.on_disconnect = self._cb_disconnect
         client.reconnect_delay_set(0.2, 2)  # type: ignore[arg-type]
@@ -128,7 +146,16 @@ class BackendSim:
             raise TimeoutError(f"backend simulator could not subscribe at {self._address}")
 
     def stop(self) -> None:
-        """Store what was received, publish the final acks, then disconnect."""
+        """Leave the ingest group, store what was received, publish the final acks, disconnect.
+
+        Unsubscribing first means the broker sends nothing more that this worker would PUBACK
+        and then not store; the rest of a shared group takes over the stream.
+        """
+        client = self._client
+        if client is not None and client.is_connected():
+            self._unsubscribed.clear()
+            client.unsubscribe(self._ingest_filters())
+            self._unsubscribed.wait(2.0)
         if self._worker is not None:
             self._inbox.put(None)
             self._worker.join(5.0)
@@ -177,17 +204,24 @@ class BackendSim:
                 return False
 
     def watermark(self, lane: str) -> int:
+        """The lane's stored contiguous seq, over every worker sharing the database."""
         with self._lock:
-            state = self._lanes.get(lane)
-            return state.upto if state else 0
+            return self._upto(lane)
 
     def gaps(self, lane: str) -> list[int]:
         """Seqs missing between the watermark and the highest seq stored."""
         with self._lock:
-            state = self._lanes.get(lane)
-            if state is None or not state.above:
+            upto = self._upto(lane)
+            present = {
+                seq
+                for table in ("events", "skipped")
+                for (seq,) in self._db.execute(
+                    f"SELECT seq FROM {table} WHERE lane = ? AND seq > ?", (lane, upto)
+                )
+            }
+            if not present:
                 return []
-            return [s for s in range(state.upto + 1, max(state.above)) if s not in state.above]
+            return [s for s in range(upto + 1, max(present)) if s not in present]
 
     def arrival_times(self, lane: str) -> dict[int, float]:
         """seq -> time.monotonic() when this process stored it (for latency figures)."""
@@ -224,20 +258,27 @@ class BackendSim:
     ) -> None:
         if rc.is_failure:
             return
-        with self._lock:
-            for state in self._lanes.values():
-                state.acked = -1  # the broker may have lost the retained acks: publish again
-        group = self._shared_group
-        ingest = [shared_filter(f, group) if group else f for f in INGEST_FILTERS]
+        # The broker may have lost the retained acks: publish them again. (A flag, not the
+        # lock: the worker holds the lock while it waits for this thread to deliver PUBACKs.)
+        self._connects += 1
         client.subscribe(
             [(ACK_FILTER, SubscribeOptions(qos=1, noLocal=True))]
-            + [(f, SubscribeOptions(qos=1)) for f in ingest]
+            + [(f, SubscribeOptions(qos=1)) for f in self._ingest_filters()]
         )
+
+    def _ingest_filters(self) -> list[str]:
+        group = self._shared_group
+        return [shared_filter(f, group) if group else f for f in INGEST_FILTERS]
 
     def _cb_subscribe(
         self, client: Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any
     ) -> None:
         self._subscribed.set()
+
+    def _cb_unsubscribe(
+        self, client: Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any
+    ) -> None:
+        self._unsubscribed.set()
 
     def _cb_disconnect(
         self, client: Client, userdata: Any, flags: DisconnectFlags, rc: ReasonCode, props: Any
@@ -276,18 +317,20 @@ class BackendSim:
 
     def _store(self, batch: list[MQTTMessage]) -> None:
         with self._lock:
-            self._db.execute("BEGIN")
-            for message in batch:
-                self._ingest(message)
-            for name, state in self._lanes.items():
-                self._db.execute(
-                    "INSERT OR REPLACE INTO lanes VALUES (?, ?, ?, ?)",
-                    (name, state.site, state.upto, state.boot_id),
-                )
-            self._db.execute("COMMIT")
+            # IMMEDIATE: take the write lock before reading, so workers sharing the file
+            # see each other's rows and watermarks (a deferred read would race).
+            self._db.execute("BEGIN IMMEDIATE")
+            touched: set[str] = set()
+            try:
+                for message in batch:
+                    self._ingest(message, touched)
+                for lane in touched:
+                    self._advance(lane)
+            finally:
+                self._db.execute("COMMIT")
             self._lock.notify_all()
 
-    def _ingest(self, message: MQTTMessage) -> None:
+    def _ingest(self, message: MQTTMessage, touched: set[str]) -> None:
         parsed = parse_lane_topic(message.topic)
         if parsed is None:
             self._counts["rejected"] += 1
@@ -313,70 +356,134 @@ class BackendSim:
             self._counts["rejected"] += 1  # a lane may only speak for itself
             return
         lane, seq = event["lane"], event["seq"]
-        stored = self._by_lane.setdefault(lane, {})
-        state = self._lanes.setdefault(lane, _Lane(site=parsed.site))
-        if seq in stored or seq <= state.upto:
-            same = seq not in stored or stored[seq]["event_id"] == event["event_id"]
+        held = self._db.execute(
+            "SELECT event_id FROM events WHERE lane = ? AND seq = ?", (lane, seq)
+        ).fetchone()
+        if held is not None or seq <= self._upto(lane):
+            same = held is None or held[0] == event["event_id"]
             self._counts["duplicates" if same else "conflicts"] += 1
-            state.acked = -1  # the lane is resending: our ack may not have reached it
+            self._republish.add(lane)  # the lane is resending: our ack may not have reached it
             return
-        self._db.execute(
+        inserted = self._db.execute(
             "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
             (event["event_id"], parsed.site, lane, seq, event["type"],
              message.payload.decode(), time.time()),
+        ).rowcount
+        if not inserted:  # the same event_id under another seq: never overwrite
+            self._counts["conflicts"] += 1
+            return
+        self._db.execute(
+            "INSERT INTO lanes VALUES (?, ?, 0, ?) "
+            "ON CONFLICT (lane) DO UPDATE SET boot_id = excluded.boot_id",
+            (lane, parsed.site, event["boot_id"]),
         )
-        stored[seq] = event
+        self._by_lane.setdefault(lane, {})[seq] = event
         self._arrival.setdefault(lane, {})[seq] = time.monotonic()
         self._counts["stored"] += 1
-        state.boot_id = event["boot_id"]
-        state.above.add(seq)
         if event["type"] == "dead_letter" and isinstance(event["data"].get("seq"), int):
-            state.above.add(event["data"]["seq"])  # the refused seq will never come
-        self._advance(state)
+            self._db.execute(  # the refused seq will never come
+                "INSERT OR IGNORE INTO skipped VALUES (?, ?)", (lane, event["data"]["seq"])
+            )
+        touched.add(lane)
 
     def _learn_watermark(self, site: str, lane: str, payload: bytes) -> None:
         try:
             upto = envelope_codec.decode_ack(payload)
         except RemoteProtocolError:
             return
-        state = self._lanes.setdefault(lane, _Lane(site=site))
-        if upto > state.upto:
-            state.upto = upto
-            state.acked = upto
-            self._advance(state)
+        if upto <= self._upto(lane):
+            return
+        self._db.execute(
+            "INSERT INTO lanes VALUES (?, ?, ?, 0) "
+            "ON CONFLICT (lane) DO UPDATE SET upto_seq = excluded.upto_seq",
+            (lane, site, upto),
+        )
+        self._record_ack(lane, upto)  # someone published it: no need to again
+        self._advance(lane)
 
-    @staticmethod
-    def _advance(state: _Lane) -> None:
-        state.above = {s for s in state.above if s > state.upto}
-        while state.upto + 1 in state.above:
-            state.upto += 1
-            state.above.discard(state.upto)
+    def _record_ack(self, lane: str, upto: int) -> None:
+        self._db.execute(
+            "INSERT INTO acks VALUES (?, ?) ON CONFLICT (lane) DO UPDATE "
+            "SET upto_seq = max(upto_seq, excluded.upto_seq)",
+            (lane, upto),
+        )
+
+    def _upto(self, lane: str) -> int:
+        row = self._db.execute("SELECT upto_seq FROM lanes WHERE lane = ?", (lane,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _advance(self, lane: str) -> None:
+        """Move the lane's watermark over every contiguous seq any worker has stored."""
+        upto = start = self._upto(lane)
+        skipped = {
+            seq
+            for (seq,) in self._db.execute(
+                "SELECT seq FROM skipped WHERE lane = ? AND seq > ?", (lane, upto)
+            )
+        }
+        rows = self._db.execute(
+            "SELECT seq FROM events WHERE lane = ? AND seq > ? ORDER BY seq", (lane, upto)
+        )
+        for (seq,) in rows:  # lazily: stops at the first gap
+            while upto + 1 in skipped:
+                upto += 1
+            if seq > upto + 1:
+                break
+            upto = max(upto, seq)
+        rows.close()
+        while upto + 1 in skipped:
+            upto += 1
+        if upto > start:
+            self._db.execute("UPDATE lanes SET upto_seq = ? WHERE lane = ?", (upto, lane))
+
+    def _due_acks(self) -> list[tuple[str, str, int, int]]:
+        rows = self._db.execute(
+            "SELECT l.lane, l.site, l.upto_seq, l.boot_id, coalesce(a.upto_seq, 0) "
+            "FROM lanes l LEFT JOIN acks a ON a.lane = l.lane WHERE l.upto_seq > 0"
+        ).fetchall()
+        return [
+            (lane, site, upto, boot_id)
+            for lane, site, upto, boot_id, acked in rows
+            if upto > acked or self._connects != self._acks_resent_for or lane in self._republish
+        ]
 
     def _publish_acks(self) -> None:
         client = self._client
         if client is None or not client.is_connected():
             return
         with self._lock:
-            due = [
-                (name, state.site, state.upto, state.boot_id)
-                for name, state in self._lanes.items()
-                if state.upto > max(state.acked, 0)
-            ]
-            for name, _site, upto, _boot in due:
-                self._lanes[name].acked = upto
-        for name, site, upto, boot_id in due:
-            payload = envelope_codec.encode(envelope_codec.ack_message(upto, boot_id))
-            client.publish(LaneTopics(site, name).ack, payload, qos=1, retain=True)
+            if not self._due_acks():
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                connects = self._connects
+                sent = [
+                    (lane, upto, client.publish(
+                        LaneTopics(site, lane).ack,
+                        envelope_codec.encode(envelope_codec.ack_message(upto, boot_id)),
+                        qos=1,
+                        retain=True,
+                    ))
+                    for lane, site, upto, boot_id in self._due_acks()
+                ]
+                # Hold the write lock until the broker has them: a worker that reads the
+                # watermark later can then only publish the same or a higher one.
+                deadline = time.monotonic() + ACK_CONFIRM_TIMEOUT_S
+                for lane, upto, info in sent:
+                    with contextlib.suppress(RuntimeError, ValueError):
+                        info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+                    if info.is_published():
+                        self._republish.discard(lane)
+                        self._record_ack(lane, upto)
+                if all(info.is_published() for _, _, info in sent):
+                    self._acks_resent_for = connects
+            finally:
+                self._db.execute("COMMIT")
 
     def _load(self) -> None:
-        for name, site, upto, boot_id in self._db.execute("SELECT * FROM lanes"):
-            self._lanes[name] = _Lane(site=site, upto=upto, boot_id=boot_id)
         for lane, seq, payload in self._db.execute("SELECT lane, seq, payload FROM events"):
             self._by_lane.setdefault(lane, {})[seq] = json.loads(payload)
             self._counts["stored"] += 1
-            state = self._lanes.get(lane)
-            if state is not None and seq > state.upto:
-                state.above.add(seq)
 
 
 def _json_or_error(payload: bytes) -> dict[str, Any]:
@@ -402,8 +509,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--idle-timeout", type=float, default=5.0)
     parser.add_argument("--client-id", default="backend-sim")
+    parser.add_argument("--ca", type=Path, help="CA file for an mqtts:// broker")
+    parser.add_argument("--cert", type=Path, help="the backend's client certificate")
+    parser.add_argument("--key", type=Path, help="the backend's private key")
     args = parser.parse_args(argv)
-    backend = BackendSim(args.broker, client_id=args.client_id)
+    tls = TlsFiles(args.ca, args.cert, args.key) if args.broker.startswith("mqtts://") else None
+    backend = BackendSim(args.broker, client_id=args.client_id, tls=tls)
     backend.start()
     print("ready", flush=True)
     last_count, last_change = -1, time.monotonic()

@@ -5,6 +5,10 @@ process, and waits until the port accepts connections. ``stop()`` is a clean SIG
 ``kill()`` a crash (SIGKILL), ``restart()`` comes back on the same port. On Linux the child
 gets SIGTERM if this process dies, so no broker outlives its test run.
 
+``config_file`` runs a real deployment config instead of the anonymous plain listener (the
+site config from ``lanectl site init``: mutual TLS, ACL, CRL); its ``listener`` line is
+rewritten to this broker's loopback port, and ``url`` becomes ``mqtts://`` when it has TLS.
+
 ``FaultProxy`` sits between a client and the broker to break the network on purpose.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import select
 import shutil
 import signal
@@ -27,6 +32,8 @@ from types import TracebackType
 
 START_TIMEOUT_S = 10.0
 _PR_SET_PDEATHSIG = 1
+_LISTENER = re.compile(r"^\s*listener\s+\S+.*$", re.MULTILINE)
+_TLS_OPTION = re.compile(r"^\s*certfile\s+\S", re.MULTILINE)
 
 
 class BrokerError(RuntimeError):
@@ -70,6 +77,7 @@ class MosquittoBroker:
         workdir: Path | None = None,
         extra_config: str = "",
         persistence: bool = False,
+        config_file: Path | None = None,
     ) -> None:
         self._binary = find_mosquitto()
         self._fixed_port = port != 0
@@ -78,11 +86,23 @@ class MosquittoBroker:
         self.workdir = Path(tempfile.mkdtemp(prefix="mosquitto-")) if workdir is None else workdir
         self.extra_config = extra_config
         self.persistence = persistence
+        self.config_file = config_file
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def tls(self) -> bool:
+        """True when the listener speaks TLS (a ``config_file`` with a ``certfile``)."""
+        return self.config_file is not None and bool(_TLS_OPTION.search(self._deployment()))
+
+    @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its ACL file (and config) without dropping clients."""
+        if self._process is None or self._process.poll() is not None:
+            raise BrokerError("broker is not running")
+        self._process.send_signal(signal.SIGHUP)
 
     @property
     def config_path(self) -> Path:
@@ -157,10 +177,24 @@ class MosquittoBroker:
     ) -> None:
         self.close()
 
+    def _deployment(self) -> str:
+        assert self.config_file is not None
+        try:
+            return self.config_file.read_text()
+        except OSError as exc:
+            raise BrokerError(f"cannot read broker config {self.config_file}: {exc}") from exc
+
+    def _listener_config(self) -> list[str]:
+        if self.config_file is None:
+            return [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        text = self._deployment()
+        if len(_LISTENER.findall(text)) != 1:
+            raise BrokerError(f"{self.config_file}: expected exactly one `listener` line")
+        return [_LISTENER.sub(f"listener {self.port} 127.0.0.1", text)]
+
     def _config_text(self) -> str:
         lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            *self._listener_config(),
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "log_dest stderr",

@@ -61,13 +61,19 @@ def make_client(
     )
     if address.tls:
         files = tls or TlsFiles()
-        client.tls_set(
-            ca_certs=str(files.ca_file) if files.ca_file else None,
-            certfile=str(files.cert_file) if files.cert_file else None,
-            keyfile=str(files.key_file) if files.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+        try:
+            client.tls_set(
+                ca_certs=str(files.ca_file) if files.ca_file else None,
+                certfile=str(files.cert_file) if files.cert_file else None,
+                keyfile=str(files.key_file) if files.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ConfigError(
+                f"TLS files unusable (ca {files.ca_file}, cert {files.cert_file}, "
+                f"key {files.key_file}): {exc}"
+            ) from exc
     elif tls is not None:
         raise ConfigError("TLS files given for a plain mqtt:// broker URL; use mqtts://")
     return client

@@ -122,11 +122,13 @@ class Publisher:
         self._mids: dict[int, tuple[str, int]] = {}  # mid -> ("evt"|"health", key)
         self._cursor = {Priority.URGENT: 0, Priority.NORMAL: 0, Priority.HEALTH: 0}
         self._connected = False
+        self._connack = False  # CONNACK seen on the current connection (not reset by a stall cut)
         self._ready_at: float | None = None
         self._sub_mid: int | None = None
         self._waiting_since: float | None = None
         self._stats = dict.fromkeys(
-            ("published", "resent", "unrouted", "refused", "dead_letters", "cuts"), 0
+            ("published", "resent", "unrouted", "refused", "dead_letters", "cuts",
+             "connect_failures"), 0
         )
         self._acked_upto = 0
         self._last_error: str | None = None
@@ -142,6 +144,7 @@ class Publisher:
         self._client.will_set(self.topics.state, offline, qos=1, retain=True)
         self._client.on_connect = self._cb_connect
         self._client.on_disconnect = self._cb_disconnect
+        self._client.on_connect_fail = self._cb_connect_fail
         self._client.on_publish = self._cb_publish
         self._client.on_subscribe = self._cb_subscribe
         self._client.on_message = self._cb_message
@@ -216,6 +219,9 @@ class Publisher:
     ) -> None:
         self._post("disconnect", str(rc))
 
+    def _cb_connect_fail(self, client: Client, userdata: Any) -> None:
+        self._post("connect_failed")
+
     def _cb_publish(
         self, client: Client, userdata: Any, mid: int, rc: ReasonCode, props: Any
     ) -> None:
@@ -279,13 +285,31 @@ class Publisher:
             failed, reason = item[1], item[2]
             if failed:
                 self._last_error = f"connect refused: {reason}"
+                self._stats["connect_failures"] += 1
                 return
+            self._connack = True
             self._on_connected(now)
+        elif kind == "connect_failed":
+            # No TCP or no TLS session (paho does not say which): unreachable, or the
+            # broker's certificate does not verify against our CA file.
+            self._stats["connect_failures"] += 1
+            self._last_error = f"cannot connect to {self._address.host}:{self._address.port}" + (
+                " (unreachable, or the TLS handshake failed)" if self._address.tls else ""
+            )
         elif kind == "disconnect":
+            if self._connack:
+                self._last_error = f"disconnected: {item[1]}"
+            else:
+                # With TLS 1.3 a rejected client certificate shows up only here.
+                self._stats["connect_failures"] += 1
+                self._last_error = f"connection closed before CONNACK ({item[1]})" + (
+                    ": the broker may refuse this lane's TLS certificate "
+                    "(wrong CA, expired or revoked)" if self._address.tls else ""
+                )
+            self._connack = False
             self._connected = False
             self._ready_at = None
             self._waiting_since = None
-            self._last_error = f"disconnected: {item[1]}"
         elif kind == "puback":
             self._on_puback(item[1], item[2], now)
         elif kind == "suback":

@@ -1,0 +1,129 @@
+"""``lanectl site``: a site's MQTT security material (CA, per-lane certificates, ACL, CRL).
+
+    lanectl site init --site S --lanes exit-01,exit-02 --out DIR [--broker-host H]
+                      [--broker-port 8883] [--days N] [--broker-dir PATH] [--force]
+    lanectl site issue --dir DIR --cn LANE [--days N]     (re-)issue a lane's certificate
+    lanectl site revoke --dir DIR --cn LANE               revoke it and rewrite the CRL
+    lanectl site crl --dir DIR [--days N]                 re-sign the CRL before it expires
+
+Each prints one JSON object. Exit codes: 0 done, 2 bad arguments or files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from host_tools import site_init
+
+
+def _fail(message: str) -> int:
+    print(f"lanectl site: {message}", file=sys.stderr)
+    return 2
+
+
+def _init(args: argparse.Namespace) -> int:
+    lanes = [lane.strip() for lane in args.lanes.split(",") if lane.strip()]
+    out = Path(args.out)
+    try:
+        doc = site_init.init_site(
+            out,
+            site=args.site,
+            lanes=lanes,
+            broker_host=args.broker_host,
+            broker_port=args.broker_port,
+            days=args.days,
+            broker_dir=Path(args.broker_dir) if args.broker_dir else None,
+            force=args.force,
+        )
+    except (site_init.SiteError, OSError) as exc:
+        return _fail(str(exc))
+    out = out.resolve()
+    print(json.dumps({
+        "site": doc["site"],
+        "dir": str(out),
+        "lanes": {lane: str(out / "lanes" / lane) for lane in doc["lanes"]},
+        "backend": str(out / "backend"),
+        "broker_config": str(out / "broker" / "mosquitto.conf"),
+        "secret": [str(out / "ca" / "ca.key")],
+    }))
+    return 0
+
+
+def _issue(args: argparse.Namespace) -> int:
+    try:
+        cert = site_init.issue(Path(args.dir), args.cn, days=args.days)
+    except (site_init.SiteError, OSError) as exc:
+        return _fail(str(exc))
+    print(json.dumps({"cn": args.cn, "cert": str(cert)}))
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    try:
+        serials = site_init.revoke(Path(args.dir), args.cn)
+    except (site_init.SiteError, OSError) as exc:
+        return _fail(str(exc))
+    crl = Path(args.dir).resolve() / "broker" / "crl.pem"
+    print(json.dumps({"cn": args.cn, "revoked_serials": serials, "crl": str(crl),
+                      "next": "copy the CRL to the broker and send it SIGHUP"}))
+    return 0
+
+
+def _crl(args: argparse.Namespace) -> int:
+    try:
+        next_update = site_init.refresh_crl(Path(args.dir), days=args.days)
+    except (site_init.SiteError, OSError) as exc:
+        return _fail(str(exc))
+    crl = Path(args.dir).resolve() / "broker" / "crl.pem"
+    print(json.dumps({"crl": str(crl), "next_update": next_update.isoformat(),
+                      "next": "copy the CRL to the broker and send it SIGHUP"}))
+    return 0
+
+
+def _days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("--days must be at least 1")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("site", help="make a site's TLS certificates, ACL and configs")
+    sub = parser.add_subparsers(dest="site_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("init", help="create the CA, certificates, broker config, ACL, agent TOMLs")
+    p.add_argument("--site", required=True, help="site code (a topic level)")
+    p.add_argument("--lanes", required=True, help="comma-separated lane ids, e.g. exit-01,exit-02")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--broker-host", default="localhost", help="name the lanes use for the broker")
+    p.add_argument("--broker-port", type=int, default=8883)
+    p.add_argument("--days", type=_days, default=site_init.DEFAULT_DAYS,
+                   help="validity of the broker and client certificates and of the CRL")
+    p.add_argument("--broker-dir", metavar="PATH",
+                   help="absolute folder the broker files will live in on the broker host "
+                        "(default: DIR/broker)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing site folder")
+    p.set_defaults(func=_init)
+
+    p = sub.add_parser("issue", help="issue a new certificate for a lane (or the backend)")
+    p.add_argument("--dir", required=True, metavar="DIR")
+    p.add_argument("--cn", required=True, metavar="LANE")
+    p.add_argument("--days", type=_days)
+    p.set_defaults(func=_issue)
+
+    p = sub.add_parser("revoke", help="revoke a lane's certificates and rewrite the CRL")
+    p.add_argument("--dir", required=True, metavar="DIR")
+    p.add_argument("--cn", required=True, metavar="LANE")
+    p.set_defaults(func=_revoke)
+
+    p = sub.add_parser("crl", help="re-sign the CRL with a new expiry (do it before it expires)")
+    p.add_argument("--dir", required=True, metavar="DIR")
+    p.add_argument("--days", type=_days, help="validity of the new CRL (default: the site's)")
+    p.set_defaults(func=_crl)
