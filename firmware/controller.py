@@ -5,6 +5,10 @@ follows the host clock from HELLO and heartbeats (keeping the most advanced esti
 delayed heartbeat cannot turn the clock back) and rejects a command whose deadline passed.
 A duplicate (retransmission) gets its recorded result again and is not executed twice;
 a sequence number behind the window is stale.
+
+OUTPUT_PULSE lets a technician sound the buzzer or light the red lamp for a moment. Only
+those two: both are the safe aspect, the barrier relays stay the interlock's alone, and
+green keeps its S7 meaning (a red pulse darkens green rather than showing both).
 """
 
 try:
@@ -25,6 +29,10 @@ HISTORY = const(8)  # remembered (seq, result) pairs for duplicates
 MAX_AHEAD_MS = const(60000)  # a deadline further ahead than this is a bad request
 STATE_FMT = ">HBBHBIIB"  # inputs outputs state faults flags uptime_ms loop_max_us last_seq
 HELLO_ACK_FMT = ">BBIBBB8sI"  # proto reset_cause host_boot fw(3) manifest uptime_ms
+T_OUTPUT_PULSE = const(0x15)  # host -> board (the other types are in link.py)
+PULSE_OUTPUTS = const(0x14)  # light_red | buzzer: the outputs a pulse may switch on
+PULSE_MIN_MS = const(10)
+PULSE_MAX_MS = const(10000)
 
 
 class Controller:
@@ -52,6 +60,8 @@ class Controller:
         self.loop_max_us = 0
         self._reported = -1
         self._reported2 = -1
+        self.pulse_bits = 0
+        self.pulse_until = now
 
     # ---- receive ----
     def on_frame(self, frame, n, now):
@@ -110,7 +120,7 @@ class Controller:
             t_clear, travel, dead = struct.unpack_from(">HHH", payload, 0)
             return lock.configure(t_clear, travel, dead, now)
         if ftype not in (link.T_OPEN, link.T_CLOSE_WHEN_CLEAR, link.T_CLEAR_FAULT,
-                         link.T_MAINTENANCE):
+                         link.T_MAINTENANCE, T_OUTPUT_PULSE):
             return il.R_UNKNOWN
         if len(payload) < 4:
             return il.R_BAD_REQUEST
@@ -127,9 +137,25 @@ class Controller:
             return lock.request_close(now)
         if ftype == link.T_CLEAR_FAULT:
             return lock.clear_fault(now)
+        if ftype == T_OUTPUT_PULSE:
+            return self._pulse(payload, now)
         if len(payload) < 5:
             return il.R_BAD_REQUEST
         return lock.maintenance(payload[4], now)
+
+    def _pulse(self, payload, now):
+        if len(payload) < 7:
+            return il.R_BAD_REQUEST
+        index = payload[4]
+        ms = struct.unpack_from(">H", payload, 5)[0]
+        if index > 7 or not (1 << index) & PULSE_OUTPUTS or not PULSE_MIN_MS <= ms <= PULSE_MAX_MS:
+            return il.R_BAD_REQUEST
+        code = self.il._gate()  # the barrier commands' readiness rules
+        if code != il.R_OK:
+            return code
+        self.pulse_bits = 1 << index
+        self.pulse_until = now + ms
+        return il.R_OK
 
     def _host_time(self, host_ms, now):
         if not self.host_clock or self._host_left(host_ms, now) > 0:
@@ -152,9 +178,23 @@ class Controller:
     def _result(self, seq, code):
         self._send(link.T_RESULT, bytes((seq, code, self.il.state)), seq)
 
+    def _composed(self):
+        out = self.il.outputs
+        if self.pulse_bits:
+            out |= self.pulse_bits
+            if self.pulse_bits & il.O_RED:
+                out &= ~il.O_GREEN
+        return out
+
+    def outputs(self, now):
+        """The relays to drive: the interlock's, plus a pulse while it lasts."""
+        if self.pulse_bits and self.diff(now, self.pulse_until) >= 0:
+            self.pulse_bits = 0
+        return self._composed()
+
     def _state_payload(self):
         lock = self.il
-        return struct.pack(STATE_FMT, lock.inputs, lock.outputs, lock.state, lock.faults,
+        return struct.pack(STATE_FMT, lock.inputs, self._composed(), lock.state, lock.faults,
                            lock.flags(), self.uptime_ms & 0xFFFFFFFF, self.loop_max_us,
                            self.last_cmd)
 
@@ -168,7 +208,8 @@ class Controller:
         if loop_us > self.loop_max_us:
             self.loop_max_us = loop_us
         # Two small ints (no long-int allocation on a 32-bit port).
-        key = lock.inputs | lock.outputs << 8 | lock.state << 16
+        self.outputs(now)  # a pulse that ended is reported as soon as it ends
+        key = lock.inputs | self._composed() << 8 | lock.state << 16
         key2 = lock.faults | lock.flags() << 8
         if key != self._reported or key2 != self._reported2:
             self._reported = key

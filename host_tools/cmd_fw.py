@@ -1,12 +1,22 @@
-"""``lanectl fw``: which firmware a lane runs, against a release folder.
+"""``lanectl fw``: which firmware a lane runs; deploy a release and roll it back.
 
     lanectl fw info [--firmware-dir DIR] [--port URL] [--json]
+    lanectl fw deploy --port URL [--firmware-dir DIR] [--json] [--timeout S]
+    lanectl fw rollback --port URL [--json] [--timeout S]
 
-Without ``--port``: the release in DIR (default: the firmware/ folder shipped with this tool),
-its version, files and manifest hash. With ``--port``: also the board's HELLO_ACK (protocol,
-version, manifest, reset cause) and whether the manifests match. Asking the board sends one
-HELLO: stop the edge agent first (it holds the port), and expect the board to show red again
-one second later, when no heartbeat follows.
+``info`` without ``--port``: the release in DIR (default: the firmware/ folder shipped with
+this tool), its version, files and manifest hash. With ``--port``: also the board's
+HELLO_ACK (protocol, version, manifest, reset cause) and whether the manifests match. Asking
+the board sends one HELLO: stop the edge agent first (it holds the port), and expect the
+board to show red again one second later, when no heartbeat follows.
+
+``deploy`` compiles every file with mpy-cross, puts the board in maintenance (only with the
+barrier closed at rest), uploads with mpremote into a staging folder, verifies each file's
+SHA-256 on the board, writes the release record last, swaps it in, resets, and checks that
+the board comes back with the new manifest and a closed barrier; any failure puts the
+previous release back (host_tools/fw_deploy.py has the steps). ``rollback`` swaps back to
+the release before. Both work over a real port, socket:// and the simulator's pty; the
+edge agent must be stopped. Exit 0 on success, 1 otherwise (the JSON says what runs now).
 """
 
 from __future__ import annotations
@@ -29,14 +39,19 @@ FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 BAUDRATE = 115200
 
 
+def manifest_of(files: dict[str, str]) -> str:
+    """The manifest hash (firmware/manifest.py) of files given as name -> SHA-256 hex."""
+    h = hashlib.sha256()
+    for name in sorted(n for n in files if n.endswith((".py", ".mpy"))):
+        h.update(name.encode() + b"\x00" + bytes.fromhex(files[name]))
+    return h.digest()[:8].hex()
+
+
 def manifest(folder: Path) -> tuple[str, dict[str, str]]:
     """The manifest hash the board reports (firmware/manifest.py) and each file's SHA-256."""
     names = sorted(p.name for p in folder.iterdir() if p.suffix in (".py", ".mpy"))
     files = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
-    h = hashlib.sha256()
-    for name in names:
-        h.update(name.encode() + b"\x00" + bytes.fromhex(files[name]))
-    return h.digest()[:8].hex(), files
+    return manifest_of(files), files
 
 
 def release_version(folder: Path) -> str | None:
@@ -114,8 +129,41 @@ def _info(args: argparse.Namespace) -> int:
     return 0 if report.get("match", True) else 1
 
 
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _print_report(report: Any, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(report.as_json()))
+    else:
+        now = report.after or report.before or {}
+        print(f"{report.action} {report.outcome}: the board runs {now.get('version')} "
+              f"(manifest {now.get('manifest')})"
+              + (f"; {report.error}" if report.error else ""))  # fmt: skip
+    return 0 if report.ok else 1
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from host_tools import fw_deploy
+
+    folder = Path(args.firmware_dir)
+    if not (folder / "main.py").is_file():
+        print(f"lanectl fw deploy: {folder} holds no firmware (main.py missing)", file=sys.stderr)
+        return 2
+    return _print_report(fw_deploy.deploy(args.port, folder, timeout=args.timeout,
+                                          log=_progress), args.json)  # fmt: skip
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from host_tools import fw_deploy
+
+    return _print_report(fw_deploy.rollback(args.port, timeout=args.timeout, log=_progress),
+                         args.json)  # fmt: skip
+
+
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("fw", help="IO-board firmware: versions and manifests")
+    parser = subparsers.add_parser("fw", help="IO-board firmware: versions, deploy, rollback")
     commands = parser.add_subparsers(dest="fw_command", metavar="ACTION", required=True)
     info = commands.add_parser("info", help="release manifest, and the board's when --port")
     info.add_argument("--firmware-dir", default=str(FIRMWARE_DIR), help="release folder")
@@ -123,3 +171,16 @@ def register(subparsers: Any) -> None:
     info.add_argument("--json", action="store_true", help="one JSON object")
     info.add_argument("--timeout", type=float, default=2.0, help="seconds to wait")
     info.set_defaults(func=_info)
+    deploy = commands.add_parser("deploy", help="compile, upload, verify, swap, self-test")
+    deploy.add_argument("--port", required=True, help="pyserial URL of the IO board")
+    deploy.add_argument("--firmware-dir", default=str(FIRMWARE_DIR), help="release folder")
+    deploy.add_argument("--json", action="store_true", help="one JSON object")
+    deploy.add_argument("--timeout", type=float, default=15.0,
+                        help="seconds for the board to answer and to come back after its reset")
+    deploy.set_defaults(func=_deploy)
+    back = commands.add_parser("rollback", help="return to the release before the last deploy")
+    back.add_argument("--port", required=True, help="pyserial URL of the IO board")
+    back.add_argument("--json", action="store_true", help="one JSON object")
+    back.add_argument("--timeout", type=float, default=15.0,
+                      help="seconds for the board to answer and to come back after its reset")
+    back.set_defaults(func=_rollback)

@@ -10,6 +10,13 @@ one ASCII line per message:
 Without GATELANE_IOSIM the pins work standalone (inputs read their pull level).
 GATELANE_RESET_CAUSE (power_on | watchdog) sets reset_cause(); GATELANE_WDT_SCALE stretches
 the watchdog timeout (a factor) on slow hosts.
+
+Like a Pico, the simulated board keeps its serial port alive when the firmware script ends
+(an error, or Ctrl-C in maintenance): a Pico then shows its REPL, the unix port would exit.
+So, with the side channel connected, a raw REPL (Ctrl-A, the mode mpremote uses, raw-paste
+included) is served on stdin/stdout from sys.atexit. reset() reboots through the watchdog,
+as rp2's machine.reset() does (the board then reports reset cause "watchdog"). Soft timers
+and the watchdog keep running while the REPL waits for input.
 """
 
 import os
@@ -26,6 +33,8 @@ _sock = None
 _poll = None
 _rxbuf = b""
 _wdt = None
+_timers = []
+_halting = False  # the process is ending like a reset or power-off: no REPL
 
 
 def _connect():
@@ -53,7 +62,7 @@ def _handle_lines(data):
     """Apply received lines; True once the start marker was seen."""
     global _rxbuf
     if not data:
-        sys.exit(0)  # the simulator went away: so does the board
+        _halt(0)  # the simulator went away: so does the board
     _rxbuf += data
     started = False
     while b"\n" in _rxbuf:
@@ -66,10 +75,20 @@ def _handle_lines(data):
     return started
 
 
+def _halt(code):
+    global _halting
+    _halting = True
+    sys.exit(code)
+
+
 def _pump():
     if _poll is not None:
         while _poll.poll(0):
             _handle_lines(_sock.recv(256))
+    if _timers:
+        now = time.ticks_ms()
+        for timer in list(_timers):
+            timer._due(now)
     if _wdt is not None:
         _wdt._check()
 
@@ -127,7 +146,43 @@ class WDT:
     def _check(self):
         if time.ticks_diff(time.ticks_ms(), self.fed) > self.timeout:
             _send("w %d\n" % time.ticks_us())
-            sys.exit(75)
+            _halt(75)
+
+
+class Timer:
+    """Soft timer: callbacks run from the pin polls and the REPL's idle wait, like rp2's
+    scheduled (soft) timer callbacks."""
+
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id=-1, **kwargs):
+        self.period = 0
+        self.callback = None
+        if kwargs:
+            self.init(**kwargs)
+
+    def init(self, *, mode=PERIODIC, period=-1, freq=-1, callback=None, **_):
+        self.mode = mode
+        self.period = period if period > 0 else int(1000 / freq)
+        self.callback = callback
+        self.at = time.ticks_add(time.ticks_ms(), self.period)
+        if self not in _timers:
+            _timers.append(self)
+
+    def deinit(self):
+        if self in _timers:
+            _timers.remove(self)
+
+    def _due(self, now):
+        if time.ticks_diff(now, self.at) < 0:
+            return
+        if self.mode == Timer.PERIODIC:
+            self.at = time.ticks_add(self.at, self.period)
+        else:
+            self.deinit()
+        if self.callback is not None:
+            self.callback(self)
 
 
 def reset_cause():
@@ -135,7 +190,8 @@ def reset_cause():
 
 
 def reset():
-    sys.exit(76)
+    _send("w %d\n" % time.ticks_us())  # rp2 resets through the watchdog
+    _halt(76)
 
 
 def unique_id():
@@ -150,4 +206,91 @@ def idle():
     pass
 
 
+# ---- the REPL a Pico shows once main.py ends ----
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+PASTE_WINDOW = 256
+
+
+def _serve_repl():
+    if _halting or _sock is None:
+        return  # reset, watchdog, power-off: nothing survives
+    rx = sys.stdin.buffer
+    tx = sys.stdout.buffer
+    waiting = select.poll()
+    waiting.register(rx, select.POLLIN)
+    scope = {"__name__": "__main__"}
+    raw = False
+    code = bytearray()
+
+    def read1():
+        while not waiting.poll(20):
+            _pump()  # soft timers and the watchdog run while the REPL idles
+        b = rx.read(1)
+        if not b:
+            raise SystemExit  # nobody on the other end any more
+        return b[0]
+
+    def run(source):
+        try:
+            exec(bytes(source), scope)
+        except SystemExit:
+            raise
+        except BaseException as exc:  # the error section of the raw REPL reply
+            tx.write(b"\x04")
+            sys.print_exception(exc, sys.stdout)
+            tx.write(b"\x04")
+            return
+        tx.write(b"\x04\x04")
+
+    sys.stderr.write("machine: the firmware script ended; serving the REPL\n")
+    tx.write(b"\r\nMicroPython (host board) REPL\r\n>>> ")
+    try:
+        while True:
+            c = read1()
+            if c == 1:  # Ctrl-A: raw REPL
+                raw = True
+                code = bytearray()
+                tx.write(RAW_BANNER + b">")
+            elif c == 2:  # Ctrl-B: friendly REPL
+                raw = False
+                tx.write(b"\r\n>>> ")
+            elif c == 3:  # Ctrl-C
+                code = bytearray()
+                if not raw:
+                    tx.write(b"\r\n>>> ")
+            elif not raw:
+                pass  # the friendly REPL only prompts; mpremote works in raw mode
+            elif c == 4 and not code:  # Ctrl-D on an empty line: soft reboot, fresh globals
+                scope = {"__name__": "__main__"}
+                tx.write(b"OK\r\nMPY: soft reboot\r\n" + RAW_BANNER + b">")
+            elif c == 4:
+                tx.write(b"OK")
+                run(code)
+                code = bytearray()
+                tx.write(b">")
+            elif c == 5 and not code:  # Ctrl-E: raw-paste request, "A" Ctrl-A follows
+                if read1() != 65 or read1() != 1:
+                    continue
+                tx.write(b"R\x01" + bytes((PASTE_WINDOW & 0xFF, PASTE_WINDOW >> 8)))
+                got = 0
+                while True:
+                    b = read1()
+                    if b == 4:
+                        break
+                    code.append(b)
+                    got += 1
+                    if got % PASTE_WINDOW == 0:
+                        tx.write(b"\x01")  # room for another window
+                tx.write(b"\x04")
+                run(code)
+                code = bytearray()
+                tx.write(b">")
+            else:
+                code.append(c)
+    except SystemExit:
+        return  # machine.reset(), the watchdog, or the port went away
+
+
 _connect()
+if _sock is not None:
+    sys.atexit(_serve_repl)

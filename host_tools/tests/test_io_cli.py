@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from edge_agent.drivers.ioboard import BoardSnapshot
+from edge_agent.protocols import iolink
 from host_tools import cmd_fw, cmd_io
-from simulators.iohost import IoBoardHost, micropython_executable
+from simulators.iohost import BarrierLoop, IoBoardHost, micropython_executable
 
 Capture = pytest.CaptureFixture[str]
 needs_micropython = pytest.mark.skipif(
@@ -98,3 +104,121 @@ def test_io_status_times_out_on_a_silent_port(capsys: Capture) -> None:
     assert lanectl(["io", "status", "--port", "loop://", "--timeout", "0.3"]) == 2
     assert "no state frame" in capsys.readouterr().err
     assert time.monotonic() - start < 5
+
+
+# ---- io test / io set: the tool acts as the board's host on a lane with a moving barrier ----
+T_CLEAR = "0.2"
+
+
+@pytest.fixture(scope="module")
+def lane() -> Iterator[IoBoardHost]:
+    with IoBoardHost() as host, BarrierLoop(host, travel_s=0.3):
+        yield host
+
+
+def run_io_test(host: IoBoardHost, stuck: set[str]) -> tuple[int, dict[str, Any], list[str]]:
+    """``lanectl io test --yes`` in a subprocess; a technician thread follows its prompts
+    (stderr) by driving the simulated inputs, except those in ``stuck``."""
+    command = [sys.executable, "-m", "host_tools.lanectl", "io", "test", "--port", host.port,
+               "--yes", "--json", "--step-timeout", "2", "--t-clear", T_CLEAR]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    prompts = []
+    assert proc.stderr is not None and proc.stdout is not None
+    for line in proc.stderr:
+        prompts.append(line.rstrip())
+        asked = re.match(r">>> (\w+) -> (on|off):", line)
+        if asked and asked[1] not in stuck:
+            host.set_inputs(**{asked[1]: asked[2] == "on"})
+    out = proc.stdout.read()
+    assert proc.wait(timeout=60) is not None
+    return proc.returncode, json.loads(out), prompts
+
+
+def changes_since(host: IoBoardHost, mark: int) -> list[tuple[str, bool]]:
+    """Relay changes after the first ``mark`` ones (by order, not by clock)."""
+    return [(name, on) for _at, name, on in host.output_changes()[mark:]]
+
+
+@needs_micropython
+def test_io_test_passes_on_a_healthy_lane(lane: IoBoardHost) -> None:
+    mark = len(lane.output_changes())
+    code, report, prompts = run_io_test(lane, stuck=set())
+    assert code == 0, (report, prompts)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert list(checks) == ["limit_switches", "photo_eye", "loop_a_blocks_close",
+                            "loop_b_blocks_close"]  # fmt: skip
+    assert all(c["ok"] for c in checks.values()) and report["ok"] is True
+    assert "pending" in checks["loop_a_blocks_close"]["evidence"]
+    assert "stayed open" in checks["loop_b_blocks_close"]["evidence"]
+    assert "limit_closed=1" in checks["limit_switches"]["evidence"]
+    assert any(p.startswith(">>> photo_eye -> on:") for p in prompts)
+    assert changes_since(lane, mark).count(("barrier_open", True)) == 2  # one per loop check
+    assert lane.inputs()["limit_closed"] and not lane.outputs()["barrier_close"]
+
+
+@needs_micropython
+def test_io_test_fails_with_evidence_when_sensors_are_stuck(lane: IoBoardHost) -> None:
+    mark = len(lane.output_changes())
+    code, report, _ = run_io_test(lane, stuck={"photo_eye", "loop_b"})
+    assert code == 1 and report["ok"] is False
+    checks = {c["name"]: c for c in report["checks"]}
+    assert not checks["photo_eye"]["ok"]
+    assert "stayed clear" in checks["photo_eye"]["evidence"]
+    assert checks["loop_a_blocks_close"]["ok"]
+    assert not checks["loop_b_blocks_close"]["ok"]
+    assert "was not opened" in checks["loop_b_blocks_close"]["evidence"]
+    # A loop that never reads occupied never opens the barrier: only loop A's check did.
+    assert changes_since(lane, mark).count(("barrier_open", True)) == 1
+
+
+def test_limit_check_names_what_contradicts() -> None:
+    def snap(barrier: str, lim_open: bool, lim_closed: bool) -> BoardSnapshot:
+        inputs = dict.fromkeys(iolink.INPUT_NAMES, False)
+        inputs.update(limit_open=lim_open, limit_closed=lim_closed)
+        outputs = dict.fromkeys(iolink.OUTPUT_NAMES, False)
+        return BoardSnapshot(0.0, inputs, outputs, barrier, frozenset(), 0, 0)
+
+    assert cmd_io.check_limits(snap("closed", False, True)).ok
+    assert cmd_io.check_limits(snap("open", True, False)).ok
+    both = cmd_io.check_limits(snap("closed", True, True))
+    assert not both.ok and "exactly one" in both.evidence
+    assert "contradict" in cmd_io.check_limits(snap("closed", True, False)).evidence
+    assert "rest at a limit" in cmd_io.check_limits(snap("stopped", False, True)).evidence
+
+
+@needs_micropython
+def test_io_set_pulses_the_buzzer(lane: IoBoardHost, capsys: Capture) -> None:
+    mark = len(lane.output_changes())
+    assert lanectl(["io", "set", "--port", lane.port, "buzzer", "--pulse", "0.3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["result"] == "ok" and report["seen_on"] and report["seen_off"]
+    assert report["barrier"] == "closed"
+    assert changes_since(lane, mark) == [("buzzer", True), ("buzzer", False)]
+
+
+@needs_micropython
+@pytest.mark.parametrize("output", ["barrier_open", "barrier_close", "light_green"])
+def test_io_set_refuses_barrier_relays_and_green(
+    lane: IoBoardHost, output: str, capsys: Capture
+) -> None:
+    mark = len(lane.output_changes())
+    assert lanectl(["io", "set", "--port", lane.port, output, "--pulse", "0.5"]) == 2
+    assert "not pulsed by hand" in capsys.readouterr().err
+    assert changes_since(lane, mark) == []
+
+
+@needs_micropython
+def test_the_board_itself_refuses_pulses_outside_lamp_and_buzzer(lane: IoBoardHost) -> None:
+    mark = len(lane.output_changes())
+    session = cmd_io.BoardSession(lane.port)
+    session.open(5.0)
+    try:
+        assert session.result(session.pulse("barrier_close", 0.5)) == "bad_request"
+        assert session.result(session.pulse("light_green", 0.5)) == "bad_request"
+        assert session.result(session.pulse("buzzer", 20.0)) == "bad_request"  # over 10 s
+        assert session.result(session.pulse("light_red", 0.2)) == "ok"
+        session.pump(0.4)
+    finally:
+        session.close()
+    assert {name for name, _ in changes_since(lane, mark)} <= {"light_red"}  # red was on
+    assert not lane.outputs()["barrier_close"]
