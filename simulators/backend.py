@@ -20,7 +20,6 @@ broker confirms them, so the retained watermark never goes backwards, whichever 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import queue
 import sqlite3
@@ -30,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage, MQTTMessageInfo
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -469,13 +468,13 @@ class BackendSim:
                 # Hold the write lock until the broker has them: a worker that reads the
                 # watermark later can then only publish the same or a higher one.
                 deadline = time.monotonic() + ACK_CONFIRM_TIMEOUT_S
+                confirmed = 0
                 for lane, upto, info in sent:
-                    with contextlib.suppress(RuntimeError, ValueError):
-                        info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-                    if info.is_published():
+                    if _confirmed(info, deadline):
+                        confirmed += 1
                         self._republish.discard(lane)
                         self._record_ack(lane, upto)
-                if all(info.is_published() for _, _, info in sent):
+                if confirmed == len(sent):
                     self._acks_resent_for = connects
             finally:
                 self._db.execute("COMMIT")
@@ -484,6 +483,15 @@ class BackendSim:
         for lane, seq, payload in self._db.execute("SELECT lane, seq, payload FROM events"):
             self._by_lane.setdefault(lane, {})[seq] = json.loads(payload)
             self._counts["stored"] += 1
+
+
+def _confirmed(info: MQTTMessageInfo, deadline: float) -> bool:
+    """Wait until ``deadline`` for the broker's PUBACK; False if not queued or not confirmed."""
+    try:
+        info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        return info.is_published()
+    except (RuntimeError, ValueError):  # not queued: the client is not connected
+        return False
 
 
 def _json_or_error(payload: bytes) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Contract test: every MQTT message on the wire validates against docs/asyncapi.yaml.
 
+The document itself is first validated against the official AsyncAPI 3.0.0 JSON Schema
+(vendored from npm ``@asyncapi/specs``, see docs/schemas/README.md).
+
 A sniffer subscribed to ``gate/#`` records what really crosses a private broker while a lane
 publishes events, a command result and health, receives a signed command and an ack, and
 stops; each message is matched to its channel by address and validated with jsonschema.
@@ -7,6 +10,7 @@ stops; each message is matched to its channel by address and validated with json
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
@@ -29,7 +33,9 @@ from edge_agent.telemetry.publisher import Publisher
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SPEC_PATH = DOCS / "asyncapi.yaml"
+ASYNCAPI_SCHEMA_PATH = DOCS / "schemas" / "asyncapi-3.0.0.json"
 SITE, LANE = "site-1", "lane-01"
 
 
@@ -61,6 +67,46 @@ def validator_for(spec: dict[str, Any], channel: str) -> jsonschema.Draft7Valida
     payload_ref = resolve(spec, message)["payload"]["$ref"]
     # The whole document is the root, so every '#/components/...' reference resolves.
     return jsonschema.Draft7Validator({**spec, "$ref": payload_ref})
+
+
+@pytest.fixture(scope="module")
+def asyncapi_validator() -> jsonschema.Draft7Validator:
+    schema = json.loads(ASYNCAPI_SCHEMA_PATH.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_the_document_is_valid_against_the_official_asyncapi_3_schema(
+    spec: dict[str, Any], asyncapi_validator: jsonschema.Draft7Validator
+) -> None:
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message[:200]}"
+        for error in asyncapi_validator.iter_errors(spec)
+    ]
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("operations", "sendEvent", "action"), "publish"),  # the AsyncAPI 2.x verb
+        (("operations", "sendEvent", "bindings", "mqtt", "qos"), 3),
+        (("servers", "site", "protocolVersion"), 5),  # must be a string
+        (("channels", "ack", "subscribe"), {}),  # 2.x channel shape
+    ],
+)
+def test_the_official_schema_rejects_a_broken_document(
+    spec: dict[str, Any],
+    asyncapi_validator: jsonschema.Draft7Validator,
+    where: tuple[str, ...],
+    value: Any,
+) -> None:
+    broken = copy.deepcopy(spec)
+    node = broken
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    assert not asyncapi_validator.is_valid(broken)
 
 
 def test_the_document_is_a_consistent_asyncapi_3_description(spec: dict[str, Any]) -> None:
