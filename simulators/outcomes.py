@@ -24,7 +24,7 @@ def collect_outcome(
         lambda events: any(
             e.get("transit_id") == transit_id and e.get("type") == "transit_closed" for e in events
         ),
-        timeout=6.0,
+        timeout=15.0,  # generous: a loaded machine delays the backend, not the lane
     )
     events = [e for e in lane.backend.events(site_lane) if e.get("transit_id") == transit_id]
     outcome.events = [e["type"] for e in events]
@@ -34,7 +34,7 @@ def collect_outcome(
 
 
 def _find_transit(lane: SimLane, site_lane: str, started: float, finished: float) -> str | None:
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
         for event in lane.backend.events(site_lane):
             mono_s = event.get("mono_ms", 0) / 1000.0
