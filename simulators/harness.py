@@ -362,6 +362,8 @@ listen = "127.0.0.1:{self.status_port}"
                     break
                 if plan.release == "remote" and not released:
                     released = self._release_remotely(plan, outcome, started)
+                if plan.release is None and plan.expect_decision == "hold" and self._held(started):
+                    self.world.back_off()
                 if truck is not None and truck.phase is Phase.STOPPED and not faults_on:
                     # Faults start once the truck stands on the deck: the lane has seen it come.
                     for fault in plan.faults:
@@ -425,6 +427,15 @@ listen = "127.0.0.1:{self.status_port}"
         outcome.notes.append("released by officer-7")
         self._log(f"[{plan.name}] officer-7 checks the evidence and releases the truck remotely")
         return True
+
+    def _held(self, since: float) -> bool:
+        """Has the lane announced a hold since ``since`` (the driver's red sign)?"""
+        return any(
+            e.get("type") == "decision"
+            and e["data"].get("decision") == "hold"
+            and e.get("mono_ms", 0) / 1000.0 >= since
+            for e in self.backend.events(self.scenario.lane)
+        )
 
     def _own_broker(self) -> bool:
         """Outages can only be staged on the broker this harness started itself."""

@@ -43,7 +43,9 @@ def _truck(plate: str, gross: float, **kwargs: object) -> TruckSpec:
     return replace(TruckSpec(plate=plate, gross_kg=gross), **kwargs)  # type: ignore[arg-type]
 
 
-_BACK_OFF = 1.5  # seconds after stopping: the pass was read and the hold announced by then
+# A held truck backs off once the lane announces the hold; this is only the driver's patience
+# if the announcement never comes (then the outcome check fails).
+_BACK_OFF = 25.0
 
 # Trucks that show one abnormality each; scenarios name them.
 EXTRA_TRUCKS: dict[str, TruckPlan] = {
@@ -63,13 +65,13 @@ EXTRA_TRUCKS: dict[str, TruckPlan] = {
     ),
     "off-deck": TruckPlan(
         "partly-off-deck",
-        _truck("SU-G7007", 30_000, stop_front_m=DECK_END_M + 1.6, back_off_after_s=7.0),
+        _truck("SU-G7007", 30_000, stop_front_m=DECK_END_M + 1.6, back_off_after_s=_BACK_OFF),
         expect_decision="hold",
         expect_reason="weight.not_on_deck",
     ),
     "frozen": TruckPlan(
         "frozen-indicator",
-        _truck("SU-H8008", 28_000, back_off_after_s=6.5),
+        _truck("SU-H8008", 28_000, back_off_after_s=_BACK_OFF),
         faults=("frozen",),
         expect_decision="hold",
         expect_reason="weight.frozen",

@@ -33,6 +33,16 @@ KICK_FRACTION = (0.002, 0.008)
 KICK_MIN_E = (3.0, 6.0)
 ROCKING_INTERVAL_S = 0.15
 ROCKING_STRENGTH = 2.5
+# A stalled indicator output (research: 5-30 s). The stalls generated here last long enough
+# to be due for a report by a watcher that waits 6 s and 50 frames (10 s at 5 Hz); shorter
+# ones are a still display, not a detectable freeze. They begin anywhere from the empty deck
+# to long after the stop and may end before the trace does (the output comes back live).
+FREEZE_PHASES = ("empty", "ramp", "settling", "standing")
+FREEZE_S = (11.0, 25.0)
+# A stall is only recognisable on a scale seen flickering before it, so the lane idles with a
+# live indicator for a while before these trucks (a lane's watcher runs for days; a generated
+# trace otherwise starts a few seconds, at 5 Hz a dozen frames, before the truck).
+FREEZE_LEAD_S = 6.0
 
 FAULTS = (
     "clean", "person", "step", "drift", "frozen", "zero_offset", "negative", "not_on_deck",
@@ -196,6 +206,8 @@ class TruckTrace:
     expected: frozenset[str]
     frame_errors: tuple[float, ...] = ()
     declared_kg: float | None = None
+    frozen: tuple[float, float] | None = None
+    """The output repeats one frame from the first time to (not including) the second."""
     rate_hz: float = 10.0
     e_kg: float = 20.0
 
@@ -247,12 +259,27 @@ def generate_truck_trace(
     shares[0] *= 0.6
     shares /= shares.sum()
     empty_s = rng.uniform(2.0, 4.0)
+    freeze_phase = ""
+    if fault == "frozen":
+        freeze_phase = FREEZE_PHASES[int(rng.integers(len(FREEZE_PHASES)))]
+        empty_s += FREEZE_LEAD_S
     arrivals = empty_s + np.concatenate([[0.0], np.cumsum(rng.uniform(1.0, 3.5, axles - 1))])
     ramps = rng.uniform(0.3, 1.0, axles)
     last_on = float(arrivals[-1] + ramps[-1])
     rear_clear_at = last_on + rng.uniform(0.3, 1.0)
     stop_at = max(last_on + rng.uniform(0.8, 3.0), rear_clear_at + 0.2)
     end = stop_at + (after_stop_s + 8 if fault == "unstable" else after_stop_s)
+    frozen: tuple[float, float] | None = None
+    if fault == "frozen":
+        onset = {
+            "empty": (empty_s - 2.0, empty_s - 0.2),
+            "ramp": (float(arrivals[0]), last_on),
+            "settling": (stop_at - 1.0, stop_at + 2.0),
+            "standing": (stop_at + 2.0, stop_at + 6.0),
+        }[freeze_phase]
+        frozen_at = float(rng.uniform(*onset))
+        frozen = (frozen_at, frozen_at + float(rng.uniform(*FREEZE_S)))
+        end = max(end, frozen[1] + 2.0)
     n = int(end * rate_hz)
     t = np.arange(n) / rate_hz + rng.uniform(0, 0.002, n)
     final = shares.copy()
@@ -293,9 +320,9 @@ def generate_truck_trace(
         kg[i] = dyn.display(float(ti), float(si), rolling=bool(ri), period_s=1.0 / rate_hz)
     frame_errors: tuple[float, ...] = ()
     keep = np.ones(n, dtype=bool)
-    if fault == "frozen":
-        frozen_from = int((stop_at + rng.uniform(-1.0, 5.0)) * rate_hz)
-        kg[frozen_from:] = kg[frozen_from]
+    if frozen is not None:
+        stalled = (t >= frozen[0]) & (t < frozen[1])
+        kg[stalled] = kg[int(np.argmax(stalled))]
     elif fault == "comm_loss":
         gap_start = stop_at + rng.uniform(2.0, 6.0)
         keep &= ~((t >= gap_start) & (t < gap_start + rng.uniform(3.0, 8.0)))
@@ -317,5 +344,6 @@ def generate_truck_trace(
     return TruckTrace(
         t=t[keep], kg=kg[keep], front_clear=front[keep], rear_clear=rear[keep],
         truth_kg=truth, stop_at=float(stop_at), fault=fault, expected=EXPECTED_CODES[fault],
-        frame_errors=frame_errors, declared_kg=round(declared), rate_hz=rate_hz, e_kg=e_kg,
+        frame_errors=frame_errors, declared_kg=round(declared), frozen=frozen, rate_hz=rate_hz,
+        e_kg=e_kg,
     )

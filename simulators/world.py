@@ -90,6 +90,13 @@ class World:
     violations: list[str] = field(default_factory=list)
     on_show: Callable[[bool], None] | None = None
 
+    def back_off(self) -> None:
+        """The driver sees the lane hold the truck and reverses off the deck."""
+        truck = self.truck
+        if truck is not None and truck.phase is Phase.STOPPED:
+            self._set_showing(truck, False)
+            truck.phase = Phase.REVERSE
+
     def send(self, spec: TruckSpec) -> None:
         """A new truck starts its approach onto the deck."""
         self.truck = TruckState(spec=spec, front_m=self.start_front_m)
