@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 # A jump this large relative to the load (plus 50 e) cannot be a physical load change
@@ -9,6 +10,10 @@ from collections import deque
 IMPOSSIBLE_JUMP_FRACTION = 0.25
 SPIKE_MIN_E = 10.0
 SPIKE_TYPICAL_FACTOR = 8.0
+# The garbled frame carries the digits of the weight at its own instant, which the display
+# noise may have put an e away from its neighbours.
+DIGIT_NOISE_E = 1
+RATE_CONFIDENCE_Z = 1.64  # one-sided 95 %
 
 
 def same_digits(a: float, b: float) -> bool:
@@ -23,12 +28,15 @@ def same_digits(a: float, b: float) -> bool:
 
 
 def is_spike(
-    before: float, middle: float, after: float, e_kg: float, *, typical_step: float = 0.0
+    before: float, middle: float, after: float, e_kg: float, *, typical_step: float = 0.0,
+    digit_noise_e: int = 0,
 ) -> bool:
     """Is ``middle`` an isolated corrupt sample between two samples that agree?
 
     ``typical_step`` is the usual change between consecutive samples just before: a deck
     still swinging hard makes big jumps of its own, and they are not corruption.
+    ``middle`` counts as garbled when it is written with the digits of a value within
+    ``digit_noise_e`` e of a neighbour (see DIGIT_NOISE_E).
     """
     jump = min(abs(middle - before), abs(middle - after))
     if jump < max(SPIKE_MIN_E * e_kg, SPIKE_TYPICAL_FACTOR * typical_step):
@@ -36,7 +44,10 @@ def is_spike(
     if abs(after - before) > max(2 * e_kg, 0.2 * jump):
         return False
     impossible = IMPOSSIBLE_JUMP_FRACTION * max(abs(before), abs(after)) + 50 * e_kg
-    return same_digits(middle, before) or same_digits(middle, after) or jump > impossible
+    return jump > impossible or any(
+        same_digits(middle, near + k * e_kg)
+        for near in (before, after) for k in range(-digit_noise_e, digit_noise_e + 1)
+    )
 
 
 class FrameErrorRate:
@@ -101,3 +112,55 @@ class CommWatch:
             return None
         self.lost = True
         return now - self._last
+
+
+class FlickerWatch:
+    """Does the display's last digit dance while the load holds still?
+
+    Learnt from sample-to-sample steps of at most one e on a deck known to be steady (empty,
+    or a truck at rest after its commit). A scale that flickers cannot show one value for
+    long, so a long identical run on it is a stalled output; a scale that rounds a quiet
+    signal to a steady display can, and tells nothing by its stillness. The evidence is kept
+    over many empty-deck spells, not just the last second, because a slow indicator shows
+    only a handful of frames per second.
+    """
+
+    def __init__(self, history: int, min_rate: float) -> None:
+        self._steps: deque[bool] = deque(maxlen=history)
+        self._changes = 0
+        self._min_rate = min_rate
+
+    def add(self, before: float, after: float, e_kg: float) -> None:
+        """One step between consecutive readings on a steady deck (bigger ones are load)."""
+        if abs(after - before) > e_kg:
+            return
+        if len(self._steps) == self._steps.maxlen:
+            self._changes -= self._steps[0]
+        changed = after != before
+        self._steps.append(changed)
+        self._changes += changed
+
+    @property
+    def flickers(self) -> bool:
+        return self._changes > 0 and self._changes >= self._min_rate * len(self._steps)
+
+    def implausible_run(self, chance: float, shortest: int, longest: int) -> int | None:
+        """The shortest run of identical readings this scale shows by luck with less than
+        ``chance``, clamped to ``shortest``..``longest``; None when it does not flicker.
+
+        Judged on a low estimate of the change rate (a handful of empty-deck frames can
+        make a scale look livelier than it is).
+        """
+        if not self.flickers:
+            return None
+        n = len(self._steps)
+        rate = self._changes / n
+        z2 = RATE_CONFIDENCE_Z**2
+        spread = RATE_CONFIDENCE_Z * math.sqrt(rate * (1 - rate) / n + z2 / (4 * n * n))
+        low = (rate + z2 / (2 * n) - spread) / (1 + z2 / n)  # Wilson score lower bound
+        if low >= 1.0:
+            return shortest
+        if low <= 0.0:
+            return longest
+        run = 2 + math.floor(math.log(chance) / math.log(1.0 - low))
+        return min(longest, max(shortest, run))

@@ -42,7 +42,8 @@ class ScaleConfig:
         zero_drift_e: the empty-deck zero (or a committed weight) moving this far is drift.
         step_e: a level change at least this big within about a second is a step.
         max_uncertainty_e: commit once the weight's uncertainty (about 2 sigma) is this small.
-        frozen_s: bit-identical readings this long on a scale known to flicker is a freeze.
+        frozen_s: bit-identical readings this long (and for at least 50 frames) on a scale
+            seen to flicker on a steady deck is a freeze.
         not_on_deck_s: a settled load with a deck beam blocked this long is a truck off the deck.
         checksum_window_s / checksum_min_errors / checksum_max_fraction: frame-error alarm.
         respect_motion_flag: never commit while the indicator says "motion". Off by default:

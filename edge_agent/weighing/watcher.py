@@ -5,6 +5,12 @@ Invariants:
     ended, and only when the samples since then are explained by a resting truck (a constant
     plus a decaying swing, residual at noise level). A rolling truck does not fit that model,
     so nothing is committed while it moves.
+  * A stalled output is never weighed. A scale whose display has been seen to flicker on a
+    steady deck cannot repeat one value for long, so on such a scale a weight, zero or level
+    is judged only at a frame that differs from the one before (proof that the output is
+    live), and the repeats of a run too long for the scale are left out of every estimate.
+    The first frames of a stall look like a quiet display; they never decide anything.
+    On a scale never seen to flicker a stall cannot be told from stillness.
   * After the commit the watcher keeps watching; a step, drift, freeze, overload, frame-error
     burst or silence still raises an abnormality, and the lane turns its decision to hold.
   * Every abnormality carries the samples it rests on. Each code is raised once per truck
@@ -25,7 +31,13 @@ from enum import Enum
 import numpy as np
 
 from edge_agent.weighing import events as ev
-from edge_agent.weighing.detectors import CommWatch, FrameErrorRate, is_spike
+from edge_agent.weighing.detectors import (
+    DIGIT_NOISE_E,
+    CommWatch,
+    FlickerWatch,
+    FrameErrorRate,
+    is_spike,
+)
 from edge_agent.weighing.events import (
     DeckCleared,
     Evidence,
@@ -50,12 +62,14 @@ LEAVING_FRACTION = 0.9
 FLAT_NOISE_FACTOR = 2.0
 FLAT_MIN_E = 0.6
 FLAT_HISTORY = 200
-FLICKER_E = 0.25
+FLICKER_HISTORY = 600
+FLICKER_MIN_RATE = 0.1
 UNDERLOAD_E = 20.0
 SPIKE_CONTEXT = 10
-OFF_DECK_GAP_S = 1.0
+OFF_DECK_GAP_S = 2.0  # at 5 Hz a fit over a dozen frames now and then takes noise for a swing
 OFF_DECK_PROBE_S = 0.2
 STUCK_SAMPLES = 8
+STUCK_CHANCE = 1e-3
 FROZEN_MIN_SAMPLES = 50
 
 
@@ -104,6 +118,11 @@ class WeightWatcher:
         self._overloaded = False
         self._last_motion: bool | None = None
         self._run_start = -math.inf
+        self._stalls: deque[tuple[float, float]] = deque(maxlen=FLAT_HISTORY)
+        self._flicker_watch = FlickerWatch(FLICKER_HISTORY, FLICKER_MIN_RATE)
+        # How long a run of identical readings may grow before it is suspect, as the scale's
+        # flicker before the current run began says (None = it did not flicker).
+        self._run_suspect_at: int | None = None
         self._comm = CommWatch(scale.comm_loss_s)
         self._frames = FrameErrorRate(
             scale.checksum_window_s, scale.checksum_min_errors, scale.checksum_max_fraction
@@ -123,7 +142,15 @@ class WeightWatcher:
         out: list[WeighEvent] = []
         if kg is not None:
             if not self._x or kg != self._x[-1] or now - self._t[-1] > self._scale.comm_loss_s:
+                if self._stuck():
+                    # A run too long for this scale ended: its repeats (all but the first
+                    # frame) may be a stalled output and are never weighed.
+                    self._stalls.append((self._run_start, self._t[-1]))
+                # Judge a run of identical readings by what the scale did before it began:
+                # the run itself must not be able to talk the watcher out of suspecting it.
                 self._run_start = now
+                self._run_suspect_at = self._flicker_watch.implausible_run(
+                    STUCK_CHANCE, STUCK_SAMPLES, FROZEN_MIN_SAMPLES)
             self._append(now, kg)
             self._check_spike(out, now)
             handler = {
@@ -213,10 +240,12 @@ class WeightWatcher:
             self._probe.reset()
             out.append(TruckOnDeck(now))
             return
+        if len(self._x) >= 2 and self._t[-2] >= self._state_since:
+            self._flicker_watch.add(self._x[-2], kg, self._e)
         t, x = self._window(max(now - ZERO_WINDOW_S, self._state_since))
         if len(x) < ZERO_MIN_SAMPLES or t[-1] - t[0] < 0.8 * ZERO_WINDOW_S:
             return
-        if float(np.max(np.abs(x - np.median(x)))) > self._e:
+        if float(np.max(np.abs(x - np.median(x)))) > self._e or self._unproven():
             return
         zero = float(np.mean(x))
         self._noise_kg = float(np.std(x))
@@ -256,11 +285,13 @@ class WeightWatcher:
             self._check_off_deck(out, now)
             return
         self._blocked_settled_since = None
-        t, x = self._window(max(self._ramp_end, self._beams_clear_since))
+        if self._unproven():
+            return
+        t, x = self._live_window(max(self._ramp_end, self._beams_clear_since))
         estimate = self._settler.propose(t, x, noise_kg=self._noise(), flicker=self._flicker())
         if estimate is None:
             return
-        used_t, used_x = self._window(estimate.start)
+        used_t, used_x = self._live_window(estimate.start)
         self._committed = WeightCommitted(
             at=now,
             kg=round(estimate.kg, 1),
@@ -277,7 +308,7 @@ class WeightWatcher:
         if now - self._last_probe < OFF_DECK_PROBE_S:
             return  # a seconds-long timer: no need to fit at every frame
         self._last_probe = now
-        t, x = self._window(self._ramp_end)
+        t, x = self._live_window(self._ramp_end)
         settled = self._probe.propose(t, x, noise_kg=self._noise(), flicker=self._flicker())
         if settled is None:
             if now - self._blocked_settled_last > OFF_DECK_GAP_S:
@@ -299,19 +330,25 @@ class WeightWatcher:
             return
         # Judge only stretches where the deck holds still: a swing that is still dying
         # away would otherwise look like a step.
-        t, x = self._window(max(now - STEP_WINDOW_S, self._state_since))
+        t, x = self._live_window(max(now - STEP_WINDOW_S, self._state_since))
         if len(x) < 4 or t[-1] - t[0] < 0.8 * STEP_WINDOW_S:
             return
         if float(np.std(x)) > max(FLAT_NOISE_FACTOR * self._noise(), FLAT_MIN_E * self._e):
             return
+        self._flicker_watch.add(float(x[-2]), float(x[-1]), self._e)
+        if self._unproven():
+            return
         level = float(np.mean(x))
         earlier = [lv for at, lv in self._flat_levels if at <= now - STEP_WINDOW_S]
         self._flat_levels.append((now, level))
-        if earlier and abs(level - earlier[-1]) >= self._scale.step_e * self._e:
+        jump = abs(level - earlier[-1]) if earlier else 0.0
+        if jump >= self._scale.step_e * self._e:
             self._raise(out, now, ev.STEP_WHILE_STATIONARY,
                         f"level stepped from {earlier[-1]:.0f} to {level:.0f} kg "
                         "with the truck at rest")
             self._rebase(level)
+        elif jump >= 0.5 * self._scale.step_e * self._e:
+            return  # a window straddling a step: the next one tells step from drift
         elif abs(level - self._ref_level) >= self._drift_kg():
             self._raise(out, now, ev.ZERO_DRIFT,
                         f"level drifted from {self._ref_level:.0f} to {level:.0f} kg "
@@ -341,13 +378,18 @@ class WeightWatcher:
         if len(self._x) < 3:
             return
         before, middle, after = self._x[-3], self._x[-2], self._x[-1]
-        if not is_spike(before, middle, after, self._e):
+        # While axles roll on, the weight of the garbled frame's own instant is anyone's
+        # guess: only its neighbours' exact digits are then taken as proof of garbling.
+        ramping = self.state is DeckState.LOADING and now - self._ramp_end < STEP_WINDOW_S
+        near = 0 if ramping else DIGIT_NOISE_E
+        if not is_spike(before, middle, after, self._e, digit_noise_e=near):
             return  # cheap test first; the context below only sharpens a positive
         first = max(0, len(self._x) - SPIKE_CONTEXT - 3)
         recent = [self._x[i] for i in range(first, len(self._x) - 2)]
         steps = sorted(abs(b - a) for a, b in itertools.pairwise(recent))
         typical = steps[len(steps) // 2] if steps else 0.0
-        if not is_spike(before, middle, after, self._e, typical_step=typical):
+        if not is_spike(before, middle, after, self._e, typical_step=typical,
+                        digit_noise_e=near):
             return
         evidence = ((self._t[-3], before), (self._t[-2], middle), (self._t[-1], after))
         del self._t[-2], self._x[-2]  # corrupt: keep it out of every estimate
@@ -374,14 +416,17 @@ class WeightWatcher:
         return run
 
     def _stuck(self) -> bool:
-        """A run of identical readings too long for a scale that flickers: do not commit it."""
-        return self._flicker() and self._run_length(STUCK_SAMPLES) >= STUCK_SAMPLES
+        """A run of identical readings too long for a scale that flickers: do not weigh it."""
+        limit = self._run_suspect_at
+        return limit is not None and self._run_length(limit) >= limit
 
     def _unstable_deadline(self) -> float | None:
         if self.state is not DeckState.LOADING or self._overloaded:
             return None
         if self._raised & {ev.UNSTABLE_TIMEOUT, ev.NOT_ON_DECK, ev.FROZEN}:
             return None
+        if self._stuck():
+            return None  # the output looks stalled: a truck that moves would show it
         return max(self._on_deck_at, self._ramp_end) + self._scale.unstable_timeout_s
 
     # --------------------------------------------------------------- helpers
@@ -413,11 +458,28 @@ class WeightWatcher:
         hi = int(np.searchsorted(t, until, side="right"))
         return t[lo:hi], x[lo:hi]
 
+    def _unproven(self) -> bool:
+        """The newest frame repeats the one before on a scale that flickers: it may be the
+        first of a stall. Weights, zeros and levels are judged only on a frame that proves
+        the output live, so no repeat is taken on trust."""
+        return self._flicker() and len(self._x) >= 2 and self._x[-1] == self._x[-2]
+
+    def _live_window(self, since: float) -> tuple[FloatArray, FloatArray]:
+        """The samples since ``since`` without the repeats of runs judged stuck."""
+        t, x = self._window(since)
+        stalls = [(first, last) for first, last in self._stalls if last >= since]
+        if not stalls:
+            return t, x
+        keep = np.ones(len(t), dtype=bool)
+        for first, last in stalls:
+            keep &= (t <= first) | (t > last)
+        return t[keep], x[keep]
+
     def _noise(self) -> float:
         return self._noise_kg if self._noise_kg is not None else 0.5 * self._e
 
     def _flicker(self) -> bool:
-        return self._noise_kg is not None and self._noise_kg >= FLICKER_E * self._e
+        return self._run_suspect_at is not None
 
     def _loaded_kg(self) -> float:
         return (self._zero_ref or 0.0) + self._scale.min_load_e * self._e

@@ -142,3 +142,25 @@ def test_every_fault_generates(fault: str):
 def test_unknown_fault_is_refused():
     with pytest.raises(ValueError):
         generate_truck_trace(1, fault="gremlins")
+
+
+def test_frozen_traces_stall_long_enough_anywhere_and_may_come_back():
+    after_stop, before_truck, resumed = [], 0, 0
+    for seed in range(16):
+        trace = generate_truck_trace(seed, fault="frozen", rate_hz=10)
+        assert trace.frozen is not None
+        begin, end = trace.frozen
+        assert end - begin >= 11.0  # 6 s and 50 frames at 5 Hz fit in every stall
+        stalled = trace.kg[(trace.t >= begin) & (trace.t < end)]
+        assert len(stalled) >= 100 and len(set(stalled.tolist())) == 1
+        assert len(set(trace.kg[trace.t < begin].tolist())) > 1  # seen flickering first
+        after = trace.kg[trace.t >= end]
+        resumed += len(set(after.tolist())) > 1
+        after_stop.append(begin - trace.stop_at)
+        before_truck += begin < trace.t[~trace.rear_clear][0]
+    assert min(after_stop) < -5 and max(after_stop) > 2  # from the ramp to long after
+    assert before_truck >= 2 and resumed >= 8
+
+
+def test_other_faults_carry_no_stall():
+    assert generate_truck_trace(1, fault="clean").frozen is None
