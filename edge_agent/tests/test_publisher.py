@@ -65,18 +65,6 @@ class LaneAgent:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    with MosquittoBroker(workdir=tmp_path / "broker") as running:
-        yield running
-
-
-@pytest.fixture
-def backend(broker: MosquittoBroker) -> Iterator[BackendSim]:
-    with BackendSim(broker.url) as sim:
-        yield sim
-
-
-@pytest.fixture
 def agent(tmp_path: Path, broker: MosquittoBroker) -> Iterator[LaneAgent]:
     lane = LaneAgent(tmp_path / "outbox.db", broker.url)
     yield lane

@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +73,6 @@ class Lane:
     def close(self) -> None:
         self.publisher.stop()
         self.outbox.close()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    with MosquittoBroker(workdir=tmp_path / "broker") as running:
-        yield running
-
-
-@pytest.fixture
-def backend(broker: MosquittoBroker) -> Iterator[BackendSim]:
-    with BackendSim(broker.url) as sim:
-        yield sim
 
 
 def complete(backend: BackendSim, count: int) -> Callable[[list[dict[str, Any]]], bool]:

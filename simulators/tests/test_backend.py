@@ -85,22 +85,10 @@ class RawClient:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    with MosquittoBroker(workdir=tmp_path / "broker") as running:
-        yield running
-
-
-@pytest.fixture
 def lane(broker: MosquittoBroker) -> Iterator[RawClient]:
     client = RawClient(broker.url, LANE)
     yield client
     client.close()
-
-
-@pytest.fixture
-def backend(broker: MosquittoBroker) -> Iterator[BackendSim]:
-    with BackendSim(broker.url) as sim:
-        yield sim
 
 
 def acks_seen(client: RawClient) -> list[dict[str, Any]]:

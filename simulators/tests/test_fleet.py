@@ -12,7 +12,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,12 +48,6 @@ def test_report_measures_spread_and_the_busiest_window() -> None:
     assert herd.spread_s == pytest.approx(8.0)
     assert herd.busiest_window(1.0) == 3
     assert herd.as_dict()["all_reconnected_s"] == 9.5
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    with MosquittoBroker(workdir=tmp_path / "broker") as running:
-        yield running
 
 
 def test_lanes_connect_even_when_the_process_holds_over_1024_files(

@@ -11,10 +11,9 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from paho.mqtt.client import MQTTMessage
 
 from edge_agent.telemetry.mqtt import make_client, parse_broker_url
@@ -87,12 +86,6 @@ class LaneAgent:
     def close(self) -> None:
         self.publisher.stop()
         self.outbox.close()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    with MosquittoBroker(workdir=tmp_path / "broker") as running:
-        yield running
 
 
 def worker(url: str, db: Path, name: str) -> BackendSim:
