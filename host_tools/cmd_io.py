@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -42,47 +41,13 @@ from edge_agent.errors import ConfigError, DeviceError, DeviceTimeout
 from edge_agent.protocols import iolink
 
 BAUDRATE = 115200
-OUTPUT_PULSE = 0x15  # PROTOCOL.md; the board pulses only light_red and buzzer
-PULSE_LIMITS_S = (0.01, 10.0)
+PULSE_LIMITS_S = (iolink.PULSE_MS_LIMITS[0] / 1000, iolink.PULSE_MS_LIMITS[1] / 1000)
 REFUSED_OUTPUTS = {
     "barrier_open": "it moves the barrier: only OPEN, under the board's interlock, may do that",
     "barrier_close": "it moves the barrier: only CLOSE_WHEN_CLEAR, under the board's interlock, "
     "may do that",
     "light_green": "green means go: only the interlock shows it, at the open limit (S7)",
 }
-
-
-def message_json(message: iolink.Message) -> dict[str, Any]:
-    """A decoded link message as a JSON-ready dict."""
-    if isinstance(message, iolink.BoardState):
-        return {
-            "type": "snapshot" if message.periodic else "state",
-            "seq": message.seq,
-            "barrier": message.barrier,
-            "inputs": dict(message.inputs),
-            "outputs": dict(message.outputs),
-            "faults": sorted(message.faults),
-            "flags": sorted(message.flags),
-            "uptime_ms": message.uptime_ms,
-            "loop_max_us": message.loop_max_us,
-            "last_command": message.last_command,
-        }
-    if isinstance(message, iolink.HelloAck):
-        return {
-            "type": "hello_ack",
-            "protocol": message.protocol,
-            "firmware": message.firmware,
-            "manifest": message.manifest,
-            "reset_cause": message.reset_cause,
-            "uptime_ms": message.uptime_ms,
-        }
-    if isinstance(message, iolink.Result):
-        return {"type": "result", "command": message.command, "result": message.result,
-                "barrier": message.barrier}  # fmt: skip
-    if isinstance(message, iolink.LinkError):
-        return {"type": "error", "kind": message.kind, "detail": message.detail}
-    return {"type": "frame", "frame_type": message.type, "seq": message.seq,
-            "payload": message.payload.hex()}  # fmt: skip
 
 
 def _fail(command: str, message: str) -> int:
@@ -122,7 +87,7 @@ def _status(args: argparse.Namespace) -> int:
         while time.monotonic() < deadline:
             for message in codec.receive_data(port.read(max(1, port.in_waiting))):
                 if isinstance(message, iolink.BoardState):
-                    state = message_json(message)
+                    state = iolink.message_json(message)
                     state["link_errors"] = codec.errors
                     print(json.dumps(state) if args.json else _text(state))
                     return 0
@@ -148,7 +113,7 @@ def _watch(args: argparse.Namespace) -> int:
             for message in codec.receive_data(data):
                 if isinstance(message, iolink.BoardState) and message.periodic and not args.all:
                     continue  # the 5 Hz heartbeat; --all shows it too
-                record = {"t_s": at} | message_json(message)
+                record = {"t_s": at} | iolink.message_json(message)
                 if args.json:
                     print(json.dumps(record), flush=True)
                 else:
@@ -223,17 +188,6 @@ class BoardSession:
             return self.snapshot
         event = self.wait(lambda e: isinstance(e, BoardSnapshot) and e.barrier == state, timeout)
         return event if isinstance(event, BoardSnapshot) else None
-
-    def pulse(self, output: str, seconds: float, *, valid_for_s: float = 1.0) -> int:
-        """Queue OUTPUT_PULSE (light_red or buzzer on for ``seconds``); returns the seq."""
-        index = iolink.OUTPUT_NAMES.index(output)
-        ms = round(seconds * 1000)
-        return self.board._command(  # the driver has no method for this technician command
-            lambda seq, deadline: iolink.encode_frame(
-                OUTPUT_PULSE, seq, 0, struct.pack(">IBH", deadline & 0xFFFFFFFF, index, ms)
-            ),
-            valid_for_s,
-        )
 
     def close(self) -> None:
         self.board.close()
@@ -440,7 +394,7 @@ def _set(args: argparse.Namespace) -> int:
     try:
         was_on = session.snapshot.outputs[args.output]  # e.g. red on a closed lane
         session.mark()
-        result = session.result(session.pulse(args.output, args.pulse))
+        result = session.result(session.board.pulse_output(args.output, args.pulse))
         watch = result == "ok" and not was_on
         seen = _watch_output(session, args.output, args.pulse + 1.0) if watch else []
         barrier = session.snapshot.barrier

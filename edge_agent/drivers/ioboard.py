@@ -3,13 +3,14 @@
 One thread calls ``read_events`` in a loop; it also sends the host heartbeat every 200 ms,
 retransmits unanswered commands with the same seq, notices a silent or reset board, and
 reopens an unplugged port with back-off (re-running the HELLO handshake and CONFIG). Other
-threads may call ``open_barrier``/``close_when_clear``: they only queue a command and write
-it once, under the same lock as the heartbeat writer.
+threads may call ``open_barrier``/``close_when_clear``/``pulse_output``: they only queue a
+command and write it once, under the same lock as the heartbeat writer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.drivers.serialport import LineSettings, open_port
-from edge_agent.errors import ConfigError, DeviceError, DeviceTimeout
+from edge_agent.errors import ConfigError, DeviceError, DeviceTimeout, LocalProtocolError
 from edge_agent.protocols import iolink
 
 HEARTBEAT_S = 0.2
@@ -195,6 +196,22 @@ class IoBoard:
         """Enter (or leave) maintenance: relays off, red, Ctrl-C enabled for mpremote."""
         return self._command(
             lambda seq, deadline: iolink.encode_maintenance(seq, deadline, enter), valid_for_s
+        )
+
+    def pulse_output(self, output: str, seconds: float, *, valid_for_s: float = 1.0) -> int:
+        """Queue OUTPUT_PULSE: ``output`` (light_red or buzzer) on for ``seconds``
+        (0.01..10), on top of what the interlock drives. Returns the command seq.
+
+        Raises:
+            LocalProtocolError: the board would refuse the output or the duration.
+        """
+        if not math.isfinite(seconds):
+            raise LocalProtocolError(f"pulse of {seconds} s is not a duration")
+        pulse_ms = round(seconds * 1000)
+        iolink.check_output_pulse(output, pulse_ms)  # here, not later in the reader thread
+        return self._command(
+            lambda seq, deadline: iolink.encode_output_pulse(seq, deadline, output, pulse_ms),
+            valid_for_s,
         )
 
     def close(self) -> None:

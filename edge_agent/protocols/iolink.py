@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
+from typing import Any
 
 from edge_agent.errors import LocalProtocolError
 
@@ -39,6 +40,10 @@ RESULT_NAMES = (
     "ok", "pending", "expired", "stale", "not_ready", "fault", "bad_request", "unknown_type",
 )  # fmt: skip
 RESET_CAUSES = ("unknown", "power_on", "watchdog")
+# OUTPUT_PULSE may switch only these: the barrier relays belong to the interlock and green
+# keeps its meaning (S7). The board answers bad_request to anything else.
+PULSE_OUTPUTS = ("light_red", "buzzer")
+PULSE_MS_LIMITS = (10, 10000)
 
 _STATE = struct.Struct(">HBBHBIIB")
 _HELLO_ACK = struct.Struct(">BBIBBB8sI")
@@ -52,6 +57,7 @@ class MsgType(IntEnum):
     CONFIG = 0x12
     CLEAR_FAULT = 0x13
     MAINTENANCE = 0x14
+    OUTPUT_PULSE = 0x15
     HELLO_ACK = 0x81
     SNAPSHOT = 0x82
     STATE = 0x83
@@ -203,6 +209,33 @@ def encode_maintenance(seq: int, deadline_ms: int, enter: bool) -> bytes:
     return encode_frame(MsgType.MAINTENANCE, seq, 0, payload)
 
 
+def check_output_pulse(output: str, pulse_ms: int) -> int:
+    """The output's bit number for OUTPUT_PULSE.
+
+    Raises:
+        LocalProtocolError: the board would refuse the output or the duration.
+    """
+    if output not in PULSE_OUTPUTS:
+        raise LocalProtocolError(
+            f"output {output!r} cannot be pulsed: only {' and '.join(PULSE_OUTPUTS)}"
+        )
+    low, high = PULSE_MS_LIMITS
+    if not low <= pulse_ms <= high:
+        raise LocalProtocolError(f"pulse of {pulse_ms} ms is outside {low}..{high} ms")
+    return OUTPUT_NAMES.index(output)
+
+
+def encode_output_pulse(seq: int, deadline_ms: int, output: str, pulse_ms: int) -> bytes:
+    """OUTPUT_PULSE: ``output`` (light_red or buzzer) on for ``pulse_ms`` (10..10000).
+
+    Raises:
+        LocalProtocolError: the output or the duration is one the board refuses.
+    """
+    bit = check_output_pulse(output, pulse_ms)
+    payload = struct.pack(">IBH", deadline_ms & 0xFFFFFFFF, bit, pulse_ms)
+    return encode_frame(MsgType.OUTPUT_PULSE, seq, 0, payload)
+
+
 def encode_config(seq: int, t_clear_ms: int, travel_ms: int, dead_ms: int) -> bytes:
     payload = struct.pack(
         ">HHH", _u16("t_clear_ms", t_clear_ms), _u16("travel_ms", travel_ms),
@@ -267,6 +300,40 @@ def decode_frame(ftype: int, seq: int, ack: int, payload: bytes) -> Message:
     except (struct.error, IndexError):
         return LinkError("payload", f"type {ftype:#04x}: {len(payload)}-byte payload too short")
     return Frame(ftype, seq, ack, payload)
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """A decoded message as a JSON-ready dict, tagged by ``type``."""
+    if isinstance(message, BoardState):
+        return {
+            "type": "snapshot" if message.periodic else "state",
+            "seq": message.seq,
+            "barrier": message.barrier,
+            "inputs": dict(message.inputs),
+            "outputs": dict(message.outputs),
+            "faults": sorted(message.faults),
+            "flags": sorted(message.flags),
+            "uptime_ms": message.uptime_ms,
+            "loop_max_us": message.loop_max_us,
+            "last_command": message.last_command,
+        }
+    if isinstance(message, HelloAck):
+        return {
+            "type": "hello_ack",
+            "protocol": message.protocol,
+            "firmware": message.firmware,
+            "manifest": message.manifest,
+            "reset_cause": message.reset_cause,
+            "host_boot": message.host_boot,
+            "uptime_ms": message.uptime_ms,
+        }
+    if isinstance(message, Result):
+        return {"type": "result", "command": message.command, "result": message.result,
+                "barrier": message.barrier}  # fmt: skip
+    if isinstance(message, LinkError):
+        return {"type": "error", "kind": message.kind, "detail": message.detail}
+    return {"type": "frame", "frame_type": message.type, "seq": message.seq,
+            "payload": message.payload.hex()}  # fmt: skip
 
 
 class LinkCodec:

@@ -1,8 +1,11 @@
-"""The IoBoard driver against a scripted board behind a fake port (no threads, fake clock)."""
+"""The IoBoard driver against a scripted board behind a fake port (no threads, fake clock), and
+its OUTPUT_PULSE against the real firmware in the MicroPython unix port."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,8 +21,9 @@ from edge_agent.drivers.ioboard import (
     LinkLost,
     LinkUp,
 )
-from edge_agent.errors import ConfigError, DeviceError, DeviceTimeout
+from edge_agent.errors import ConfigError, DeviceError, DeviceTimeout, LocalProtocolError
 from edge_agent.protocols import iolink
+from simulators.iohost import IoBoardHost, micropython_executable
 
 STEP_S = 0.01  # fake time that passes per port read
 # proto 1, power-on, host_boot 0, firmware 1.0.0, manifest 1122334455667788, uptime 10 ms
@@ -313,3 +317,102 @@ def test_clear_fault_and_maintenance_commands(rig: Any) -> None:
     [enter, leave] = board.commands(iolink.MsgType.MAINTENANCE)
     assert (enter.payload[-1], leave.payload[-1]) == (1, 0)
     assert len(board.commands(iolink.MsgType.CLEAR_FAULT)) == 1
+
+
+def test_pulse_output_sends_output_pulse_and_reports_the_result(rig: Any) -> None:
+    driver, board, _, clock = rig
+    seq = driver.pulse_output("buzzer", 0.25, valid_for_s=2.0)
+    [frame] = board.commands(iolink.MsgType.OUTPUT_PULSE)
+    assert frame.seq == seq
+    deadline_ms = int((clock.now + 2.0) * 1000)
+    buzzer = iolink.OUTPUT_NAMES.index("buzzer")
+    assert frame.payload == deadline_ms.to_bytes(4, "big") + bytes((buzzer, 0, 250))
+    events = collect(driver, clock, 0.05)
+    assert [e.result for e in events if isinstance(e, CommandResult) and e.seq == seq] == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("output", "seconds", "match"),
+    [("light_green", 0.5, "'light_green' cannot be pulsed"),
+     ("barrier_open", 0.5, "'barrier_open' cannot be pulsed"),
+     ("siren", 0.5, "'siren' cannot be pulsed"),
+     ("buzzer", 0.004, "pulse of 4 ms is outside"),
+     ("light_red", 10.5, "pulse of 10500 ms is outside"),
+     ("buzzer", math.nan, "not a duration"),
+     ("buzzer", math.inf, "not a duration")],
+)  # fmt: skip
+def test_pulse_output_refuses_what_the_board_would_refuse_before_sending(
+    rig: Any, output: str, seconds: float, match: str
+) -> None:
+    driver, board, _, clock = rig
+    with pytest.raises(LocalProtocolError, match=match):
+        driver.pulse_output(output, seconds)
+    events = collect(driver, clock, 1.5)  # past any deadline: nothing was queued
+    assert board.commands(iolink.MsgType.OUTPUT_PULSE) == []
+    assert [e for e in events if isinstance(e, CommandResult)] == []
+
+
+def test_pulse_output_limits_are_inclusive(rig: Any) -> None:
+    driver, board, _, clock = rig
+    seqs = [driver.pulse_output("light_red", 0.01), driver.pulse_output("buzzer", 10.0)]
+    events = collect(driver, clock, 0.05)
+    assert [e.seq for e in events if isinstance(e, CommandResult)] == seqs
+    sent = board.commands(iolink.MsgType.OUTPUT_PULSE)
+    assert [int.from_bytes(f.payload[5:], "big") for f in sent] == [10, 10000]
+
+
+# ---- against the firmware in the MicroPython unix port ----
+class EventPump:
+    """Keeps the driver running (heartbeats) and hands out its events in order."""
+
+    def __init__(self, driver: IoBoard) -> None:
+        self.driver = driver
+        self.events: list[IoEvent] = []
+        self.cursor = 0
+
+    def next(self, predicate: Callable[[IoEvent], bool], timeout: float) -> IoEvent:
+        """The next not yet consumed event matching ``predicate``; fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.cursor < len(self.events):
+                event = self.events[self.cursor]
+                self.cursor += 1
+                if predicate(event):
+                    return event
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no matching event in {timeout} s: {self.events[-5:]}")
+            self.events += self.driver.read_events(0.05)
+
+
+def _buzzer(on: bool) -> Callable[[IoEvent], bool]:
+    return lambda e: isinstance(e, BoardSnapshot) and e.outputs["buzzer"] == on
+
+
+@pytest.mark.skipif(
+    not micropython_executable().exists(), reason="MicroPython unix port not installed"
+)
+def test_pulse_output_sounds_the_firmware_buzzer_for_about_the_asked_time() -> None:
+    with IoBoardHost() as host:
+        driver = IoBoard(host.port)
+        pump = EventPump(driver)
+        try:
+            driver.open(timeout=5.0)
+            pump.next(lambda e: isinstance(e, BoardSnapshot) and e.barrier == "closed"
+                      and "handshake" in e.flags, 5.0)  # fmt: skip
+            mark = len(host.output_changes())
+            seq = driver.pulse_output("buzzer", 0.4)
+            result = pump.next(lambda e: isinstance(e, CommandResult) and e.seq == seq, 3.0)
+            assert isinstance(result, CommandResult) and result.result == "ok"
+            on = pump.next(_buzzer(True), 3.0)
+            off = pump.next(_buzzer(False), 3.0)
+            assert isinstance(on, BoardSnapshot) and isinstance(off, BoardSnapshot)
+            assert on.barrier == off.barrier == "closed"
+            assert host.wait_for_output("buzzer", False, 2.0)
+        finally:
+            driver.close()
+        assert host.alive, host.log()
+        changes = host.output_changes()[mark:]
+    # The pin itself: on once, off once, nothing else switched (red was on all along).
+    assert [(name, value) for _at, name, value in changes] == [("buzzer", True), ("buzzer", False)]
+    on_for = changes[1][0] - changes[0][0]
+    assert 0.3 <= on_for <= 1.0, on_for  # generous: the board ends it at 400 ms by its own tick

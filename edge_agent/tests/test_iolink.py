@@ -20,30 +20,13 @@ FRAMES = {v["name"]: v for v in VECTORS["frames"]}
 ALL_WIRE = b"".join(bytes.fromhex(v["wire"]) for v in VECTORS["frames"])
 
 
-def _meaning(message: iolink.Message) -> dict[str, Any]:
-    if isinstance(message, iolink.BoardState):
-        return {
-            "inputs": sorted(k for k, v in message.inputs.items() if v),
-            "outputs": sorted(k for k, v in message.outputs.items() if v),
-            "barrier": message.barrier,
-            "faults": sorted(message.faults),
-            "flags": sorted(message.flags),
-            "uptime_ms": message.uptime_ms,
-            "loop_max_us": message.loop_max_us,
-            "last_command": message.last_command,
-        }
-    if isinstance(message, iolink.HelloAck):
-        return {
-            "protocol": message.protocol,
-            "reset_cause": message.reset_cause,
-            "host_boot": message.host_boot,
-            "firmware": message.firmware,
-            "manifest": message.manifest,
-            "uptime_ms": message.uptime_ms,
-        }
-    if isinstance(message, iolink.Result):
-        return {"command": message.command, "result": message.result, "barrier": message.barrier}
-    raise AssertionError(message)
+def _meaning(message: iolink.Message, keys: list[str]) -> dict[str, Any]:
+    """The message's JSON view in the vectors' terms: inputs and outputs as the names on."""
+    fields = iolink.message_json(message)
+    for name in ("inputs", "outputs"):
+        if name in fields:
+            fields[name] = sorted(k for k, v in fields[name].items() if v)
+    return {k: fields.get(k) for k in keys}
 
 
 def test_name_tables_match_the_vectors() -> None:
@@ -73,11 +56,52 @@ def test_crc_check_value() -> None:
         ("config", iolink.encode_config(1, 500, 4000, 200)),
         ("clear_fault", iolink.encode_clear_fault(4, 3000)),
         ("maintenance", iolink.encode_maintenance(5, 3000, True)),
+        ("output_pulse", iolink.encode_output_pulse(6, 3000, "buzzer", 500)),
         ("result_ok", iolink.encode_result(9, 2, "ok", "opening")),
     ],
 )
 def test_encoders_reproduce_the_vectors(name: str, wire: bytes) -> None:
     assert wire.hex() == FRAMES[name]["wire"]
+
+
+PULSE_FRAMES = [v for v in VECTORS["frames"] if v["type"] == iolink.MsgType.OUTPUT_PULSE]
+# All but the truncated payload, which no encoder input can produce.
+ENCODABLE_PULSES = [v for v in PULSE_FRAMES if "pulse_ms" in v["meaning"]]
+
+
+@pytest.mark.parametrize("vector", ENCODABLE_PULSES, ids=lambda v: v["name"])
+def test_output_pulse_encoder_builds_what_the_board_accepts_and_nothing_else(
+    vector: dict[str, Any],
+) -> None:
+    meaning = vector["meaning"]
+    args = (vector["seq"], meaning["deadline_ms"], meaning["output"], meaning["pulse_ms"])
+    if vector["answer"] == "ok":
+        assert iolink.encode_output_pulse(*args).hex() == vector["wire"]
+    else:
+        assert vector["answer"] == "bad_request"
+        with pytest.raises(LocalProtocolError, match=r"cannot be pulsed|outside 10\.\.10000 ms"):
+            iolink.encode_output_pulse(*args)
+
+
+def test_output_pulse_vectors_cover_both_answers_and_the_limits() -> None:
+    answers = {v["answer"] for v in PULSE_FRAMES}
+    assert answers == {"ok", "bad_request"}
+    accepted = {v["meaning"]["pulse_ms"] for v in PULSE_FRAMES if v["answer"] == "ok"}
+    assert set(iolink.PULSE_MS_LIMITS) <= accepted
+    refused = {v["meaning"].get("output") for v in PULSE_FRAMES if v["answer"] == "bad_request"}
+    assert set(iolink.OUTPUT_NAMES) - set(iolink.PULSE_OUTPUTS) <= refused
+
+
+def test_output_pulse_refusals_name_what_was_wrong() -> None:
+    with pytest.raises(LocalProtocolError, match="'light_green' cannot be pulsed"):
+        iolink.encode_output_pulse(1, 0, "light_green", 500)
+    with pytest.raises(LocalProtocolError, match="'horn' cannot be pulsed"):
+        iolink.encode_output_pulse(1, 0, "horn", 500)
+    with pytest.raises(LocalProtocolError, match="pulse of 9 ms"):
+        iolink.encode_output_pulse(1, 0, "buzzer", 9)
+    with pytest.raises(LocalProtocolError, match="seq"):
+        iolink.encode_output_pulse(256, 0, "buzzer", 500)
+    assert iolink.check_output_pulse("light_red", 10) == iolink.OUTPUT_NAMES.index("light_red")
 
 
 BOARD_FRAMES = [v["name"] for v in VECTORS["frames"] if v["direction"] == "board"]
@@ -87,7 +111,7 @@ BOARD_FRAMES = [v["name"] for v in VECTORS["frames"] if v["direction"] == "board
 def test_board_frames_decode_to_their_meaning(name: str) -> None:
     vector = FRAMES[name]
     [message] = iolink.LinkCodec().receive_data(bytes.fromhex(vector["wire"]))
-    assert _meaning(message) == vector["meaning"]
+    assert _meaning(message, list(vector["meaning"])) == vector["meaning"]
 
 
 def test_state_encoder_round_trips() -> None:

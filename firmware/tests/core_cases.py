@@ -4,6 +4,7 @@
 import json
 
 import cobs
+import controller
 import interlock as il
 import link
 from crc16 import crc16
@@ -139,7 +140,10 @@ def test_golden_vectors_encode_and_decode():
     assert doc["names"]["faults"] == list(il.FAULT_NAMES)
     assert doc["names"]["flags"] == list(il.FLAG_NAMES)
     assert doc["names"]["results"] == list(il.RESULT_NAMES)
-    assert doc["types"]["open"] == link.T_OPEN and doc["types"]["result"] == link.T_RESULT
+    for name, number in doc["types"].items():  # every PROTOCOL.md name is a T_ constant
+        const = "T_" + name.upper()
+        module = link if hasattr(link, const) else controller
+        assert getattr(module, const, None) == number, const
     for v in doc["frames"]:
         payload = bytes.fromhex(v["payload"])
         wire = bytes.fromhex(v["wire"])
@@ -169,6 +173,84 @@ def test_state_vector_matches_the_controller_layout():
     assert fields[0] == sum(1 << names["inputs"].index(n) for n in m["inputs"])
     assert names["barrier_states"][fields[2]] == m["barrier"]
     assert fields[5:] == (m["uptime_ms"], m["loop_max_us"], m["last_command"])
+
+
+def test_output_pulse_vectors_get_their_answers():
+    doc = _vectors()
+    cases = [v for v in doc["frames"] if v["type"] == controller.T_OUTPUT_PULSE]
+    assert len(cases) >= 2 and {v["answer"] for v in cases} == {"ok", "bad_request"}
+    r = Rig()
+    r.host_ms = 1000  # the vectors' deadline (3000) lies ahead of the host clock after boot
+    r.boot()
+    for v in cases:
+        before = (r.ctl.pulse_bits, r.ctl.pulse_until)
+        r.send_host(v["type"], v["seq"], bytes.fromhex(v["payload"]))
+        assert r.results.get(v["seq"]) == v["answer"], v["name"]
+        if v["answer"] == "ok":
+            bit = il.OUTPUT_NAMES.index(v["meaning"]["output"])
+            assert r.ctl.outputs(r.now) & (1 << bit), v["name"]
+        else:
+            assert (r.ctl.pulse_bits, r.ctl.pulse_until) == before, v["name"]
+
+
+def _pulse(r, output, ms, **kw):
+    bit = il.OUTPUT_NAMES.index(output)
+    return r.command(controller.T_OUTPUT_PULSE, extra=bytes((bit,)) + ms.to_bytes(2, "big"), **kw)
+
+
+def _reported_outputs(r):
+    """The outputs byte of the latest STATE or SNAPSHOT frame the board sent."""
+    for ftype, _seq, _ack, payload in reversed(r.frames):
+        if ftype in (link.T_STATE, link.T_SNAPSHOT):
+            return payload[2]
+    raise AssertionError("no state frame")
+
+
+def test_pulse_drives_the_output_for_its_duration_then_reports_the_end():
+    r = Rig()
+    r.boot()
+    assert not _reported_outputs(r) & il.O_BUZZER
+    assert _pulse(r, "buzzer", 300) == "ok"
+    r.step()
+    assert r.ctl.outputs(r.now) & il.O_BUZZER and _reported_outputs(r) & il.O_BUZZER
+    assert not r.outputs & il.O_BUZZER  # the interlock's own outputs are untouched
+    r.run(280)
+    assert r.ctl.outputs(r.now) & il.O_BUZZER
+    assert r.run_until(lambda: not r.ctl.outputs(r.now) & il.O_BUZZER, 30)
+    r.step()
+    assert not _reported_outputs(r) & il.O_BUZZER  # reported at once, not at the next snapshot
+
+
+def test_red_pulse_darkens_green_and_a_new_pulse_replaces_the_running_one():
+    r = Rig()
+    r.boot()
+    r.open()
+    r.run_until(lambda: r.state == "open")
+    r.run(10)
+    assert r.ctl.outputs(r.now) & il.O_GREEN
+    assert _pulse(r, "light_red", 5000) == "ok"
+    r.step()
+    out = r.ctl.outputs(r.now)
+    assert out & il.O_RED and not out & il.O_GREEN
+    assert _pulse(r, "light_red", 100) == "ok"  # replaces the 5 s pulse
+    r.run(150)
+    out = r.ctl.outputs(r.now)
+    assert out & il.O_GREEN and not out & il.O_RED
+    assert r.state == "open"  # a pulse never moves the barrier
+
+
+def test_pulse_follows_the_readiness_rules():
+    r = Rig()
+    r.run(150, heartbeat=False)
+    assert _pulse(r, "buzzer", 100) == "not_ready"  # no handshake yet
+    r.hello()
+    r.run(50)
+    r.both_limits = True
+    r.run(30)
+    assert r.state == "fault"
+    assert _pulse(r, "buzzer", 100) == "fault"
+    assert _pulse(r, "buzzer", 100, valid_ms=-5) == "expired"
+    assert not r.ctl.outputs(r.now) & il.O_BUZZER
 
 
 # ---- interlock and controller, through the rig (S1-S9 checked at every step) ----

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from edge_agent.drivers.ioboard import BoardSnapshot
+from edge_agent.errors import LocalProtocolError
 from edge_agent.protocols import iolink
 from host_tools import cmd_fw, cmd_io
 from simulators.iohost import BarrierLoop, IoBoardHost, micropython_executable
@@ -207,16 +208,23 @@ def test_io_set_refuses_barrier_relays_and_green(
     assert changes_since(lane, mark) == []
 
 
+def test_io_set_refuses_durations_outside_the_board_limits(capsys: Capture) -> None:
+    for seconds in ("0.005", "20", "nan"):
+        argv = ["io", "set", "--port", "/dev/does-not-exist", "buzzer", "--pulse", seconds]
+        assert lanectl(argv) == 2
+        assert "the board accepts 0.01..10 s" in capsys.readouterr().err
+
+
 @needs_micropython
-def test_the_board_itself_refuses_pulses_outside_lamp_and_buzzer(lane: IoBoardHost) -> None:
+def test_a_pulse_the_board_would_refuse_is_never_sent(lane: IoBoardHost) -> None:
     mark = len(lane.output_changes())
     session = cmd_io.BoardSession(lane.port)
     session.open(5.0)
     try:
-        assert session.result(session.pulse("barrier_close", 0.5)) == "bad_request"
-        assert session.result(session.pulse("light_green", 0.5)) == "bad_request"
-        assert session.result(session.pulse("buzzer", 20.0)) == "bad_request"  # over 10 s
-        assert session.result(session.pulse("light_red", 0.2)) == "ok"
+        for output, seconds in (("barrier_close", 0.5), ("light_green", 0.5), ("buzzer", 20.0)):
+            with pytest.raises(LocalProtocolError):
+                session.board.pulse_output(output, seconds)
+        assert session.result(session.board.pulse_output("light_red", 0.2)) == "ok"
         session.pump(0.4)
     finally:
         session.close()
