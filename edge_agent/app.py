@@ -38,10 +38,11 @@ from edge_agent.lane.commands import (
 from edge_agent.lane.events import LaneEvent, RemoteRelease
 from edge_agent.lane.machine import LaneMachine, MachineConfig
 from edge_agent.lane.policy import PolicyConfig
+from edge_agent.remote_config import apply_settings, reported
 from edge_agent.status import StatusBoard, serve_status
-from edge_agent.telemetry.commands import Rejection
+from edge_agent.telemetry.commands import Command, Rejection
 from edge_agent.telemetry.evidence import chunk_evidence
-from edge_agent.wiring import DeviceInputs, LaneDevices, open_devices
+from edge_agent.wiring import DeviceInputs, LaneDevices, open_devices, pass_trust
 
 log = logging.getLogger("edge_agent")
 
@@ -60,6 +61,7 @@ class LaneAgent:
     """Runs one lane until ``stop`` is set."""
 
     def __init__(self, config: AgentConfig, *, clock: Clock = time.monotonic) -> None:
+        self.local_config = config  # the lane's file; signed config commands go on top
         self.config = config
         self._clock = clock
         self._queue: queue.Queue[_Input] = queue.Queue(maxsize=10_000)
@@ -68,11 +70,12 @@ class LaneAgent:
         # it already handed out, so the next truck's pass is read even if it is the same text.
         self._new_truck = threading.Event()
         self.status = StatusBoard(config)
-        policy = PolicyConfig(
-            e_kg=config.weighbridge.e_kg,
-            default_tolerance_kg=config.passes.default_tolerance_kg,
+        self.machine = LaneMachine(
+            MachineConfig(
+                policy=_policy(config), pass_without_truck_s=config.lane.pass_without_truck_s
+            ),
+            new_id=_new_id,
         )
-        self.machine = LaneMachine(MachineConfig(policy=policy), new_id=_new_id)
         self._devices: LaneDevices | None = None
         self._next_health = 0.0
         self._inputs: DeviceInputs | None = None
@@ -86,6 +89,7 @@ class LaneAgent:
         )
         self._devices = devices
         self._inputs = DeviceInputs(config, devices, self._clock)
+        self._reconfigure(self._effective_config())
         server = serve_status(config.status.listen, self.status)
         loops = {"io": self._io_loop, "weigh": self._weigh_loop, "camera": self._camera_loop}
         threads = [
@@ -247,7 +251,11 @@ class LaneAgent:
             "state": self.machine.state.value,
             "devices": inputs.describe(),
             "outbox": devices.outbox.stats(),
+            "settings": reported(self.config),
         }
+        if devices.commands is not None:
+            kinds = ("trust_update", "revocations", "config")
+            data["applied"] = {kind: devices.commands.version(kind) for kind in kinds}
         stored = devices.outbox.add_health(
             data,
             mono_ms=int(now * 1000),
@@ -271,11 +279,29 @@ class LaneAgent:
         verdict = devices.commands.verify(topic, payload, time.time(), clock_synced=synced)
         if isinstance(verdict, Rejection):
             log.warning("command %s refused: %s (%s)", name, verdict.code, verdict.reason)
-            self._result(verdict.cmd_id or "", name, False, verdict.code, verdict.reason, now)
+            self._result(
+                verdict.cmd_id or "", name, False, verdict.code, verdict.reason, now,
+                problems=verdict.problems,
+            )
             return
-        if verdict.name != "remote_release":
-            self._result(verdict.cmd_id, name, False, "cmd.unsupported", "not handled here", now)
-            return
+        match verdict.name:
+            case "remote_release":
+                self._release(verdict, now)
+            case "trust_update" | "revocations":
+                devices.trust, devices.revoked = pass_trust(self.local_config, devices.commands)
+                applied = {
+                    "version": verdict.args["version"],
+                    "pass_keys": len(devices.trust.entries),
+                    "pass_revocations": len(devices.revoked),
+                    "command_keys": sorted(devices.commands.trusted_keys()),
+                }
+                self._result(verdict.cmd_id, name, True, None, "applied", now, reported=applied)
+            case "config":
+                self._reconfigure(self._effective_config())
+                settings = {"version": verdict.args["version"], "settings": reported(self.config)}
+                self._result(verdict.cmd_id, name, True, None, "applied", now, reported=settings)
+
+    def _release(self, verdict: Command, now: float) -> None:
         release = RemoteRelease(
             now, verdict.cmd_id, str(verdict.args["challenge"]), officer=verdict.issuer
         )
@@ -283,18 +309,49 @@ class LaneAgent:
         opened = any(isinstance(c, OpenBarrier) for c in commands)
         self._execute(commands, now)
         if opened:
-            self._result(verdict.cmd_id, name, True, None, "barrier opened", now)
+            self._result(verdict.cmd_id, verdict.name, True, None, "barrier opened", now)
         else:
             why = "no held truck with that challenge"
-            self._result(verdict.cmd_id, name, False, "cmd.precondition", why, now)
+            self._result(verdict.cmd_id, verdict.name, False, "cmd.precondition", why, now)
+
+    def _effective_config(self) -> AgentConfig:
+        """The local file with the last applied remote settings on top."""
+        devices = self._devices
+        applied = devices.commands.applied("config") if devices and devices.commands else None
+        if applied is None:
+            return self.local_config
+        try:
+            return apply_settings(self.local_config, applied.body.get("settings", {}))
+        except ValueError as exc:  # stored by an agent version with wider limits
+            log.error("remote settings (version %s) not applied: %s", applied.version, exc)
+            return self.local_config
+
+    def _reconfigure(self, config: AgentConfig) -> None:
+        self.config = config
+        assert self._inputs is not None
+        self._inputs.reconfigure(config)
+        self.machine.set_policy(_policy(config))
 
     def _result(
-        self, cmd_id: str, name: str, ok: bool, code: str | None, detail: str, now: float
+        self,
+        cmd_id: str,
+        name: str,
+        ok: bool,
+        code: str | None,
+        detail: str,
+        now: float,
+        *,
+        problems: tuple[str, ...] = (),
+        reported: dict[str, Any] | None = None,
     ) -> None:
         devices = self._devices
         assert devices is not None
         synced, source = wall_clock_status()
-        data = {"name": name, "accepted": ok, "code": code, "detail": detail}
+        data: dict[str, Any] = {"name": name, "accepted": ok, "code": code, "detail": detail}
+        if problems:
+            data["problems"] = list(problems)
+        if reported is not None:
+            data["reported"] = reported
         devices.outbox.add_command_result(
             cmd_id,
             data,
@@ -380,6 +437,13 @@ def _link_lost(at: float, reason: str) -> Any:
     from edge_agent.drivers.ioboard import LinkLost
 
     return LinkLost(at, reason)
+
+
+def _policy(config: AgentConfig) -> PolicyConfig:
+    return PolicyConfig(
+        e_kg=config.weighbridge.e_kg,
+        default_tolerance_kg=config.passes.default_tolerance_kg,
+    )
 
 
 def _brief(command: Publish) -> str:

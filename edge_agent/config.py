@@ -23,6 +23,7 @@ class LaneSection:
     gate: str | None = None
     direction: str = "exit"
     state_dir: Path = Path("/var/lib/gatelane")
+    pass_without_truck_s: float = 120.0  # a pass shown with no truck on the deck is let go
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,11 @@ class MqttSection:
     command_keys: Path | None = None
     health_interval_s: float = 30.0
     outbox_max_mb: float | None = None
+    # The first reconnect after a loss waits a random time in this window (a fleet that lost
+    # its broker together must not come back in the same second), then doubles up to the cap.
+    reconnect_first_min_s: float = 1.0
+    reconnect_first_max_s: float = 30.0
+    reconnect_max_s: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +124,7 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> AgentConfig:
         gate=reader.opt_text("lane", "gate"),
         direction=reader.choice("lane", "direction", ("exit", "entry"), "exit"),
         state_dir=reader.path("lane", "state_dir", Path("/var/lib/gatelane")),
+        pass_without_truck_s=reader.number("lane", "pass_without_truck_s", 120.0),
     )
     state = lane.state_dir
     config = AgentConfig(
@@ -161,6 +168,9 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> AgentConfig:
             command_keys=reader.opt_path("mqtt", "command_keys"),
             health_interval_s=reader.number("mqtt", "health_interval_s", 30.0),
             outbox_max_mb=reader.opt_number("mqtt", "outbox_max_mb"),
+            reconnect_first_min_s=reader.number("mqtt", "reconnect_first_min_s", 1.0),
+            reconnect_first_max_s=reader.number("mqtt", "reconnect_first_max_s", 30.0),
+            reconnect_max_s=reader.number("mqtt", "reconnect_max_s", 120.0),
         ),
         status=StatusSection(listen=reader.text("status", "listen", "127.0.0.1:8787")),
         source=path,
@@ -171,6 +181,12 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> AgentConfig:
 
 def _check_security(config: AgentConfig, where: str) -> None:
     mqtt = config.mqtt
+    window = (mqtt.reconnect_first_min_s, mqtt.reconnect_first_max_s, mqtt.reconnect_max_s)
+    if not 0 < window[0] <= window[1] <= window[2]:
+        raise ConfigError(
+            f"{where}: [mqtt] needs 0 < reconnect_first_min_s <= reconnect_first_max_s <= "
+            f"reconnect_max_s, got {window[0]:g}, {window[1]:g}, {window[2]:g}"
+        )
     if mqtt.broker.startswith("mqtts://"):
         if not (mqtt.ca and mqtt.cert and mqtt.key):
             raise ConfigError(f"{where}: [mqtt] mqtts:// needs ca, cert and key")

@@ -42,8 +42,9 @@ from edge_agent.lane.events import (
 )
 from edge_agent.protocols import gp1
 from edge_agent.protocols.indicators import FrameError, IndicatorReading
+from edge_agent.remote_config import check_config_args
 from edge_agent.telemetry.commands import CommandVerifier, TrustedKey
-from edge_agent.telemetry.mqtt import TlsFiles
+from edge_agent.telemetry.mqtt import ReconnectJitter, TlsFiles
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.vision.evidence import EvidenceStore
@@ -110,6 +111,11 @@ def open_devices(
         lane=config.lane.lane,
         keepalive_s=config.mqtt.keepalive_s,
         on_command=on_command,
+        reconnect=ReconnectJitter(
+            config.mqtt.reconnect_first_min_s,
+            config.mqtt.reconnect_first_max_s,
+            config.mqtt.reconnect_max_s,
+        ),
         # load_config has checked that mqtts:// comes with ca, cert and key.
         tls=TlsFiles(config.mqtt.ca, config.mqtt.cert, config.mqtt.key)
         if config.mqtt.broker.startswith("mqtts://")
@@ -122,7 +128,9 @@ def open_devices(
             site=config.lane.site,
             lane=config.lane.lane,
             trusted=load_command_keys(config.mqtt.command_keys),
+            checks={"config": check_config_args},
         )
+    trust, revoked = pass_trust(config, commands)
     line = LineSettings.parse(config.weighbridge.line, config.weighbridge.baudrate)
     return LaneDevices(
         board=IoBoard(
@@ -140,14 +148,35 @@ def open_devices(
         outbox=outbox,
         publisher=publisher,
         ledger=PassLedger(config.passes.ledger),
-        trust=gp1.TrustList.load(config.passes.trust_list),
-        revoked=load_revocations(config.passes.revocations),
+        trust=trust,
+        revoked=revoked,
         evidence=EvidenceStore(
             config.camera.snapshot_dir or state / "snapshots",
             cap_bytes=int(config.camera.snapshot_cap_mb * 1024 * 1024),
         ),
         commands=commands,
     )
+
+
+def pass_trust(
+    config: AgentConfig, commands: CommandVerifier | None
+) -> tuple[gp1.TrustList, frozenset[bytes]]:
+    """The pass issuer keys and revoked passes in force.
+
+    The trust list of the last signed ``trust_update`` that carried one replaces the local
+    file (which only bootstraps a new lane); revocations are the local file's plus those of
+    the last signed ``revocations`` command.
+    """
+    update = commands.applied("trust_update") if commands else None
+    if update is not None and "pass_keys" in update.body:
+        trust = gp1.TrustList.from_json({"keys": update.body["pass_keys"]})
+    else:
+        trust = gp1.TrustList.load(config.passes.trust_list)
+    revoked = load_revocations(config.passes.revocations)
+    pushed = commands.applied("revocations") if commands else None
+    if pushed is not None:
+        revoked |= {bytes.fromhex(text) for text in pushed.body.get("pass_hashes", [])}
+    return trust, revoked
 
 
 def load_command_keys(path: Path) -> list[TrustedKey]:
@@ -212,6 +241,15 @@ class DeviceInputs:
         self._board: dict[str, Any] = {"link": "down"}
         self._weight: dict[str, Any] = {"kg": None, "frames": 0, "errors": 0}
         self._camera: dict[str, Any] = {"up": False, "reads": 0}
+
+    def reconfigure(self, config: AgentConfig) -> None:
+        """Take changed remote settings: the watcher's time limits and the pass clock skew."""
+        self._config = config
+        self.watcher.set_time_limits(
+            unstable_timeout_s=config.weighbridge.unstable_timeout_s,
+            not_on_deck_s=config.weighbridge.not_on_deck_s,
+            frozen_s=config.weighbridge.frozen_s,
+        )
 
     # -- translation -----------------------------------------------------------------------------
     def translate(self, source: str, payload: Any, now: float) -> list[LaneEvent]:

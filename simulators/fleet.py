@@ -35,34 +35,20 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry import envelope
-from edge_agent.telemetry.mqtt import make_client, parse_broker_url, publish_properties
+from edge_agent.telemetry.mqtt import (
+    ReconnectJitter,
+    make_client,
+    parse_broker_url,
+    publish_properties,
+)
 from edge_agent.telemetry.topics import LaneTopics
+
+__all__ = ["Fleet", "ReconnectJitter", "ReconnectReport", "wait_until"]
 
 NO_MATCHING_SUBSCRIBERS = 16
 ACK_GRACE_S = 0.1  # after SUBACK, let the retained ack arrive before sending the backlog
 TICK_S = 0.05
 AGENT_VERSION = "fleet-sim"
-
-
-@dataclass(frozen=True, slots=True)
-class ReconnectJitter:
-    """First reconnect delay drawn uniformly from [first_min_s, first_max_s] on every loss;
-    each failed attempt doubles it, up to ``max_s``."""
-
-    first_min_s: float = 1.0
-    first_max_s: float = 30.0
-    max_s: float = 120.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.first_min_s <= self.first_max_s <= self.max_s:
-            raise ValueError("reconnect jitter needs 0 < first_min_s <= first_max_s <= max_s, "
-                             f"got {self.first_min_s}, {self.first_max_s}, {self.max_s}")
-
-    def first_delay(self, rng: random.Random) -> float:
-        return rng.uniform(self.first_min_s, self.first_max_s)
-
-    def next_delay(self, previous: float) -> float:
-        return min(previous * 2, self.max_s)
 
 
 @dataclass(frozen=True, slots=True)

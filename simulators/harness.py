@@ -119,6 +119,7 @@ class SimLane:
         from simulators.barrier import BarrierMotor
         from simulators.broker import MosquittoBroker
         from simulators.camera import CameraSim
+        from simulators.console import Console, SigningKey
         from simulators.iohost import IoBoardHost
         from simulators.weighbridge import WeighbridgeSim
 
@@ -127,11 +128,13 @@ class SimLane:
         self.issuer_key = gp1.load_private_key(self.issuer_key_path)
         self.rogue_key = gp1.generate_key("ed25519")
         self.officer_key = Ed25519PrivateKey.generate()
+        self.root_key = Ed25519PrivateKey.generate()  # the site's offline trust-list key
         self.command_keys_path = keys / "command_keys.json"
-        self.command_keys_path.write_text(json.dumps({"keys": [{
-            "kid": "officer-console", "role": "command",
-            "public_key": public_key_text(self.officer_key),
-        }]}))
+        self.command_keys_path.write_text(json.dumps({"keys": [
+            {"kid": "officer-console", "role": "command",
+             "public_key": public_key_text(self.officer_key)},
+            {"kid": "site-root", "role": "root", "public_key": public_key_text(self.root_key)},
+        ]}))
 
         if self._broker_url is None:
             broker = MosquittoBroker(workdir=self._tmp / "broker")
@@ -144,6 +147,12 @@ class SimLane:
         self.backend = BackendSim(self._broker_url, db_path=self._tmp / "backend.sqlite")
         self._stack.callback(self.backend.stop)
         self.backend.start()
+        self.console = Console(
+            self.backend,
+            self.scenario.site,
+            officer=SigningKey("officer-console", self.officer_key, "officer-7"),
+            root=SigningKey("site-root", self.root_key, "site-operations"),
+        )
 
         self.iohost = IoBoardHost()
         self._stack.callback(self.iohost.stop)
@@ -216,6 +225,8 @@ ledger = "{state / 'passes.sqlite'}"
 broker = "{self._broker_url}"
 lab = true
 keepalive_s = 5
+reconnect_first_min_s = 0.5  # one lane: no herd to spread, and the demo stays brisk
+reconnect_first_max_s = 2
 command_keys = "{self.command_keys_path}"
 
 [status]
@@ -259,6 +270,15 @@ listen = "127.0.0.1:{self.status_port}"
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(agent.pid, signal.SIGKILL)
             agent.wait(timeout=5)
+
+    def restart_agent(self) -> None:
+        """Stop the agent (it says goodbye: state offline) and start it again."""
+        lane = self.scenario.lane
+        self._stop_agent()
+        self.backend.wait_for(
+            lambda _events: not (self.backend.lane_state(lane) or {}).get("online"), timeout=10.0
+        )
+        self._start_agent()
 
     def agent_log(self, tail: int = 60) -> str:
         try:
@@ -337,13 +357,25 @@ listen = "127.0.0.1:{self.status_port}"
         return text
 
     # -- one truck -----------------------------------------------------------------------------
-    def run_truck(self, plan: TruckPlan, *, timeout_s: float = 40.0) -> TruckOutcome:
+    def run_truck(
+        self,
+        plan: TruckPlan,
+        *,
+        timeout_s: float = 40.0,
+        pass_text: str | None = None,
+        on_hold: Callable[[dict[str, Any]], None] | None = None,
+    ) -> TruckOutcome:
+        """Drive ``plan``'s truck through the lane (showing ``pass_text`` when given).
+
+        For a plan released remotely, ``on_hold(hold_event)`` takes the officer's place: it
+        runs once the hold reaches the backend, while the truck waits on the deck.
+        """
         from simulators.outcomes import collect_outcome
 
         outcome = TruckOutcome(
             plan.name, plan.truck.plate, plan.expect_decision, plan.expect_reason
         )
-        self._current_pass = self.issue_pass(plan)
+        self._current_pass = pass_text if pass_text is not None else self.issue_pass(plan)
         started = time.monotonic()
         faults_on = False
         released = False
@@ -361,7 +393,7 @@ listen = "127.0.0.1:{self.status_port}"
                 if truck is not None and truck.phase is Phase.GONE:
                     break
                 if plan.release == "remote" and not released:
-                    released = self._release_remotely(plan, outcome, started)
+                    released = self._release_remotely(plan, outcome, started, on_hold)
                 if plan.release is None and plan.expect_decision == "hold" and self._held(started):
                     self.world.back_off()
                 if truck is not None and truck.phase is Phase.STOPPED and not faults_on:
@@ -395,11 +427,15 @@ listen = "127.0.0.1:{self.status_port}"
         )
         return outcome
 
-    def _release_remotely(self, plan: TruckPlan, outcome: TruckOutcome, since: float) -> bool:
+    def _release_remotely(
+        self,
+        plan: TruckPlan,
+        outcome: TruckOutcome,
+        since: float,
+        on_hold: Callable[[dict[str, Any]], None] | None,
+    ) -> bool:
         """The officer's console: once the hold is published, sign a release echoing its
         challenge and send it down the lane's command topic. True once sent."""
-        from edge_agent.telemetry.commands import sign_command
-
         holds = [
             e for e in self.backend.events(self.scenario.lane)
             if e.get("type") == "decision"
@@ -408,22 +444,10 @@ listen = "127.0.0.1:{self.status_port}"
         ]
         if not holds:
             return False
-        hold = holds[0]
-        now = int(time.time())
-        claims = {
-            "cmd_id": f"release-{hold['transit_id']}",
-            "name": "remote_release",
-            "site": self.scenario.site,
-            "lane": self.scenario.lane,
-            "iat": now,
-            "exp": now + 60,
-            "nonce": os.urandom(8).hex(),
-            "issuer": "officer-7",
-            "args": {"challenge": hold["data"]["challenge"], "transit_id": hold["transit_id"]},
-        }
-        payload = sign_command(self.officer_key, "officer-console", claims)
-        site, lane = self.scenario.site, self.scenario.lane
-        self.backend.publish_command(site, lane, "remote_release", payload)
+        if on_hold is not None:
+            on_hold(holds[0])
+            return True
+        self.console.release(self.scenario.lane, holds[0])
         outcome.notes.append("released by officer-7")
         self._log(f"[{plan.name}] officer-7 checks the evidence and releases the truck remotely")
         return True

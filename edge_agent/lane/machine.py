@@ -15,15 +15,23 @@ Rules (every change to this file keeps them true; tests in edge_agent/tests/test
      rest in the order given.
   L7 The firmware closes the barrier on its own after the truck passed; the machine asks for a
      close only when a truck backed off with the barrier open (CloseWhenClear).
+  L8 A transit with a pass whose deck has carried no load (a pass shown on foot, a truck that
+     turned away before the deck) ends as ``abandoned`` (``lane.no_truck``) once
+     ``pass_without_truck_s`` passed since its last pass read and nothing was decided: no
+     barrier, no ledger mark, so the pass still works for the truck. A truck that drove on and
+     off again ends as ``withdrawn`` when the deck is empty.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.errors import ConfigError
 from edge_agent.lane.commands import (
     CloseWhenClear,
     LaneCommand,
@@ -73,12 +81,27 @@ class Transit:
     deck_clear: bool = False
     decided_at: float | None = None
     opened_by: str | None = None
+    loaded: bool = False  # a load was seen on the deck during this transit
+    pass_at: float | None = None  # when the last pass was read
 
 
 @dataclass(frozen=True, slots=True)
 class MachineConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     opening_timeout_s: float = 6.0
+    # Rule L8: long enough for a driver who shows the pass while still driving up, short
+    # enough that the next truck finds the lane idle.
+    pass_without_truck_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        for name in ("opening_timeout_s", "pass_without_truck_s"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise ConfigError(f"lane {name} must be a positive number of seconds: {value!r}")
 
 
 # Holds for these reasons lift by themselves when the condition clears (the link comes back).
@@ -103,6 +126,10 @@ class LaneMachine:
         self._input_at = 0.0  # when the input being handled happened: decision latency starts here
 
     # -- public interface ------------------------------------------------------------------
+    def set_policy(self, policy: PolicyConfig) -> None:
+        """New decision settings (a remote config); a decision already taken stands."""
+        self._config = dataclasses.replace(self._config, policy=policy)
+
     def handle(self, event: LaneEvent, now: float) -> list[LaneCommand]:
         handler = TRANSITIONS[self.state].get(type(event)) or _ANY_STATE.get(type(event))
         if handler is None:
@@ -111,14 +138,32 @@ class LaneMachine:
         return handler(self, event, now)
 
     def next_deadline(self) -> float | None:
-        return self._opening_deadline if self.state is LaneState.OPENING else None
+        if self.state is LaneState.OPENING:
+            return self._opening_deadline
+        transit = self.transit
+        if (
+            self.state in (LaneState.LOADING, LaneState.HOLD)
+            and transit is not None
+            and not transit.loaded
+            and transit.pass_at is not None
+        ):
+            return transit.pass_at + self._config.pass_without_truck_s
+        return None
 
     def handle_timer(self, now: float) -> list[LaneCommand]:
-        deadline = self.next_deadline()
-        if deadline is not None and now >= deadline and self.transit is not None:
-            self._opening_deadline = None
-            return self._hold(["lane.barrier_timeout"], now, "barrier did not report open")
-        return []
+        commands: list[LaneCommand] = []
+        # Each expiry moves on (OPENING -> HOLD, LOADING/HOLD -> IDLE), so this ends; looping
+        # leaves no deadline overdue when a hold after a barrier timeout is also truck-less.
+        while (deadline := self.next_deadline()) is not None and now >= deadline:
+            assert self.transit is not None
+            if self.state is LaneState.OPENING:
+                self._opening_deadline = None
+                commands += self._hold(["lane.barrier_timeout"], now, "barrier did not report open")
+            else:
+                limit = self._config.pass_without_truck_s
+                why = f"no truck on the deck {limit:g} s after the pass was shown"
+                commands += self._end_unpassed("abandoned", now, reason="lane.no_truck", detail=why)
+        return commands
 
     # -- transit life ------------------------------------------------------------------------
     def _start(self, now: float) -> list[LaneCommand]:
@@ -129,14 +174,21 @@ class LaneMachine:
     def _ensure_transit(self, now: float) -> list[LaneCommand]:
         return self._start(now) if self.transit is None else []
 
-    def _end(self, outcome: str, now: float) -> list[LaneCommand]:
+    def _end(self, outcome: str, now: float, **extra: Any) -> list[LaneCommand]:
         transit = self.transit
         assert transit is not None
         self.transit = None
         self.state = LaneState.IDLE
         self._opening_deadline = None
-        data = {"outcome": outcome, "duration_s": round(now - transit.started_at, 3)}
+        data = {"outcome": outcome, "duration_s": round(now - transit.started_at, 3), **extra}
         return [Publish("transit_closed", data, transit.transit_id)]
+
+    def _end_unpassed(self, outcome: str, now: float, **extra: Any) -> list[LaneCommand]:
+        # No truck went through: close behind an open that was commanded (then timed out).
+        transit = self.transit
+        assert transit is not None
+        close = [CloseWhenClear(transit.transit_id)] if transit.opened_by is not None else []
+        return [*close, *self._end(outcome, now, **extra)]
 
     # -- decision ------------------------------------------------------------------------------
     def _try_decide(self, now: float) -> list[LaneCommand]:
@@ -210,12 +262,22 @@ class LaneMachine:
 
     # -- handlers (named <state>_<event>, or any_<event>) ---------------------------------------
     def _idle_arrived(self, event: TruckArrived, now: float) -> list[LaneCommand]:
-        return self._start(now)
+        commands = self._start(now)
+        assert self.transit is not None
+        self.transit.loaded = True
+        return commands
+
+    def _transit_arrived(self, event: TruckArrived, now: float) -> list[LaneCommand]:
+        # The truck for a pass shown before it drove on; the transit (and its id) goes on.
+        assert self.transit is not None
+        self.transit.loaded = True
+        return []
 
     def _loading_pass(self, event: PassPresented, now: float) -> list[LaneCommand]:
         commands = self._ensure_transit(now)
         assert self.transit is not None
         self.transit.pass_info = event.info
+        self.transit.pass_at = now
         commands.append(Publish("pass_read", _pass_data(event), self.transit.transit_id))
         return commands + self._try_decide(now)
 
@@ -223,6 +285,7 @@ class LaneMachine:
         transit = self.transit
         assert transit is not None
         commands: list[LaneCommand] = [Publish("pass_read", _pass_data(event), transit.transit_id)]
+        transit.pass_at = now
         previous_was_bad = transit.pass_info is not None and not transit.pass_info.valid
         if event.info.valid or transit.pass_info is None or not transit.pass_info.valid:
             transit.pass_info = event.info
@@ -236,6 +299,7 @@ class LaneMachine:
     def _loading_weight(self, event: WeightCommitted, now: float) -> list[LaneCommand]:
         commands = self._ensure_transit(now)
         assert self.transit is not None
+        self.transit.loaded = True
         self.transit.weight_kg = event.kg
         self.transit.uncertainty_kg = event.uncertainty_kg
         self.transit.weight_evidence = event.evidence
@@ -245,6 +309,7 @@ class LaneMachine:
 
     def _hold_weight(self, event: WeightCommitted, now: float) -> list[LaneCommand]:
         assert self.transit is not None
+        self.transit.loaded = True
         self.transit.weight_kg = event.kg
         self.transit.uncertainty_kg = event.uncertainty_kg
         self.transit.weight_evidence = event.evidence
@@ -276,12 +341,11 @@ class LaneMachine:
         return [Publish("abnormality", data, transit_id)]
 
     def _deck_cleared_waiting(self, event: DeckCleared, now: float) -> list[LaneCommand]:
-        # The truck backed off. If an open was commanded (then timed out), close behind it.
+        # The truck backed off.
         assert self.transit is not None
-        commands: list[LaneCommand] = []
-        if self.transit.opened_by is not None:
-            commands.append(CloseWhenClear(self.transit.transit_id))
-        return commands + self._end("withdrawn", now)
+        if not self.transit.loaded:
+            return []  # nothing left the deck; a truck-less pass is ended by the L8 timer
+        return self._end_unpassed("withdrawn", now)
 
     def _deck_cleared_moving(self, event: DeckCleared, now: float) -> list[LaneCommand]:
         assert self.transit is not None
@@ -386,7 +450,7 @@ _Handler = Callable[[LaneMachine, Any, float], list[LaneCommand]]
 M = LaneMachine
 
 # L1: the whole transition table. Events missing from a state's row fall back to _ANY_STATE,
-# and are ignored otherwise (e.g. a second TruckArrived while a truck is on the deck).
+# and are ignored otherwise (e.g. a pass shown while the barrier is opening).
 TRANSITIONS: dict[LaneState, dict[type, _Handler]] = {
     LaneState.IDLE: {
         TruckArrived: M._idle_arrived,
@@ -396,6 +460,7 @@ TRANSITIONS: dict[LaneState, dict[type, _Handler]] = {
         BoardStatus: M._track_board,
     },
     LaneState.LOADING: {
+        TruckArrived: M._transit_arrived,
         PassPresented: M._loading_pass,
         WeightCommitted: M._loading_weight,
         WeightAbnormal: M._pending_abnormal,
@@ -403,6 +468,7 @@ TRANSITIONS: dict[LaneState, dict[type, _Handler]] = {
         BoardStatus: M._track_board,
     },
     LaneState.HOLD: {
+        TruckArrived: M._transit_arrived,
         PassPresented: M._hold_pass,
         WeightCommitted: M._hold_weight,
         WeightAbnormal: M._pending_abnormal,
@@ -411,11 +477,13 @@ TRANSITIONS: dict[LaneState, dict[type, _Handler]] = {
         RemoteRelease: M._hold_release,
     },
     LaneState.OPENING: {
+        TruckArrived: M._transit_arrived,
         WeightAbnormal: M._moving_abnormal,
         DeckCleared: M._deck_cleared_moving,
         BoardStatus: M._board_opening,
     },
     LaneState.OPEN: {
+        TruckArrived: M._transit_arrived,
         WeightAbnormal: M._moving_abnormal,
         DeckCleared: M._deck_cleared_moving,
         BoardStatus: M._board_open,

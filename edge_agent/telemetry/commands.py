@@ -10,13 +10,19 @@ The signature covers ``SIGNING_CONTEXT + canonical_json(claims)`` (sorted keys, 
 UTF-8, integers only: for such values this equals RFC 8785 JCS).
 
 Checks, in order: format -> key known and not revoked -> signature -> name matches the topic
--> key tier allowed for that name -> audience (site, lane) -> lifetime -> time window (only
-when the wall clock is synced) -> arguments -> version newer than the last applied
-(trust_update, revocations, config) -> cmd_id and nonce never seen. A command that passes is
-recorded on disk *before* it is returned, so a crash, a QoS1 redelivery or a replay can never
-run it twice. ``remote_release`` must carry the challenge the lane published with the hold;
-the lane machine compares it. Key tiers: ``command`` keys sign remote_release and config;
-``root`` keys (from local configuration only) sign trust_update and revocations.
+-> key tier allowed for that name -> audience (site, lane) -> lifetime -> time window (against
+the wall clock when it is synced; always against the newest ``iat`` already accepted, a lower
+bound of real time that a Pi without RTC still has) -> arguments (their shape, then the
+lane's own checks) -> version newer than the last applied (trust_update, revocations,
+config) -> cmd_id and nonce never seen. A command that passes is recorded on disk *before*
+it is returned, so a crash, a QoS1 redelivery or a replay can never run it twice.
+``remote_release`` must carry the challenge the lane published with the hold; the lane
+machine compares it. Key tiers: ``command`` keys sign remote_release and config; ``root``
+keys (from local configuration only) sign trust_update and revocations.
+
+The versioned commands are desired state: the verifier keeps, in the same transaction as the
+version, what each has applied so far (``applied(kind)``), so the lane rebuilds its pass trust
+list, pass revocations and remote settings from it after a restart. Arguments: command_args.py.
 """
 
 from __future__ import annotations
@@ -35,10 +41,17 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge_agent.errors import ConfigError, LocalProtocolError
+from edge_agent.telemetry.command_args import (
+    LISTS,
+    VERSIONED,
+    ArgsCheck,
+    b64url_decode,
+    structure_problems,
+)
 from edge_agent.telemetry.topics import LaneTopics, TopicKind, parse_topic
 
 SIGNING_CONTEXT = b"gate.cmd/1\n"
-MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_PAYLOAD_BYTES = 256 * 1024  # room for a few thousand pass revocations
 
 
 class KeyRole(Enum):
@@ -52,7 +65,6 @@ REQUIRED_ROLE = {
     "trust_update": KeyRole.ROOT,
     "revocations": KeyRole.ROOT,
 }
-VERSIONED = frozenset({"trust_update", "revocations", "config"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +97,30 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why a command was refused; ``code`` is stable (cmd.*), ``cmd_id`` when it was readable."""
+    """Why a command was refused; ``code`` is stable (cmd.*), ``cmd_id`` when it was readable.
+
+    ``problems`` lists every argument that was wrong, for the officer or operator to fix.
+    """
 
     code: str
     reason: str
     cmd_id: str | None = None
     name: str | None = None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a versioned command has applied so far: its version and its merged arguments."""
+
+    version: int
+    body: Mapping[str, Any]
 
 
 class _Refused(Exception):
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, problems: Iterable[str] = ()) -> None:
         super().__init__(reason)
-        self.code, self.reason = code, reason
+        self.code, self.reason, self.problems = code, reason, tuple(problems)
 
 
 def canonical_json(value: Any) -> bytes:
@@ -126,14 +150,19 @@ CREATE TABLE IF NOT EXISTS seen (
     cmd_id TEXT PRIMARY KEY, nonce TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
     exp INTEGER NOT NULL, at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS versions (kind TEXT PRIMARY KEY, version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS keys (kid TEXT PRIMARY KEY, role TEXT NOT NULL, raw BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS revoked (kid TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS applied (
+    kind TEXT PRIMARY KEY, version INTEGER NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS time_floor (one INTEGER PRIMARY KEY CHECK (one = 1), iat INTEGER);
 """
 
 
 class CommandVerifier:
-    """Verifies command payloads for one lane; its state (seen ids, versions, keys) is on disk."""
+    """Verifies command payloads for one lane; its state (seen ids, applied state) is on disk.
+
+    ``checks`` maps a command name to the lane's own check of its arguments (for example the
+    ranges of remote settings); a command with problems is refused and nothing is recorded.
+    """
 
     def __init__(
         self,
@@ -144,16 +173,22 @@ class CommandVerifier:
         trusted: Iterable[TrustedKey],
         max_skew_s: float = 30.0,
         max_lifetime_s: float = 3600.0,
+        checks: Mapping[str, ArgsCheck] | None = None,
     ) -> None:
         self.topics = LaneTopics(site, lane)
         self._configured = {key.kid: key for key in trusted}
         self._max_skew_s = max_skew_s
         self._max_lifetime_s = max_lifetime_s
+        self._checks = dict(checks or {})
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA_SQL)
+        self._key_cache = self._load_keys()
+        row = self._db.execute("SELECT iat FROM time_floor").fetchone()
+        # The newest iat of any accepted command: real time is at least this, synced or not.
+        self._time_floor = int(row[0]) if row else 0
 
     def verify(
         self, topic: str, payload: bytes, now: float, *, clock_synced: bool = True
@@ -167,17 +202,20 @@ class CommandVerifier:
         except _Refused as refused:
             cmd_id = claims.get("cmd_id") if isinstance(claims.get("cmd_id"), str) else None
             name = claims.get("name") if isinstance(claims.get("name"), str) else None
-            return Rejection(refused.code, refused.reason, cmd_id, name)
+            return Rejection(refused.code, refused.reason, cmd_id, name, refused.problems)
 
     def trusted_keys(self) -> dict[str, KeyRole]:
         with self._lock:
-            return {kid: key.role for kid, key in self._keys().items()}
+            return {kid: key.role for kid, key in self._key_cache.items()}
+
+    def applied(self, kind: str) -> Applied | None:
+        """The state ``kind`` (trust_update, revocations, config) has applied, if any."""
+        with self._lock:
+            return self._applied(self._db, kind)
 
     def version(self, kind: str) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT version FROM versions WHERE kind = ?", (kind,))
-            found = row.fetchone()
-        return int(found[0]) if found else 0
+        found = self.applied(kind)
+        return found.version if found else 0
 
     def close(self) -> None:
         with self._lock:
@@ -194,7 +232,7 @@ class CommandVerifier:
         now: float,
         clock_synced: bool,
     ) -> Command:
-        key = self._keys().get(kid)
+        key = self._key_cache.get(kid)
         if key is None:
             raise _Refused("cmd.unknown_key", f"key {kid!r} is not trusted (or was revoked)")
         try:
@@ -220,13 +258,22 @@ class CommandVerifier:
             raise _Refused("cmd.not_yet_valid", "issued in the future")
         if clock_synced and now > exp + self._max_skew_s:
             raise _Refused("cmd.expired", "command expired")
+        if exp + self._max_skew_s < self._time_floor:
+            # Holds without a synced clock too: a newer command was already accepted.
+            raise _Refused("cmd.expired", "command expired before one already accepted was issued")
         cmd_id, nonce = _text(claims, "cmd_id"), _text(claims, "nonce")
         issuer = _text(claims, "issuer")
         args = claims.get("args", {})
         if not isinstance(args, dict):
             raise _Refused("cmd.bad_format", "args must be an object")
-        _check_args(name, args)
-        self._record(name, cmd_id, nonce, exp, args, now, clock_synced)
+        problems = structure_problems(name, args)
+        if problems:
+            raise _Refused("cmd.bad_format", "; ".join(problems), problems)
+        check = self._checks.get(name)
+        problems = check(args) if check is not None else []
+        if problems:
+            raise _Refused("cmd.invalid_args", "; ".join(problems), problems)
+        self._record(name, cmd_id, nonce, iat, exp, args, now, clock_synced)
         return Command(cmd_id, name, issuer, kid, iat, exp, args)
 
     def _record(
@@ -234,6 +281,7 @@ class CommandVerifier:
         name: str,
         cmd_id: str,
         nonce: str,
+        iat: int,
         exp: int,
         args: Mapping[str, Any],
         now: float,
@@ -251,35 +299,48 @@ class CommandVerifier:
                 raise _Refused("cmd.replayed", f"command {cmd_id!r} or its nonce was seen before")
             if name in VERSIONED:
                 version = args["version"]
-                row = db.execute("SELECT version FROM versions WHERE kind = ?", (name,)).fetchone()
-                if row is not None and version <= row[0]:
-                    raise _Refused("cmd.stale_version", f"{name} version {version} <= {row[0]}")
-                db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?)", (name, version))
-            if name == "trust_update":
-                db.execute("DELETE FROM keys")
-                for entry in args["keys"]:
-                    raw = _b64decode(entry["public_key"])
-                    db.execute("INSERT INTO keys VALUES (?, ?, ?)", (entry["kid"], "command", raw))
-            if name == "revocations":
-                for kid in args.get("kids", []):
-                    if kid in self._configured and self._configured[kid].role is KeyRole.ROOT:
-                        continue  # root keys change only with the local configuration
-                    db.execute("INSERT OR IGNORE INTO revoked VALUES (?)", (kid,))
+                before = self._applied(db, name)
+                if before is not None and version <= before.version:
+                    raise _Refused(
+                        "cmd.stale_version", f"{name} version {version} <= {before.version}"
+                    )
+                body = dict(before.body) if before else {}
+                body.update((k, v) for k, v in args.items() if k != "version")
+                db.execute(
+                    "INSERT OR REPLACE INTO applied VALUES (?, ?, ?)",
+                    (name, version, json.dumps(body, sort_keys=True)),
+                )
             db.execute(
                 "INSERT INTO seen VALUES (?, ?, ?, ?, ?)", (cmd_id, nonce, name, exp, now)
             )
+            if iat > self._time_floor:
+                db.execute("INSERT OR REPLACE INTO time_floor VALUES (1, ?)", (iat,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._time_floor = max(self._time_floor, iat)
+        if name in LISTS:
+            self._key_cache = self._load_keys()
 
-    def _keys(self) -> dict[str, TrustedKey]:
+    @staticmethod
+    def _applied(db: sqlite3.Connection, kind: str) -> Applied | None:
+        row = db.execute("SELECT version, body FROM applied WHERE kind = ?", (kind,)).fetchone()
+        return Applied(int(row[0]), json.loads(row[1])) if row else None
+
+    def _load_keys(self) -> dict[str, TrustedKey]:
+        """Configured keys, plus pushed command keys, minus revoked ones (never a root key)."""
         keys = dict(self._configured)
-        for kid, role, raw in self._db.execute("SELECT kid, role, raw FROM keys"):
-            if kid not in keys:  # an update never overrides a locally configured key
-                keys[kid] = TrustedKey.from_raw(kid, role, bytes(raw))
-        for (kid,) in self._db.execute("SELECT kid FROM revoked"):
-            keys.pop(kid, None)
+        update = self._applied(self._db, "trust_update")
+        for entry in update.body.get("command_keys", []) if update else []:
+            if entry["kid"] not in keys:  # an update never overrides a locally configured key
+                keys[entry["kid"]] = TrustedKey.from_raw(
+                    entry["kid"], KeyRole.COMMAND, entry["public_key"]
+                )
+        revoked = self._applied(self._db, "revocations")
+        for kid in revoked.body.get("command_kids", []) if revoked else []:
+            if kid in keys and keys[kid].role is not KeyRole.ROOT:
+                del keys[kid]  # root keys change only with the local configuration
         return keys
 
 
@@ -300,29 +361,6 @@ def _parse(payload: bytes) -> tuple[Mapping[str, Any], str, bytes]:
     except ValueError:
         raise _Refused("cmd.bad_format", "sig is not base64url") from None
     return message["claims"], kid, signature
-
-
-def _check_args(name: str, args: Mapping[str, Any]) -> None:
-    challenge = args.get("challenge")
-    if name == "remote_release" and (not isinstance(challenge, str) or not challenge):
-        raise _Refused("cmd.bad_format", "remote_release must echo the hold's challenge")
-    if name in VERSIONED:
-        version = args.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise _Refused("cmd.bad_format", f"{name} needs a positive integer version")
-    if name == "trust_update":
-        keys = args.get("keys")
-        if not isinstance(keys, list) or not keys:
-            raise _Refused("cmd.bad_format", "trust_update needs a non-empty keys list")
-        for entry in keys:
-            try:
-                TrustedKey.from_raw(entry["kid"], KeyRole.COMMAND, entry["public_key"])
-            except (KeyError, TypeError, ValueError):
-                raise _Refused("cmd.bad_format", f"bad key entry {entry!r}") from None
-    if name == "revocations":
-        kids = args.get("kids", [])
-        if not isinstance(kids, list) or not all(isinstance(k, str) for k in kids):
-            raise _Refused("cmd.bad_format", "revocations kids must be a list of strings")
 
 
 def _text(claims: Mapping[str, Any], name: str) -> str:
@@ -355,7 +393,7 @@ def _b64encode(data: bytes) -> str:
 
 
 def _b64decode(text: str) -> bytes:
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"not base64url: {exc}") from exc
+    data = b64url_decode(text)
+    if data is None:
+        raise ValueError(f"not base64url: {text[:16]!r}")
+    return data

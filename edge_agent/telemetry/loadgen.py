@@ -14,6 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
+from edge_agent.telemetry.mqtt import ReconnectJitter
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 
@@ -37,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         site=args.site,
         lane=args.lane,
         resend_after_s=args.resend_after,
-        reconnect_min_s=0.1,
-        reconnect_max_s=1.0,
+        reconnect=ReconnectJitter(first_min_s=0.1, first_max_s=0.3, max_s=1.0),
     )
     publisher.start()
     started = time.monotonic()

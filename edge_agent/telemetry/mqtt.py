@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,31 @@ class TlsFiles:
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectJitter:
+    """How a lane comes back after losing the broker.
+
+    The first attempt waits a delay drawn uniformly from [first_min_s, first_max_s], drawn
+    afresh on every loss, so a fleet that lost a broker together does not return in the same
+    second; each failed attempt doubles the delay, up to ``max_s``.
+    """
+
+    first_min_s: float = 1.0
+    first_max_s: float = 30.0
+    max_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_min_s <= self.first_max_s <= self.max_s:
+            raise ConfigError("reconnect jitter needs 0 < first_min_s <= first_max_s <= max_s, "
+                              f"got {self.first_min_s}, {self.first_max_s}, {self.max_s}")
+
+    def first_delay(self, rng: random.Random) -> float:
+        return rng.uniform(self.first_min_s, self.first_max_s)
+
+    def next_delay(self, previous: float) -> float:
+        return min(previous * 2, self.max_s)
 
 
 @dataclass(frozen=True, slots=True)

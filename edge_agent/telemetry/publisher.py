@@ -25,7 +25,13 @@ Liveness: a silent drop must be noticed within 1.5 x ``keepalive_s`` + 1 s. paho
 one MQTT keepalive of silence and gives up one keepalive later, so the MQTT keepalive sent to
 the broker is 3/4 of ``keepalive_s`` (idle link: found within 1.5 x). While traffic flows, a
 watchdog shuts the socket down when publishes wait ``keepalive_s`` without any PUBACK, and
-paho reconnects.
+paho reconnects. If paho's network thread does not even report that disconnect within
+3 x ``keepalive_s`` it is hung (paho #891: an SSL error can leave it stuck while
+``is_connected()`` still says True): the client is abandoned and a new one built, and every
+row not yet watermarked is sent again through it.
+
+Reconnects follow ``ReconnectJitter``: the first delay is drawn afresh on every loss from a
+window (1-30 s by default), so a fleet that lost its broker together comes back spread out.
 ``on_command(name, payload)`` runs on the sender thread, never on paho's.
 """
 
@@ -50,6 +56,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry.envelope import decode_ack, encode, state_message
 from edge_agent.telemetry.mqtt import (
+    ReconnectJitter,
     TlsFiles,
     connect_properties,
     make_client,
@@ -94,8 +101,7 @@ class Publisher:
         on_command: Callable[[str, bytes], None] | None = None,
         window: int = 200,
         max_unacked: int = 1000,
-        reconnect_min_s: float = 1.0,
-        reconnect_max_s: float = 60.0,
+        reconnect: ReconnectJitter | None = None,
         session_expiry_s: int = 600,
         tls: TlsFiles | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -128,37 +134,50 @@ class Publisher:
         self._waiting_since: float | None = None
         self._stats = dict.fromkeys(
             ("published", "resent", "unrouted", "refused", "dead_letters", "cuts",
-             "connect_failures"), 0
+             "connect_failures", "rebuilds"), 0
         )
         self._acked_upto = 0
         self._last_error: str | None = None
+        self._cut_at: float | None = None  # the watchdog cut the socket; paho has not reacted
 
-        self._client = make_client(lane, self._address, tls)
-        self._client.max_inflight_messages_set(BROKER_INFLIGHT)
-        self._client.max_queued_messages_set(0)  # bounded by our own window instead
-        # paho doubles the delay without jitter; a random floor spreads a fleet's reconnects.
-        min_delay = reconnect_min_s * random.uniform(1.0, 2.0)
-        max_delay = max(reconnect_max_s, min_delay)
-        self._client.reconnect_delay_set(min_delay, max_delay)  # type: ignore[arg-type]
-        offline = encode(state_message(False, outbox.boot_id))
-        self._client.will_set(self.topics.state, offline, qos=1, retain=True)
-        self._client.on_connect = self._cb_connect
-        self._client.on_disconnect = self._cb_disconnect
-        self._client.on_connect_fail = self._cb_connect_fail
-        self._client.on_publish = self._cb_publish
-        self._client.on_subscribe = self._cb_subscribe
-        self._client.on_message = self._cb_message
+        # Touched only by paho's network thread (its callbacks), never by the sender.
+        self._jitter = reconnect or ReconnectJitter()
+        self._rng = random.Random()
+        self._delay: float | None = None
+
+        self._tls = tls
         self._connect_props = connect_properties()
         self._connect_props.SessionExpiryInterval = session_expiry_s
         self._event_props = publish_properties()
         self._event_props.ContentType = "application/json"
         self._event_props.PayloadFormatIndicator = 1
+        self._client = self._new_client()
 
-    # -- public ----------------------------------------------------------------------------
+    def _new_client(self) -> Client:
+        client = make_client(self.topics.lane, self._address, self._tls)
+        client.max_inflight_messages_set(BROKER_INFLIGHT)
+        client.max_queued_messages_set(0)  # bounded by our own window instead
+        self._plan_reconnect(client, first=True)
+        offline = encode(state_message(False, self.outbox.boot_id))
+        client.will_set(self.topics.state, offline, qos=1, retain=True)
+        client.on_connect = self._cb_connect
+        client.on_disconnect = self._cb_disconnect
+        client.on_connect_fail = self._cb_connect_fail
+        client.on_publish = self._cb_publish
+        client.on_subscribe = self._cb_subscribe
+        client.on_message = self._cb_message
+        return client
 
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("publisher already started")
+    def _plan_reconnect(self, client: Client, *, first: bool) -> None:
+        """Set paho's next reconnect wait (paho itself only doubles, without jitter)."""
+        if first or self._delay is None:
+            self._delay = self._jitter.first_delay(self._rng)
+        else:
+            self._delay = self._jitter.next_delay(self._delay)
+        # Equal bounds: paho waits exactly this long before its next attempt.
+        client.reconnect_delay_set(self._delay, self._delay)  # type: ignore[arg-type]
+
+    def _connect(self) -> None:
         self._client.connect_async(
             self._address.host,
             self._address.port,
@@ -166,6 +185,13 @@ class Publisher:
             properties=self._connect_props,
         )
         self._client.loop_start()
+
+    # -- public ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("publisher already started")
+        self._connect()
         self._thread = threading.Thread(target=self._run, name=f"publisher-{self.topics.lane}")
         self._thread.daemon = True
         self._thread.start()
@@ -212,14 +238,21 @@ class Publisher:
     def _cb_connect(
         self, client: Client, userdata: Any, flags: ConnectFlags, rc: ReasonCode, props: Any
     ) -> None:
+        if rc.is_failure:
+            self._plan_reconnect(client, first=False)
+        else:
+            self._delay = None  # the next loss draws a fresh first delay
         self._post("connect", rc.is_failure, str(rc))
 
     def _cb_disconnect(
         self, client: Client, userdata: Any, flags: DisconnectFlags, rc: ReasonCode, props: Any
     ) -> None:
+        # paho waits right after this callback returns: plan that wait here, not later.
+        self._plan_reconnect(client, first=self._delay is None)
         self._post("disconnect", str(rc))
 
     def _cb_connect_fail(self, client: Client, userdata: Any) -> None:
+        self._plan_reconnect(client, first=False)
         self._post("connect_failed")
 
     def _cb_publish(
@@ -258,6 +291,8 @@ class Publisher:
                 break
             self._handle(item)
         now = self._clock()
+        if self._cut_at is not None and now - self._cut_at >= 3 * self._keepalive_s:
+            self._rebuild(now)
         if not self._connected:
             return
         if self._ready_at is None or now < self._ready_at:
@@ -276,11 +311,15 @@ class Publisher:
                 deadlines.append(self._due[0][0])  # with a full window a PUBACK wakes us
         if self._waiting_since is not None:
             deadlines.append(self._waiting_since + self._keepalive_s)
+        if self._cut_at is not None:
+            deadlines.append(self._cut_at + 3 * self._keepalive_s)
         return max(0.0, min(deadlines) - now)
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
         now = self._clock()
+        if kind in ("connect", "connect_failed", "disconnect"):
+            self._cut_at = None  # paho's thread is alive and reconnecting
         if kind == "connect":
             failed, reason = item[1], item[2]
             if failed:
@@ -514,7 +553,36 @@ class Publisher:
         self._stats["cuts"] += 1
         self._connected = False
         self._waiting_since = None
+        self._cut_at = now
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # paho sees EOF, reconnects, resends its queue
 
+    def _rebuild(self, now: float) -> None:
+        """paho's thread ignored the cut: abandon that client and start a fresh one."""
+        old = self._client
+        log.error("MQTT network thread unresponsive %.1f s after a cut: new client",
+                  now - (self._cut_at or now))
+        self._stats["rebuilds"] += 1
+        self._last_error = "MQTT client rebuilt: its network thread hung"
+        self._cut_at = None
+        for name in ("on_connect", "on_disconnect", "on_connect_fail", "on_publish",
+                     "on_subscribe", "on_message"):
+            setattr(old, name, None)  # a thread that wakes up later must not feed us
+        sock = old.socket()
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.close()
+        # Its thread is a daemon and may never return: never join it (loop_stop would).
+        self._connected = self._connack = False
+        self._ready_at = self._waiting_since = None
+        self._mids.clear()
+        self._due = []
+        for seq, tracked in self._tracked.items():
+            tracked.mid = None
+            tracked.due = now  # resent as soon as the new connection is ready
+            self._due.append((now, seq, tracked.sends))
+        heapq.heapify(self._due)
+        self._delay = None
+        self._client = self._new_client()
+        self._connect()

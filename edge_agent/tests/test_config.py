@@ -85,3 +85,12 @@ def test_bad_toml_and_missing_file_are_reported(tmp_path: Path) -> None:
 def test_direction_must_be_exit_or_entry(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="expected one of exit, entry"):
         load_config(write(tmp_path, GOOD.replace('gate = "G3"', 'gate = "G3"\ndirection = "up"')))
+
+
+def test_reconnect_window_defaults_to_a_fleet_safe_spread_and_is_checked(tmp_path: Path) -> None:
+    mqtt = load_config(write(tmp_path, GOOD)).mqtt
+    assert (mqtt.reconnect_first_min_s, mqtt.reconnect_first_max_s) == (1.0, 30.0)
+    narrow = GOOD.replace("lab = true", "lab = true\nreconnect_first_min_s = 5\n"
+                          "reconnect_first_max_s = 2")
+    with pytest.raises(ConfigError, match="reconnect_first_min_s <= reconnect_first_max_s"):
+        load_config(write(tmp_path, narrow))

@@ -149,6 +149,21 @@ def test_an_unsynced_clock_skips_the_time_window_but_not_replay(tmp_path: Path) 
     assert refusal(check.verify(topic, signed(), 0, clock_synced=False)) == "cmd.replayed"
 
 
+def test_without_a_synced_clock_a_command_older_than_an_accepted_one_is_expired(
+    tmp_path: Path,
+) -> None:
+    topic = TOPICS.command("remote_release")
+    check = verifier(tmp_path)
+    first = check.verify(topic, signed(n=1, iat=NOW, exp=NOW + 60), 0, clock_synced=False)
+    assert isinstance(first, Command)
+    check.close()
+    again = verifier(tmp_path)  # the floor survives a restart
+    stale = signed(n=2, iat=NOW - 600, exp=NOW - 540)
+    assert refusal(again.verify(topic, stale, 0, clock_synced=False)) == "cmd.expired"
+    within_skew = signed(n=3, iat=NOW - 80, exp=NOW - 20)
+    assert isinstance(again.verify(topic, within_skew, 0, clock_synced=False), Command)
+
+
 def _root_signed(name: str, n: int, args: dict[str, Any]) -> bytes:
     return sign_command(ROOT, "root-1", claims(name=name, n=n, args=args))
 
@@ -159,13 +174,13 @@ def test_trust_update_needs_the_root_tier_and_a_newer_version(tmp_path: Path) ->
     new_officer = Ed25519PrivateKey.from_private_bytes(bytes(range(3, 35)))
     keys = [{"kid": "officers-2025", "public_key": public_key_text(new_officer)}]
     by_officer = sign_command(OFFICER, "officers-2024", claims("trust_update", 1, args={
-        "version": 1, "keys": keys}))
+        "version": 1, "command_keys": keys}))
     assert refusal(check.verify(topic, by_officer, NOW)) == "cmd.key_not_allowed"
-    update = _root_signed("trust_update", 2, {"version": 2, "keys": keys})
+    update = _root_signed("trust_update", 2, {"version": 2, "command_keys": keys})
     assert isinstance(check.verify(topic, update, NOW), Command)
     assert check.trusted_keys()["officers-2025"] is KeyRole.COMMAND
     assert check.version("trust_update") == 2
-    rollback = _root_signed("trust_update", 3, {"version": 2, "keys": keys})
+    rollback = _root_signed("trust_update", 3, {"version": 2, "command_keys": keys})
     assert refusal(check.verify(topic, rollback, NOW)) == "cmd.stale_version"
     release = sign_command(new_officer, "officers-2025", claims(n=4))
     assert isinstance(check.verify(TOPICS.command("remote_release"), release, NOW), Command)
@@ -173,7 +188,9 @@ def test_trust_update_needs_the_root_tier_and_a_newer_version(tmp_path: Path) ->
 
 def test_revocations_remove_command_keys_but_never_root_keys(tmp_path: Path) -> None:
     check = verifier(tmp_path)
-    revoke = _root_signed("revocations", 1, {"version": 1, "kids": ["officers-2024", "root-1"]})
+    revoke = _root_signed(
+        "revocations", 1, {"version": 1, "command_kids": ["officers-2024", "root-1"]}
+    )
     result = check.verify(TOPICS.command("revocations"), revoke, NOW)
     assert isinstance(result, Command)
     assert check.trusted_keys() == {"root-1": KeyRole.ROOT}

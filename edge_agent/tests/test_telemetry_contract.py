@@ -15,9 +15,8 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
@@ -28,10 +27,11 @@ from paho.mqtt.client import MQTTMessage
 from edge_agent.telemetry.commands import sign_command
 from edge_agent.telemetry.envelope import state_message
 from edge_agent.telemetry.mqtt import make_client, parse_broker_url
-from edge_agent.telemetry.outbox import Outbox
-from edge_agent.telemetry.publisher import Publisher
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
+
+if TYPE_CHECKING:
+    from conftest import LaneRigs, WaitUntil
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SPEC_PATH = DOCS / "asyncapi.yaml"
@@ -123,60 +123,56 @@ def test_the_document_is_a_consistent_asyncapi_3_description(spec: dict[str, Any
         jsonschema.Draft7Validator.check_schema(schema)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 def test_every_message_on_the_wire_matches_its_channel_schema(
-    tmp_path: Path, spec: dict[str, Any]
+    broker: MosquittoBroker,
+    backend: BackendSim,
+    lane_rig: LaneRigs,
+    wait_until: WaitUntil,
+    spec: dict[str, Any],
 ) -> None:
     captured: list[MQTTMessage] = []
     subscribed = threading.Event()
-    with MosquittoBroker(workdir=tmp_path / "broker") as broker, BackendSim(broker.url) as backend:
-        address = parse_broker_url(broker.url)
-        sniffer = make_client("sniffer", address)
-        sniffer.on_connect = lambda c, *a: c.subscribe("gate/#", qos=1)
-        sniffer.on_subscribe = lambda *a: subscribed.set()
-        sniffer.on_message = lambda c, u, m: captured.append(m)
-        sniffer.connect(address.host, address.port)
-        sniffer.loop_start()
-        assert subscribed.wait(5)
+    address = parse_broker_url(broker.url)
+    sniffer = make_client("sniffer", address)
+    sniffer.on_connect = lambda c, *a: c.subscribe("gate/#", qos=1)
+    sniffer.on_subscribe = lambda *a: subscribed.set()
+    sniffer.on_message = lambda c, u, m: captured.append(m)
+    sniffer.connect(address.host, address.port)
+    sniffer.loop_start()
+    assert subscribed.wait(5)
 
-        commands: list[tuple[str, bytes]] = []
-        outbox = Outbox(tmp_path / "o.db", site=SITE, lane=LANE, agent_version="1.0.0")
-        publisher = Publisher(
-            outbox, broker_url=broker.url, site=SITE, lane=LANE,
-            on_command=lambda name, payload: commands.append((name, payload)),
-        )
-        publisher.start()
-        now_ms = int(time.time() * 1000)
-        clock = {"mono_ms": 5, "wall_ms": now_ms, "clock_synced": True}
-        hold = {"outcome": "hold", "challenge": "c1"}
-        outbox.add_event("decision", hold, transit_id="t1", **clock)
-        outbox.add_event("abnormality", {"code": "weight.frozen"}, transit_id=None, **clock)
-        outbox.add_command_result("cmd-1", {"accepted": True}, **clock)
-        outbox.add_health({"cpu_pct": 12, "outbox_rows": 3}, **clock)
-        publisher.wake()
-        assert wait_until(lambda: publisher.status()["acked_upto"] == 3)
-        claims = {
-            "cmd_id": "cmd-1", "name": "remote_release", "site": SITE, "lane": LANE,
-            "iat": now_ms // 1000, "exp": now_ms // 1000 + 60, "nonce": "n-1",
-            "issuer": "officer-1", "args": {"challenge": "c1", "reason_ref": "e1"},
-        }
-        key = Ed25519PrivateKey.generate()
-        backend.publish_command(SITE, LANE, "remote_release", sign_command(key, "k1", claims))
-        assert wait_until(lambda: len(commands) == 1)
-        publisher.stop()
-        outbox.close()
-        assert wait_until(lambda: any(json.loads(m.payload) == {"online": False, "boot_id": 1}
-                                      for m in captured if m.topic.endswith("/state")))
-        sniffer.disconnect()
-        sniffer.loop_stop()
+    commands: list[tuple[str, bytes]] = []
+    lane = lane_rig(
+        agent_version="1.0.0", on_command=lambda name, payload: commands.append((name, payload))
+    )
+    now_ms = int(time.time() * 1000)
+    clock = {"mono_ms": 5, "wall_ms": now_ms, "clock_synced": True}
+    hold = {"outcome": "hold", "challenge": "c1"}
+    lane.outbox.add_event("decision", hold, transit_id="t1", **clock)
+    lane.outbox.add_event("abnormality", {"code": "weight.frozen"}, transit_id=None, **clock)
+    lane.outbox.add_command_result("cmd-0", {
+        "name": "config", "accepted": True, "code": None, "detail": "applied",
+        "reported": {"version": 2, "settings": {"passes.skew_s": 120}},
+    }, **clock)
+    lane.outbox.add_health({
+        "state": "idle", "devices": {}, "outbox": {"events": 3},
+        "settings": {"passes.skew_s": 120}, "applied": {"config": 2},
+    }, **clock)
+    lane.publisher.wake()
+    assert wait_until(lambda: lane.status()["acked_upto"] == 3)
+    claims = {
+        "cmd_id": "cmd-1", "name": "remote_release", "site": SITE, "lane": LANE,
+        "iat": now_ms // 1000, "exp": now_ms // 1000 + 60, "nonce": "n-1",
+        "issuer": "officer-1", "args": {"challenge": "c1", "reason_ref": "e1"},
+    }
+    key = Ed25519PrivateKey.generate()
+    backend.publish_command(SITE, LANE, "remote_release", sign_command(key, "k1", claims))
+    assert wait_until(lambda: len(commands) == 1)
+    lane.close()
+    assert wait_until(lambda: any(json.loads(m.payload) == {"online": False, "boot_id": 1}
+                                  for m in captured if m.topic.endswith("/state")))
+    sniffer.disconnect()
+    sniffer.loop_stop()
 
     patterns = channel_patterns(spec)
     seen: set[str] = set()

@@ -16,67 +16,22 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from edge_agent.telemetry.outbox import Outbox
-from edge_agent.telemetry.publisher import Publisher
 from simulators.backend import BackendSim
 from simulators.broker import FaultProxy, MosquittoBroker
+
+if TYPE_CHECKING:
+    from conftest import LaneRigs, WaitUntil
 
 pytestmark = pytest.mark.slow
 SITE, LANE = "site-1", "lane-01"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
-class Lane:
-    def __init__(self, path: Path, url: str, **kwargs: Any) -> None:
-        self.outbox = Outbox(
-            path, site=SITE, lane=LANE, agent_version="t", max_bytes=kwargs.pop("max_bytes", None)
-        )
-        args: dict[str, Any] = {
-            "reconnect_min_s": 0.1,
-            "reconnect_max_s": 0.5,
-            "resend_after_s": 1.0,
-        }
-        args.update(kwargs)
-        self.publisher = Publisher(self.outbox, broker_url=url, site=SITE, lane=LANE, **args)
-        self.publisher.start()
-
-    def produce(self, count: int, *, wall_ms: int | None = None, synced: bool = True) -> None:
-        for n in range(count):
-            self.outbox.add_event(
-                "vehicle_passed",
-                {"n": n, "plate": "AB-123-CD", "gross_kg": 31_240},
-                transit_id=None,
-                mono_ms=int(time.monotonic() * 1000),
-                wall_ms=wall_ms if wall_ms is not None else int(time.time() * 1000),
-                clock_synced=synced,
-            )
-            self.publisher.wake()
-
-    def status(self) -> dict[str, Any]:
-        return self.publisher.status()
-
-    def close(self) -> None:
-        self.publisher.stop()
-        self.outbox.close()
-
-
-def complete(backend: BackendSim, count: int) -> Callable[[list[dict[str, Any]]], bool]:
-    return lambda events: len(events) >= count
+QUICK_RESEND_S = 1.0  # the watermark resend recovers what a fault lost within seconds
 
 
 def assert_exactly_once_in_order(backend: BackendSim, count: int) -> None:
@@ -88,45 +43,41 @@ def assert_exactly_once_in_order(backend: BackendSim, count: int) -> None:
 
 
 def test_1_backlog_built_while_the_broker_is_down_drains_with_bounded_memory(
-    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+    lane_rig: LaneRigs, broker: MosquittoBroker, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
     count = 10_000
     broker.stop()
-    lane = Lane(tmp_path / "o.db", broker.url, resend_after_s=30.0)
-    try:
-        started = time.monotonic()
-        lane.produce(count)
-        print(f"produced {count} in {time.monotonic() - started:.1f} s")
-        assert lane.status()["in_flight"] <= 200  # nothing piles up in paho's RAM queue
-        broker.start()
-        started = time.monotonic()
-        peak = {"in_flight": 0, "unacked": 0}
+    lane = lane_rig(resend_after_s=30.0)
+    started = time.monotonic()
+    lane.produce(count)
+    print(f"produced {count} in {time.monotonic() - started:.1f} s")
+    assert lane.status()["in_flight"] <= 200  # nothing piles up in paho's RAM queue
+    broker.start()
+    started = time.monotonic()
+    peak = {"in_flight": 0, "unacked": 0}
 
-        def drained() -> bool:
-            status = lane.status()
-            for key in peak:
-                peak[key] = max(peak[key], status[key])
-            return bool(status["acked_upto"] == count)
+    def drained() -> bool:
+        status = lane.status()
+        for key in peak:
+            peak[key] = max(peak[key], status[key])
+        return bool(status["acked_upto"] == count)
 
-        assert wait_until(drained, timeout=120)
-        print(f"drained in {time.monotonic() - started:.1f} s: {lane.status()}")
-        assert backend.wait_for(complete(backend, count), timeout=30)
-        assert_exactly_once_in_order(backend, count)
-        assert peak["in_flight"] <= 200 and peak["unacked"] <= 1000  # the window held
-        assert lane.outbox.stats()["events"] == 0
-    finally:
-        lane.close()
+    assert wait_until(drained, timeout=120)
+    print(f"drained in {time.monotonic() - started:.1f} s: {lane.status()}")
+    assert lane.wait_stored(backend, count)
+    assert_exactly_once_in_order(backend, count)
+    assert peak["in_flight"] <= 200 and peak["unacked"] <= 1000  # the window held
+    assert lane.drained()
 
 
 def test_2_silent_network_drop_is_detected_and_nothing_is_lost(
-    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+    lane_rig: LaneRigs, broker: MosquittoBroker, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
     proxy = FaultProxy(broker.port)
     keepalive = 2
-    lane = Lane(tmp_path / "o.db", proxy.url, keepalive_s=keepalive)
+    lane = lane_rig(broker_url=proxy.url, keepalive_s=keepalive, resend_after_s=QUICK_RESEND_S)
     try:
-        lane.produce(50)
-        assert backend.wait_for(complete(backend, 50), timeout=20)
+        assert lane.deliver(backend, 50)
         proxy.set_mode("blackhole")
         dropped_at = time.monotonic()
         lane.produce(100)
@@ -135,7 +86,7 @@ def test_2_silent_network_drop_is_detected_and_nothing_is_lost(
         print(f"silent drop detected after {detected_after:.1f} s (keepalive {keepalive} s)")
         assert lane.status()["cuts"] >= 1  # found by the PUBACK watchdog, not by TCP
         proxy.set_mode("forward")
-        assert backend.wait_for(complete(backend, 150), timeout=30)
+        assert lane.wait_stored(backend, 150)
         assert_exactly_once_in_order(backend, 150)
     finally:
         lane.close()
@@ -143,17 +94,17 @@ def test_2_silent_network_drop_is_detected_and_nothing_is_lost(
 
 
 def test_3_lost_pubacks_then_a_cut_duplicates_are_removed_by_the_backend(
-    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+    lane_rig: LaneRigs, broker: MosquittoBroker, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
     proxy = FaultProxy(broker.port)
-    lane = Lane(tmp_path / "o.db", proxy.url, keepalive_s=30, resend_after_s=30.0)
+    lane = lane_rig(broker_url=proxy.url, keepalive_s=30, resend_after_s=30.0)
     try:
         lane.produce(1)
         assert wait_until(lambda: lane.status()["acked_upto"] == 1)  # subscribed and acked
         proxy.set_mode("drop_down")
         lane.produce(100)
         # paho sends up to 20 unacknowledged; the broker forwards them, the lane never hears.
-        assert backend.wait_for(complete(backend, 21), timeout=20)
+        assert lane.wait_stored(backend, 21)
         assert wait_until(lambda: lane.status()["in_flight"] == 100)  # none PUBACKed
         proxy.set_mode("forward")  # cuts the connection: paho resends what was in flight
         assert wait_until(lambda: lane.status()["acked_upto"] == 101)
@@ -186,7 +137,7 @@ def test_4_kill_9_of_the_agent_ten_times_during_a_burst(
         ).fetchone()[0] - 1
     assert 0 < accepted_before_final_run < count  # the kills really hit the burst
     subprocess.run([*command, "--drain"], cwd=REPO, check=True, timeout=120, capture_output=True)
-    assert backend.wait_for(complete(backend, count), timeout=30)
+    assert backend.wait_for(lambda events: len(events) >= count, timeout=30)
     assert_exactly_once_in_order(backend, count)
     reopened = Outbox(outbox, site=SITE, lane=LANE, agent_version="t")
     assert reopened.boot_id == 12  # ten killed runs, one clean run, this one
@@ -195,35 +146,31 @@ def test_4_kill_9_of_the_agent_ten_times_during_a_burst(
 
 
 def test_5_broker_sigkill_mid_stream_is_recovered_by_the_watermark_resend(
-    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+    lane_rig: LaneRigs, broker: MosquittoBroker, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
-    lane = Lane(tmp_path / "o.db", broker.url)
-    try:
-        lane.produce(500)
-        broker.kill()  # whatever it PUBACKed but had not forwarded is gone
-        lane.produce(500)
-        broker.start()
-        assert backend.wait_for(complete(backend, 1000), timeout=60)
-        assert wait_until(lambda: lane.status()["acked_upto"] == 1000)
-        assert_exactly_once_in_order(backend, 1000)
-    finally:
-        lane.close()
+    lane = lane_rig(resend_after_s=QUICK_RESEND_S)
+    lane.produce(500)
+    broker.kill()  # whatever it PUBACKed but had not forwarded is gone
+    lane.produce(500)
+    broker.start()
+    assert lane.wait_stored(backend, 1000, timeout=60)
+    assert wait_until(lambda: lane.status()["acked_upto"] == 1000)
+    assert_exactly_once_in_order(backend, 1000)
 
 
 def test_6_backend_ingest_down_for_thirty_compressed_minutes(
-    tmp_path: Path, broker: MosquittoBroker
+    lane_rig: LaneRigs, broker: MosquittoBroker, wait_until: WaitUntil
 ) -> None:
     ingest = BackendSim(broker.url, client_id="ingest-1", shared_group="ingest")
     ingest.start()
-    lane = Lane(tmp_path / "o.db", broker.url, resend_after_s=0.5)
+    lane = lane_rig(resend_after_s=0.5)
     try:
-        lane.produce(100)
-        assert ingest.wait_for(complete(ingest, 100), timeout=20)
+        assert lane.deliver(ingest, 100)
         ingest.stop()
         lane.produce(400)  # nobody subscribed: the broker answers "no matching subscribers"
         assert wait_until(lambda: lane.status()["resent"] > 0)
         ingest.start()
-        assert ingest.wait_for(complete(ingest, 500), timeout=30)
+        assert lane.wait_stored(ingest, 500)
         assert wait_until(lambda: lane.status()["acked_upto"] == 500)
         assert_exactly_once_in_order(ingest, 500)
     finally:
@@ -232,55 +179,49 @@ def test_6_backend_ingest_down_for_thirty_compressed_minutes(
 
 
 def test_7_wall_clock_steps_do_not_disturb_order_or_retries(
-    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+    lane_rig: LaneRigs, backend: BackendSim
 ) -> None:
     offset = {"s": 0.0}
-    lane = Lane(
-        tmp_path / "o.db", broker.url, wall_clock=lambda: time.time() + offset["s"]
+    lane = lane_rig(
+        resend_after_s=QUICK_RESEND_S, wall_clock=lambda: time.time() + offset["s"]
     )
-    try:
-        base = int(time.time() * 1000)
-        lane.produce(10, wall_ms=base)
-        lane.produce(10, wall_ms=base - 3_600_000, synced=False)  # stepped back one hour
-        offset["s"] = 86_400.0  # the publisher's wall clock jumps a day ahead
-        lane.produce(10, wall_ms=base + 86_400_000, synced=False)
-        assert backend.wait_for(complete(backend, 30), timeout=30)
-        assert_exactly_once_in_order(backend, 30)
-        events = backend.events(LANE)
-        assert [e["clock"]["synced"] for e in events] == [True] * 10 + [False] * 20
-        assert events[10]["occurred_at"] < events[0]["occurred_at"] < events[20]["occurred_at"]
-    finally:
-        lane.close()
+    base = int(time.time() * 1000)
+    lane.produce(10, wall_ms=base)
+    lane.produce(10, wall_ms=base - 3_600_000, synced=False)  # stepped back one hour
+    offset["s"] = 86_400.0  # the publisher's wall clock jumps a day ahead
+    lane.produce(10, wall_ms=base + 86_400_000, synced=False)
+    assert lane.wait_stored(backend, 30)
+    assert_exactly_once_in_order(backend, 30)
+    events = backend.events(LANE)
+    assert [e["clock"]["synced"] for e in events] == [True] * 10 + [False] * 20
+    assert events[10]["occurred_at"] < events[0]["occurred_at"] < events[20]["occurred_at"]
 
 
 def test_8_disk_quota_sheds_health_keeps_every_event_and_recovers(
-    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+    lane_rig: LaneRigs, broker: MosquittoBroker, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
     broker.stop()
-    lane = Lane(tmp_path / "o.db", broker.url, max_bytes=60_000)
-    try:
-        for _ in range(20):
-            lane.outbox.add_health(
-                {"cpu": 12, "pad": "h" * 200}, mono_ms=0, wall_ms=int(time.time() * 1000),
-                clock_synced=True,
-            )
-        lane.produce(300)
-        stats = lane.outbox.stats()
-        assert stats["events"] == 300  # not one event dropped
-        assert stats["health_shed"] > 0 and stats["disk_alarm"] is True
-        assert lane.status()["disk_alarm"] is True
-        broker.start()
-        assert backend.wait_for(complete(backend, 300), timeout=30)
-        assert wait_until(lambda: lane.outbox.stats()["disk_alarm"] is False)
-        assert_exactly_once_in_order(backend, 300)
-        health = lane.outbox.add_health({}, mono_ms=0, wall_ms=0, clock_synced=False)
-        assert health is not None  # accepted again without a restart
-    finally:
-        lane.close()
+    lane = lane_rig(max_bytes=60_000, resend_after_s=QUICK_RESEND_S)
+    for _ in range(20):
+        lane.outbox.add_health(
+            {"cpu": 12, "pad": "h" * 200}, mono_ms=0, wall_ms=int(time.time() * 1000),
+            clock_synced=True,
+        )
+    lane.produce(300)
+    stats = lane.outbox.stats()
+    assert stats["events"] == 300  # not one event dropped
+    assert stats["health_shed"] > 0 and stats["disk_alarm"] is True
+    assert lane.status()["disk_alarm"] is True
+    broker.start()
+    assert lane.wait_stored(backend, 300)
+    assert wait_until(lambda: lane.outbox.stats()["disk_alarm"] is False)
+    assert_exactly_once_in_order(backend, 300)
+    health = lane.outbox.add_health({}, mono_ms=0, wall_ms=0, clock_synced=False)
+    assert health is not None  # accepted again without a restart
 
 
 def test_refused_publishes_are_dead_lettered_and_the_backend_gap_is_closed(
-    tmp_path: Path,
+    tmp_path: Path, lane_rig: LaneRigs, wait_until: WaitUntil
 ) -> None:
     acl = tmp_path / "acl"
     acl.write_text(
@@ -289,7 +230,7 @@ def test_refused_publishes_are_dead_lettered_and_the_backend_gap_is_closed(
     )
     with MosquittoBroker(workdir=tmp_path / "b", extra_config=f"acl_file {acl}") as broker, \
             BackendSim(broker.url) as backend:
-        lane = Lane(tmp_path / "o.db", broker.url)
+        lane = lane_rig(broker_url=broker.url, resend_after_s=QUICK_RESEND_S)
         try:
             lane.produce(2)
             lane.outbox.add_event(

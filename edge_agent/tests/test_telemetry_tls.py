@@ -22,7 +22,7 @@ from paho.mqtt.client import Client, MQTTMessage
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
 from edge_agent.protocols import gp1
-from edge_agent.telemetry.mqtt import TlsFiles, make_client, parse_broker_url
+from edge_agent.telemetry.mqtt import ReconnectJitter, TlsFiles, make_client, parse_broker_url
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.telemetry.topics import LaneTopics
@@ -313,7 +313,7 @@ def produce(outbox: Outbox, count: int) -> None:
 
 def publisher(outbox: Outbox, url: str, tls: TlsFiles, lane: str) -> Publisher:
     sender = Publisher(outbox, broker_url=url, site=SITE, lane=lane, tls=tls,
-                       reconnect_min_s=0.1, reconnect_max_s=0.5)
+                       reconnect=ReconnectJitter(first_min_s=0.1, first_max_s=0.2, max_s=0.5))
     sender.start()
     sender.wake()
     return sender

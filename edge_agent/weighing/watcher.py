@@ -22,6 +22,7 @@ States: EMPTY -> LOADING (TruckOnDeck) -> COMMITTED (WeightCommitted) -> LEAVING
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections import deque
@@ -126,6 +127,24 @@ class WeightWatcher:
         self._comm = CommWatch(scale.comm_loss_s)
         self._frames = FrameErrorRate(
             scale.checksum_window_s, scale.checksum_min_errors, scale.checksum_max_fraction
+        )
+
+    @property
+    def scale(self) -> ScaleConfig:
+        return self._scale
+
+    def set_time_limits(
+        self, *, unstable_timeout_s: float, not_on_deck_s: float, frozen_s: float
+    ) -> None:
+        """Change the watcher's time limits (a remote setting); they count from now on.
+
+        Only the limits change: the scale's metrology, its learned zero, noise and flicker stay.
+        """
+        self._scale = dataclasses.replace(
+            self._scale,
+            unstable_timeout_s=unstable_timeout_s,
+            not_on_deck_s=not_on_deck_s,
+            frozen_s=frozen_s,
         )
 
     # ----------------------------------------------------------------- inputs

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from paho.mqtt.client import Client, MQTTMessage
@@ -18,17 +17,11 @@ from edge_agent.telemetry.topics import LaneTopics
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 
+if TYPE_CHECKING:
+    from conftest import WaitUntil
+
 SITE, LANE = "s1", "lane-a"
 TOPICS = LaneTopics(SITE, LANE)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def make_event(
@@ -95,7 +88,9 @@ def acks_seen(client: RawClient) -> list[dict[str, Any]]:
     return [json.loads(m.payload) for m in client.messages if m.topic == TOPICS.ack]
 
 
-def test_duplicates_are_stored_once(lane: RawClient, backend: BackendSim) -> None:
+def test_duplicates_are_stored_once(
+    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
+) -> None:
     payload = make_event(1)
     lane.publish(TOPICS.event("vehicle_passed"), payload)
     lane.publish(TOPICS.event("vehicle_passed"), payload)
@@ -106,7 +101,7 @@ def test_duplicates_are_stored_once(lane: RawClient, backend: BackendSim) -> Non
 
 
 def test_out_of_order_events_are_sorted_and_the_watermark_waits_for_gaps(
-    lane: RawClient, backend: BackendSim
+    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
     lane.subscribe(TOPICS.ack)
     for seq in (3, 1):
@@ -123,7 +118,7 @@ def test_out_of_order_events_are_sorted_and_the_watermark_waits_for_gaps(
 
 
 def test_the_ack_is_retained_for_a_lane_that_reconnects(
-    broker: MosquittoBroker, lane: RawClient, backend: BackendSim
+    broker: MosquittoBroker, lane: RawClient, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
     lane.subscribe(TOPICS.ack)
     lane.publish(TOPICS.event("vehicle_passed"), make_event(1))
@@ -138,7 +133,7 @@ def test_the_ack_is_retained_for_a_lane_that_reconnects(
 
 
 def test_same_seq_with_another_event_id_is_a_conflict_not_an_overwrite(
-    lane: RawClient, backend: BackendSim
+    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
     first = make_event(1)
     impostor = json.loads(first)
@@ -150,7 +145,7 @@ def test_same_seq_with_another_event_id_is_a_conflict_not_an_overwrite(
 
 
 def test_a_lane_cannot_speak_for_another_and_garbage_is_rejected(
-    lane: RawClient, backend: BackendSim
+    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
     lane.publish(TOPICS.event("vehicle_passed"), make_event(1, lane="lane-b"))
     lane.publish(TOPICS.event("vehicle_passed"), b"{not json")
@@ -159,7 +154,7 @@ def test_a_lane_cannot_speak_for_another_and_garbage_is_rejected(
 
 
 def test_a_dead_letter_closes_the_gap_of_the_seq_it_names(
-    lane: RawClient, backend: BackendSim
+    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
     lane.publish(TOPICS.event("vehicle_passed"), make_event(1))
     lane.publish(TOPICS.event("dead_letter"), make_event(3, type="dead_letter", data={"seq": 2}))
@@ -168,7 +163,7 @@ def test_a_dead_letter_closes_the_gap_of_the_seq_it_names(
 
 
 def test_a_backend_without_history_continues_from_the_retained_watermark(
-    broker: MosquittoBroker, lane: RawClient
+    broker: MosquittoBroker, lane: RawClient, wait_until: WaitUntil
 ) -> None:
     lane.subscribe(TOPICS.ack)
     with BackendSim(broker.url) as first:
@@ -183,7 +178,7 @@ def test_a_backend_without_history_continues_from_the_retained_watermark(
 
 
 def test_a_persistent_database_survives_a_backend_restart(
-    tmp_path: Path, broker: MosquittoBroker, lane: RawClient
+    tmp_path: Path, broker: MosquittoBroker, lane: RawClient, wait_until: WaitUntil
 ) -> None:
     db = tmp_path / "ingest.db"
     with BackendSim(broker.url, db_path=db) as first:
@@ -197,7 +192,7 @@ def test_a_persistent_database_survives_a_backend_restart(
 
 
 def test_state_and_health_are_recorded_and_commands_are_delivered(
-    lane: RawClient, backend: BackendSim
+    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
     lane.subscribe(TOPICS.commands)
     lane.publish(TOPICS.state, b'{"online": true, "boot_id": 4}')
@@ -209,7 +204,7 @@ def test_state_and_health_are_recorded_and_commands_are_delivered(
 
 
 def test_shared_subscription_members_split_the_stream(
-    broker: MosquittoBroker, lane: RawClient
+    broker: MosquittoBroker, lane: RawClient, wait_until: WaitUntil
 ) -> None:
     with BackendSim(broker.url, client_id="i1", shared_group="ingest") as one, BackendSim(
         broker.url, client_id="i2", shared_group="ingest"

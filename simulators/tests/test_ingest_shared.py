@@ -11,30 +11,21 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from paho.mqtt.client import MQTTMessage
 
 from edge_agent.telemetry.mqtt import make_client, parse_broker_url
-from edge_agent.telemetry.outbox import Outbox
-from edge_agent.telemetry.publisher import Publisher
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 
-SITE = "site-1"
+if TYPE_CHECKING:
+    from conftest import LaneRig, LaneRigs, WaitUntil
+
 LANES = [f"lane-{n:02d}" for n in range(1, 5)]
 EVENTS_PER_LANE = 750  # 3,000 in all
 GROUP = "ingest"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 class AckSniffer:
@@ -60,32 +51,8 @@ class AckSniffer:
         self._client.loop_stop()
 
 
-class LaneAgent:
-    def __init__(self, tmp: Path, url: str, lane: str) -> None:
-        self.outbox = Outbox(tmp / f"{lane}.db", site=SITE, lane=lane, agent_version="t")
-        self.publisher = Publisher(
-            self.outbox, broker_url=url, site=SITE, lane=lane,
-            reconnect_min_s=0.1, reconnect_max_s=0.5, resend_after_s=1.0,
-        )
-        self.publisher.start()
-
-    def produce_one(self, n: int) -> None:
-        now = time.time()
-        self.outbox.add_event(
-            "vehicle_passed", {"n": n}, transit_id=f"t-{n}",
-            mono_ms=int(time.monotonic() * 1000), wall_ms=int(now * 1000), clock_synced=True,
-        )
-        self.publisher.wake()
-
-    def drained(self) -> bool:
-        return (
-            self.publisher.status()["acked_upto"] == EVENTS_PER_LANE
-            and self.outbox.stats()["events"] == 0
-        )
-
-    def close(self) -> None:
-        self.publisher.stop()
-        self.outbox.close()
+def drained(lane: LaneRig) -> bool:
+    return lane.drained() and lane.status()["acked_upto"] == EVENTS_PER_LANE
 
 
 def worker(url: str, db: Path, name: str) -> BackendSim:
@@ -95,12 +62,12 @@ def worker(url: str, db: Path, name: str) -> BackendSim:
 
 
 def test_two_shared_ingest_workers_store_every_event_once_across_a_worker_restart(
-    tmp_path: Path, broker: MosquittoBroker
+    tmp_path: Path, broker: MosquittoBroker, lane_rig: LaneRigs, wait_until: WaitUntil
 ) -> None:
     db = tmp_path / "ingest.db"
     sniffer = AckSniffer(broker.url)
     one, two = worker(broker.url, db, "ingest-1"), worker(broker.url, db, "ingest-2")
-    lanes = [LaneAgent(tmp_path, broker.url, lane) for lane in LANES]
+    lanes = [lane_rig(lane=name, resend_after_s=1.0) for name in LANES]
     produced = [0]
     stop_at, restart_at = EVENTS_PER_LANE // 3, 2 * EVENTS_PER_LANE // 3
 
@@ -108,7 +75,7 @@ def test_two_shared_ingest_workers_store_every_event_once_across_a_worker_restar
         # A steady stream (about 1,000 events/s in all), so the worker stops mid-flow.
         while produced[0] < until:
             for lane in lanes:
-                lane.produce_one(produced[0])
+                lane.produce(1)
             produced[0] += 1
             time.sleep(0.004)
 
@@ -121,7 +88,7 @@ def test_two_shared_ingest_workers_store_every_event_once_across_a_worker_restar
         two = worker(broker.url, db, "ingest-2")  # restarted: same id, same store
         produce(EVENTS_PER_LANE)
 
-        assert wait_until(lambda: all(lane.drained() for lane in lanes), timeout=60)
+        assert wait_until(lambda: all(drained(lane) for lane in lanes), timeout=60)
     finally:
         for lane in lanes:
             lane.close()
