@@ -11,18 +11,19 @@ On start it also reads the retained acks, so a backend without history (fresh da
 continues from the watermark its predecessor published instead of waiting for deleted rows.
 
 Several workers may share one subscription group (``$share/<group>/...``) and one database
-file. Each worker then sees only part of a lane's events, so the store, not the worker, is
-the authority: a worker writes under SQLite's write lock (``BEGIN IMMEDIATE``), counts an
-event another worker already stored as a duplicate, and advances the lane's watermark over
-every worker's rows. Acks are published under the same lock and the lock is held until the
-broker confirms them, so the retained watermark never goes backwards, whichever worker sends.
+file (``simulators.ingest_store``). Each worker then sees only part of a lane's events, so
+the store, not the worker, is the authority: a worker writes under the store's write lock,
+counts an event another worker already stored as a duplicate, and advances the lane's
+watermark over every worker's rows. Acks are published under the same lock and the lock is
+held until the broker confirms them, so the retained watermark never goes backwards,
+whichever worker sends. Each worker connects with its own identity (client id = certificate
+CN on a site broker: ``lanectl site init --ingest-workers N``).
 """
 
 from __future__ import annotations
 
 import json
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -45,24 +46,7 @@ from edge_agent.telemetry.mqtt import (
 from edge_agent.telemetry.topics import ACK_FILTER, INGEST_FILTERS, LaneTopics, TopicKind
 from edge_agent.telemetry.topics import parse_topic as parse_lane_topic
 from edge_agent.telemetry.topics import shared as shared_filter
-
-_SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS events (
-    event_id TEXT PRIMARY KEY,
-    site TEXT NOT NULL, lane TEXT NOT NULL, seq INTEGER NOT NULL,
-    type TEXT NOT NULL, payload TEXT NOT NULL, received_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_lane ON events (lane, seq);
-CREATE TABLE IF NOT EXISTS lanes (
-    lane TEXT PRIMARY KEY, site TEXT NOT NULL, upto_seq INTEGER NOT NULL, boot_id INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS skipped (
-    lane TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (lane, seq)
-);
-CREATE TABLE IF NOT EXISTS acks (lane TEXT PRIMARY KEY, upto_seq INTEGER NOT NULL);
-"""
-# lanes.upto_seq: highest contiguous seq stored (or skipped by a dead letter), over all workers.
-# skipped: seqs a dead_letter event declared lost for good. acks: the watermark last published.
+from simulators.ingest_store import IngestStore, Stored
 
 ACK_CONFIRM_TIMEOUT_S = 2.0
 
@@ -87,15 +71,7 @@ class BackendSim:
         self._shared_group = shared_group
         self._ack_interval_s = ack_interval_s
         self._session_expiry_s = session_expiry_s
-        self._db = sqlite3.connect(
-            str(db_path) if db_path else ":memory:",
-            check_same_thread=False,
-            isolation_level=None,
-            timeout=30.0,  # another worker may hold the write lock for an ack round trip
-        )
-        if db_path:
-            self._db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-        self._db.executescript(_SCHEMA_SQL)
+        self._store = IngestStore(db_path)  # shared with the other workers of a group
         self._lock = threading.Condition()
         self._by_lane: dict[str, dict[int, dict[str, Any]]] = {}
         self._republish: set[str] = set()  # lanes whose ack must be sent again
@@ -166,7 +142,7 @@ class BackendSim:
 
     def close(self) -> None:
         self.stop()
-        self._db.close()
+        self._store.close()
 
     def __enter__(self) -> BackendSim:
         self.start()
@@ -205,22 +181,12 @@ class BackendSim:
     def watermark(self, lane: str) -> int:
         """The lane's stored contiguous seq, over every worker sharing the database."""
         with self._lock:
-            return self._upto(lane)
+            return self._store.upto(lane)
 
     def gaps(self, lane: str) -> list[int]:
         """Seqs missing between the watermark and the highest seq stored."""
         with self._lock:
-            upto = self._upto(lane)
-            present = {
-                seq
-                for table in ("events", "skipped")
-                for (seq,) in self._db.execute(
-                    f"SELECT seq FROM {table} WHERE lane = ? AND seq > ?", (lane, upto)
-                )
-            }
-            if not present:
-                return []
-            return [s for s in range(upto + 1, max(present)) if s not in present]
+            return self._store.gaps(lane)
 
     def arrival_times(self, lane: str) -> dict[int, float]:
         """seq -> time.monotonic() when this process stored it (for latency figures)."""
@@ -308,25 +274,19 @@ class BackendSim:
             except queue.Empty:
                 pass
             if batch:
-                self._store(batch)
+                self._store_batch(batch)
             now = time.monotonic()
             if now - last_ack >= self._ack_interval_s:
                 last_ack = now
                 self._publish_acks()
 
-    def _store(self, batch: list[MQTTMessage]) -> None:
-        with self._lock:
-            # IMMEDIATE: take the write lock before reading, so workers sharing the file
-            # see each other's rows and watermarks (a deferred read would race).
-            self._db.execute("BEGIN IMMEDIATE")
+    def _store_batch(self, batch: list[MQTTMessage]) -> None:
+        with self._lock, self._store.write():
             touched: set[str] = set()
-            try:
-                for message in batch:
-                    self._ingest(message, touched)
-                for lane in touched:
-                    self._advance(lane)
-            finally:
-                self._db.execute("COMMIT")
+            for message in batch:
+                self._ingest(message, touched)
+            for lane in touched:
+                self._store.advance(lane)
             self._lock.notify_all()
 
     def _ingest(self, message: MQTTMessage, touched: set[str]) -> None:
@@ -355,95 +315,30 @@ class BackendSim:
             self._counts["rejected"] += 1  # a lane may only speak for itself
             return
         lane, seq = event["lane"], event["seq"]
-        held = self._db.execute(
-            "SELECT event_id FROM events WHERE lane = ? AND seq = ?", (lane, seq)
-        ).fetchone()
-        if held is not None or seq <= self._upto(lane):
-            same = held is None or held[0] == event["event_id"]
-            self._counts["duplicates" if same else "conflicts"] += 1
+        outcome = self._store.add(parsed.site, event, message.payload.decode(), time.time())
+        if outcome is Stored.NEW:
+            self._by_lane.setdefault(lane, {})[seq] = event
+            self._arrival.setdefault(lane, {})[seq] = time.monotonic()
+            self._counts["stored"] += 1
+            touched.add(lane)
+            return
+        self._counts["duplicates" if outcome is Stored.DUPLICATE else "conflicts"] += 1
+        if outcome is not Stored.ID_CONFLICT:
             self._republish.add(lane)  # the lane is resending: our ack may not have reached it
-            return
-        inserted = self._db.execute(
-            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (event["event_id"], parsed.site, lane, seq, event["type"],
-             message.payload.decode(), time.time()),
-        ).rowcount
-        if not inserted:  # the same event_id under another seq: never overwrite
-            self._counts["conflicts"] += 1
-            return
-        self._db.execute(
-            "INSERT INTO lanes VALUES (?, ?, 0, ?) "
-            "ON CONFLICT (lane) DO UPDATE SET boot_id = excluded.boot_id",
-            (lane, parsed.site, event["boot_id"]),
-        )
-        self._by_lane.setdefault(lane, {})[seq] = event
-        self._arrival.setdefault(lane, {})[seq] = time.monotonic()
-        self._counts["stored"] += 1
-        if event["type"] == "dead_letter" and isinstance(event["data"].get("seq"), int):
-            self._db.execute(  # the refused seq will never come
-                "INSERT OR IGNORE INTO skipped VALUES (?, ?)", (lane, event["data"]["seq"])
-            )
-        touched.add(lane)
 
     def _learn_watermark(self, site: str, lane: str, payload: bytes) -> None:
         try:
             upto = envelope_codec.decode_ack(payload)
         except RemoteProtocolError:
             return
-        if upto <= self._upto(lane):
-            return
-        self._db.execute(
-            "INSERT INTO lanes VALUES (?, ?, ?, 0) "
-            "ON CONFLICT (lane) DO UPDATE SET upto_seq = excluded.upto_seq",
-            (lane, site, upto),
-        )
-        self._record_ack(lane, upto)  # someone published it: no need to again
-        self._advance(lane)
-
-    def _record_ack(self, lane: str, upto: int) -> None:
-        self._db.execute(
-            "INSERT INTO acks VALUES (?, ?) ON CONFLICT (lane) DO UPDATE "
-            "SET upto_seq = max(upto_seq, excluded.upto_seq)",
-            (lane, upto),
-        )
-
-    def _upto(self, lane: str) -> int:
-        row = self._db.execute("SELECT upto_seq FROM lanes WHERE lane = ?", (lane,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def _advance(self, lane: str) -> None:
-        """Move the lane's watermark over every contiguous seq any worker has stored."""
-        upto = start = self._upto(lane)
-        skipped = {
-            seq
-            for (seq,) in self._db.execute(
-                "SELECT seq FROM skipped WHERE lane = ? AND seq > ?", (lane, upto)
-            )
-        }
-        rows = self._db.execute(
-            "SELECT seq FROM events WHERE lane = ? AND seq > ? ORDER BY seq", (lane, upto)
-        )
-        for (seq,) in rows:  # lazily: stops at the first gap
-            while upto + 1 in skipped:
-                upto += 1
-            if seq > upto + 1:
-                break
-            upto = max(upto, seq)
-        rows.close()
-        while upto + 1 in skipped:
-            upto += 1
-        if upto > start:
-            self._db.execute("UPDATE lanes SET upto_seq = ? WHERE lane = ?", (upto, lane))
+        self._store.learn_watermark(site, lane, upto)
 
     def _due_acks(self) -> list[tuple[str, str, int, int]]:
-        rows = self._db.execute(
-            "SELECT l.lane, l.site, l.upto_seq, l.boot_id, coalesce(a.upto_seq, 0) "
-            "FROM lanes l LEFT JOIN acks a ON a.lane = l.lane WHERE l.upto_seq > 0"
-        ).fetchall()
+        resend_all = self._connects != self._acks_resent_for
         return [
-            (lane, site, upto, boot_id)
-            for lane, site, upto, boot_id, acked in rows
-            if upto > acked or self._connects != self._acks_resent_for or lane in self._republish
+            (row.lane, row.site, row.upto, row.boot_id)
+            for row in self._store.ack_rows()
+            if row.upto > row.acked or resend_all or row.lane in self._republish
         ]
 
     def _publish_acks(self) -> None:
@@ -453,8 +348,7 @@ class BackendSim:
         with self._lock:
             if not self._due_acks():
                 return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._store.write():
                 connects = self._connects
                 sent = [
                     (lane, upto, client.publish(
@@ -473,14 +367,12 @@ class BackendSim:
                     if _confirmed(info, deadline):
                         confirmed += 1
                         self._republish.discard(lane)
-                        self._record_ack(lane, upto)
+                        self._store.record_ack(lane, upto)
                 if confirmed == len(sent):
                     self._acks_resent_for = connects
-            finally:
-                self._db.execute("COMMIT")
 
     def _load(self) -> None:
-        for lane, seq, payload in self._db.execute("SELECT lane, seq, payload FROM events"):
+        for lane, seq, payload in self._store.stored():
             self._by_lane.setdefault(lane, {})[seq] = json.loads(payload)
             self._counts["stored"] += 1
 
@@ -503,51 +395,11 @@ def _json_or_error(payload: bytes) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the backend until a lane's events are complete (or stall); print a JSON report.
+    """``python -m simulators.backend``: one worker until a lane's events are in (see
+    ``simulators.backend_cli``)."""
+    from simulators.backend_cli import main as run
 
-    ``python -m simulators.backend --broker URL --lane L --expect N [--idle-timeout S]``.
-    Prints ``ready`` once subscribed. Latencies use the system-wide monotonic clock, which
-    the envelope's ``mono_ms`` also uses when the producer runs on the same machine.
-    """
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m simulators.backend")
-    parser.add_argument("--broker", required=True)
-    parser.add_argument("--lane", required=True)
-    parser.add_argument("--expect", type=int, required=True)
-    parser.add_argument("--idle-timeout", type=float, default=5.0)
-    parser.add_argument("--client-id", default="backend-sim")
-    parser.add_argument("--ca", type=Path, help="CA file for an mqtts:// broker")
-    parser.add_argument("--cert", type=Path, help="the backend's client certificate")
-    parser.add_argument("--key", type=Path, help="the backend's private key")
-    args = parser.parse_args(argv)
-    tls = TlsFiles(args.ca, args.cert, args.key) if args.broker.startswith("mqtts://") else None
-    backend = BackendSim(args.broker, client_id=args.client_id, tls=tls)
-    backend.start()
-    print("ready", flush=True)
-    last_count, last_change = -1, time.monotonic()
-    while True:
-        count = len(backend.events(args.lane))
-        if count != last_count:
-            last_count, last_change = count, time.monotonic()
-        if count >= args.expect or time.monotonic() - last_change > args.idle_timeout:
-            break
-        time.sleep(0.02)
-    events = backend.events(args.lane)
-    arrival = backend.arrival_times(args.lane)
-    latencies = [arrival[e["seq"]] * 1000 - e["mono_ms"] for e in events if e["seq"] in arrival]
-    report = {
-        **backend.stats(),
-        "lane_events": len(events),
-        "seq_contiguous": [e["seq"] for e in events] == list(range(1, len(events) + 1)),
-        "gaps": len(backend.gaps(args.lane)),
-        "first_arrival": min(arrival.values(), default=None),
-        "last_arrival": max(arrival.values(), default=None),
-        "latencies_ms": latencies,
-    }
-    backend.close()
-    print(json.dumps(report), flush=True)
-    return 0
+    return run(argv)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,7 @@ class Publisher:
         self._acked_upto = 0
         self._last_error: str | None = None
         self._cut_at: float | None = None  # the watchdog cut the socket; paho has not reacted
+        self._fresh_client = False  # rebuilt: paho holds none of our rows in its queue
 
         # Touched only by paho's network thread (its callbacks), never by the sender.
         self._jitter = reconnect or ReconnectJitter()
@@ -370,10 +371,12 @@ class Publisher:
         )
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._last_error = f"subscribe failed: {result}"
-        # paho resends its own queue after a reconnect; give everything a fresh timer.
+        # paho resends its own queue after a reconnect; give everything a fresh timer. A new
+        # client has no queue: what it never sent goes out as soon as the link is ready.
+        fresh, self._fresh_client = self._fresh_client, False
         self._due = []
         for seq, tracked in self._tracked.items():
-            tracked.due = now + self._resend_after_s
+            tracked.due = now if fresh else now + self._resend_after_s
             self._due.append((tracked.due, seq, tracked.sends))
         heapq.heapify(self._due)
 
@@ -577,12 +580,10 @@ class Publisher:
         self._connected = self._connack = False
         self._ready_at = self._waiting_since = None
         self._mids.clear()
-        self._due = []
-        for seq, tracked in self._tracked.items():
+        self._due = []  # rescheduled when the new client connects (all due at once)
+        for tracked in self._tracked.values():
             tracked.mid = None
-            tracked.due = now  # resent as soon as the new connection is ready
-            self._due.append((now, seq, tracked.sends))
-        heapq.heapify(self._due)
         self._delay = None
+        self._fresh_client = True
         self._client = self._new_client()
         self._connect()

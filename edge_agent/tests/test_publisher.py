@@ -152,7 +152,7 @@ def test_the_first_reconnect_waits_the_drawn_delay(
 def test_a_hung_network_thread_is_replaced_by_a_new_client_and_nothing_is_lost(
     lane_rig: LaneRigs, backend: BackendSim, wait_until: WaitUntil
 ) -> None:
-    lane = lane_rig(keepalive_s=1)
+    lane = lane_rig(keepalive_s=2)
     assert lane.deliver(backend, 10)
     # Fault injection: paho's network thread blocks in its next socket read, as a thread
     # stuck after an SSL error does (paho #891): no PUBACK is handled, and the EOF of the
@@ -166,8 +166,8 @@ def test_a_hung_network_thread_is_replaced_by_a_new_client_and_nothing_is_lost(
     lane.publisher._client._sock_recv = hung_read  # type: ignore[method-assign]
     try:
         lane.produce(40)
-        assert wait_until(lambda: lane.status()["rebuilds"] >= 1, timeout=30)
-        assert lane.wait_stored(backend, 50)
+        assert wait_until(lambda: lane.status()["rebuilds"] >= 1, timeout=30), lane.status()
+        assert lane.wait_stored(backend, 50), (lane.status(), len(backend.events(LANE)))
         assert wait_until(lambda: lane.status()["acked_upto"] == 50)
     finally:
         released.set()

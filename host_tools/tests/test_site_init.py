@@ -1,7 +1,8 @@
 """``lanectl site``: the files it writes, what they say, and its refusals of bad input.
 
 The broker-side proof (a real Mosquitto running these files) is in
-edge_agent/tests/test_telemetry_tls.py.
+edge_agent/tests/test_telemetry_tls.py and host_tools/tests/test_site_broker.py; ingest
+workers and command keys in host_tools/tests/test_site_keys.py.
 """
 
 from __future__ import annotations
@@ -56,7 +57,15 @@ def test_init_prints_where_everything_went(
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["lanes"]) == {"exit-01", "exit-02"}
     assert Path(summary["broker_config"]).is_file()
-    assert summary["secret"] == [str((tmp_path / "s" / "ca" / "ca.key").resolve())]
+    assert summary["ingest_workers"] == ["backend-ingest-1", "backend-ingest-2"]
+    folder = (tmp_path / "s").resolve()
+    ca_key = str(folder / "ca" / "ca.key")
+    root_key = str(folder / "keys" / "root.key.pem")
+    officer_key = str(folder / "keys" / "officer-console.key.pem")
+    assert summary["secret"] == [ca_key, root_key, officer_key]
+    assert summary["keep_offline"] == [ca_key, root_key]
+    roles = {entry["key"]: entry["role"] for entry in summary["command_keys"].values()}
+    assert roles == {root_key: "root", officer_key: "command"}
 
 
 def test_every_lane_gets_its_own_client_certificate_from_the_site_ca(site: Path) -> None:
@@ -70,10 +79,15 @@ def test_every_lane_gets_its_own_client_certificate_from_the_site_ca(site: Path)
         assert usages(leaf) == [ExtendedKeyUsageOID.CLIENT_AUTH]
         assert (site / "lanes" / lane / "ca.crt").read_bytes() == ca.public_bytes(PEM)
         serials.add(leaf.serial_number)
-    backend = cert(site / "backend" / f"{site_init.BACKEND_CN}.crt")
-    backend.verify_directly_issued_by(ca)
-    assert cn(backend) == site_init.BACKEND_CN
-    assert len(serials | {backend.serial_number}) == 3
+    for worker in ("backend-ingest-1", "backend-ingest-2"):  # one identity per ingest worker
+        leaf = cert(site / "backend" / f"{worker}.crt")
+        leaf.verify_directly_issued_by(ca)
+        assert cn(leaf) == worker
+        assert usages(leaf) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+        serials.add(leaf.serial_number)
+    assert len(serials) == 4
+    assert site_init.client_files(site, site_init.BACKEND_CN).cert == (
+        site / "backend" / "backend-ingest-1.crt")
 
 
 def test_the_broker_certificate_names_the_broker_and_loopback(site: Path) -> None:
@@ -86,9 +100,10 @@ def test_the_broker_certificate_names_the_broker_and_loopback(site: Path) -> Non
 
 
 def test_private_keys_are_readable_by_their_owner_only(site: Path) -> None:
-    keys = sorted(site.rglob("*.key"))
+    keys = sorted([*site.rglob("*.key"), *site.rglob("*.key.pem")])
     assert {k.name for k in keys} == {"ca.key", "server.key", "exit-01.key", "exit-02.key",
-                                      f"{site_init.BACKEND_CN}.key"}
+                                      "backend-ingest-1.key", "backend-ingest-2.key",
+                                      "root.key.pem", "officer-console.key.pem"}
     for key in keys:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     assert stat.S_IMODE((site / "broker" / "acl").stat().st_mode) == 0o644
@@ -127,10 +142,10 @@ def test_the_acl_gives_each_lane_only_its_own_topics(site: Path) -> None:
         "pattern write gate/v1/+/%u/state",
         "pattern read gate/v1/+/%u/cmd/#",
         "pattern read gate/v1/+/%u/ack",
-        f"user {site_init.BACKEND_CN}",
-        "topic read gate/v1/#",
-        "topic write gate/v1/+/+/cmd/#",
-        "topic write gate/v1/+/+/ack",
+        *[line
+          for worker in ("backend-ingest-1", "backend-ingest-2")
+          for line in (f"user {worker}", "topic read gate/v1/#",
+                       "topic write gate/v1/+/+/cmd/#", "topic write gate/v1/+/+/ack")],
     ]
 
 
@@ -143,6 +158,7 @@ def test_the_lane_config_loads_and_points_at_the_lane_certificate(site: Path) ->
     assert config.mqtt.key == site / "lanes" / "exit-02" / "exit-02.key"
     assert config.mqtt.ca == site / "lanes" / "exit-02" / "ca.crt"
     assert config.lane.gate is None  # the example's gate belongs to another lane
+    assert config.mqtt.command_keys == site / "lanes" / "exit-02" / "command_keys.json"
     # The agent can build its TLS client from these files (key matches cert, CA parses).
     make_client("exit-02", parse_broker_url(config.mqtt.broker),
                 TlsFiles(config.mqtt.ca, config.mqtt.cert, config.mqtt.key))
@@ -152,6 +168,11 @@ def test_the_agent_template_must_have_the_keys_we_set() -> None:
     template = site_init.agent_template().replace("cert =", "certificate =")
     with pytest.raises(site_init.SiteError, match=r"\[mqtt\] cert"):
         site_init.agent_toml_text(template, site="BZ01", lane="exit-01", broker_url="mqtts://h")
+    without = "\n".join(line for line in site_init.agent_template().splitlines()
+                        if not line.startswith("command_keys"))
+    with pytest.raises(site_init.SiteError, match=r"\[mqtt\] command_keys"):
+        site_init.agent_toml_text(without, site="BZ01", lane="exit-01", broker_url="mqtts://h",
+                                  command_keys="command_keys.json")
 
 
 @pytest.mark.parametrize(
@@ -163,6 +184,7 @@ def test_the_agent_template_must_have_the_keys_we_set() -> None:
         ("lane#1", "not a valid topic level"),
         (",", "no lanes given"),
         (f"exit-01,{site_init.BACKEND_CN}", "reserved for the backend"),
+        ("backend-ingest", "reserved for the backend"),
     ],
 )
 def test_bad_lane_ids_are_refused_with_a_reason(

@@ -1,0 +1,185 @@
+"""The backend's event store (SQLite standing in for Kafka and the database behind it).
+
+Events are stored once by ``event_id`` and ordered per lane by ``seq``; each lane's watermark
+is the highest *contiguous* seq stored (or declared lost by a ``dead_letter`` event), over
+every worker sharing the file. Several ingest workers may share one database file: the store,
+not the worker, is then the authority, and every write runs under SQLite's write lock
+(``write()``: ``BEGIN IMMEDIATE``), so workers see each other's rows and watermarks.
+
+Not thread-safe by itself: its owner serialises calls (``BackendSim`` holds its own lock).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,
+    site TEXT NOT NULL, lane TEXT NOT NULL, seq INTEGER NOT NULL,
+    type TEXT NOT NULL, payload TEXT NOT NULL, received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_lane ON events (lane, seq);
+CREATE TABLE IF NOT EXISTS lanes (
+    lane TEXT PRIMARY KEY, site TEXT NOT NULL, upto_seq INTEGER NOT NULL, boot_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS skipped (
+    lane TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (lane, seq)
+);
+CREATE TABLE IF NOT EXISTS acks (lane TEXT PRIMARY KEY, upto_seq INTEGER NOT NULL);
+"""
+# lanes.upto_seq: highest contiguous seq stored (or skipped by a dead letter), over all workers.
+# skipped: seqs a dead_letter event declared lost for good. acks: the watermark last published.
+
+
+class Stored(Enum):
+    """What became of one event offered to the store."""
+
+    NEW = "new"
+    DUPLICATE = "duplicate"  # already stored (by us or another worker), or below the watermark
+    SEQ_CONFLICT = "seq_conflict"  # another event already holds that seq
+    ID_CONFLICT = "id_conflict"  # that event_id is stored under another seq
+
+
+@dataclass(frozen=True, slots=True)
+class AckRow:
+    """A lane's watermark and the one last published for it (0 if none)."""
+
+    lane: str
+    site: str
+    upto: int
+    boot_id: int
+    acked: int
+
+
+class IngestStore:
+    """One SQLite store, in memory or in a file shared by several workers."""
+
+    def __init__(self, db_path: Path | None = None) -> None:
+        self._db = sqlite3.connect(
+            str(db_path) if db_path else ":memory:",
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=30.0,  # another worker may hold the write lock for an ack round trip
+        )
+        if db_path:
+            self._db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        self._db.executescript(_SCHEMA_SQL)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """A write transaction. IMMEDIATE takes the write lock before reading, so workers
+        sharing the file see each other's rows and watermarks (a deferred read would race)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
+
+    def add(self, site: str, event: dict[str, Any], payload: str, received_at: float) -> Stored:
+        """Offer one decoded envelope; call ``advance`` for its lane once a batch is in."""
+        lane, seq = event["lane"], event["seq"]
+        held = self._db.execute(
+            "SELECT event_id FROM events WHERE lane = ? AND seq = ?", (lane, seq)
+        ).fetchone()
+        if held is not None or seq <= self.upto(lane):
+            same = held is None or held[0] == event["event_id"]
+            return Stored.DUPLICATE if same else Stored.SEQ_CONFLICT
+        inserted = self._db.execute(
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event["event_id"], site, lane, seq, event["type"], payload, received_at),
+        ).rowcount
+        if not inserted:  # the same event_id under another seq: never overwrite
+            return Stored.ID_CONFLICT
+        self._db.execute(
+            "INSERT INTO lanes VALUES (?, ?, 0, ?) "
+            "ON CONFLICT (lane) DO UPDATE SET boot_id = excluded.boot_id",
+            (lane, site, event["boot_id"]),
+        )
+        if event["type"] == "dead_letter" and isinstance(event["data"].get("seq"), int):
+            self._db.execute(  # the refused seq will never come
+                "INSERT OR IGNORE INTO skipped VALUES (?, ?)", (lane, event["data"]["seq"])
+            )
+        return Stored.NEW
+
+    def learn_watermark(self, site: str, lane: str, upto: int) -> None:
+        """A watermark someone already published (a retained ack): continue from it."""
+        if upto <= self.upto(lane):
+            return
+        self._db.execute(
+            "INSERT INTO lanes VALUES (?, ?, ?, 0) "
+            "ON CONFLICT (lane) DO UPDATE SET upto_seq = excluded.upto_seq",
+            (lane, site, upto),
+        )
+        self.record_ack(lane, upto)  # someone published it: no need to again
+        self.advance(lane)
+
+    def record_ack(self, lane: str, upto: int) -> None:
+        self._db.execute(
+            "INSERT INTO acks VALUES (?, ?) ON CONFLICT (lane) DO UPDATE "
+            "SET upto_seq = max(upto_seq, excluded.upto_seq)",
+            (lane, upto),
+        )
+
+    def upto(self, lane: str) -> int:
+        row = self._db.execute("SELECT upto_seq FROM lanes WHERE lane = ?", (lane,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def advance(self, lane: str) -> None:
+        """Move the lane's watermark over every contiguous seq any worker has stored."""
+        upto = start = self.upto(lane)
+        skipped = {
+            seq
+            for (seq,) in self._db.execute(
+                "SELECT seq FROM skipped WHERE lane = ? AND seq > ?", (lane, upto)
+            )
+        }
+        rows = self._db.execute(
+            "SELECT seq FROM events WHERE lane = ? AND seq > ? ORDER BY seq", (lane, upto)
+        )
+        for (seq,) in rows:  # lazily: stops at the first gap
+            while upto + 1 in skipped:
+                upto += 1
+            if seq > upto + 1:
+                break
+            upto = max(upto, seq)
+        rows.close()
+        while upto + 1 in skipped:
+            upto += 1
+        if upto > start:
+            self._db.execute("UPDATE lanes SET upto_seq = ? WHERE lane = ?", (upto, lane))
+
+    def gaps(self, lane: str) -> list[int]:
+        """Seqs missing between the watermark and the highest seq stored."""
+        upto = self.upto(lane)
+        present = {
+            seq
+            for table in ("events", "skipped")
+            for (seq,) in self._db.execute(
+                f"SELECT seq FROM {table} WHERE lane = ? AND seq > ?", (lane, upto)
+            )
+        }
+        if not present:
+            return []
+        return [s for s in range(upto + 1, max(present)) if s not in present]
+
+    def ack_rows(self) -> list[AckRow]:
+        """Every lane with a watermark above 0, with the watermark last published for it."""
+        rows = self._db.execute(
+            "SELECT l.lane, l.site, l.upto_seq, l.boot_id, coalesce(a.upto_seq, 0) "
+            "FROM lanes l LEFT JOIN acks a ON a.lane = l.lane WHERE l.upto_seq > 0"
+        ).fetchall()
+        return [AckRow(*row) for row in rows]
+
+    def stored(self) -> Iterator[tuple[str, int, str]]:
+        """(lane, seq, payload) of every stored event, any worker's."""
+        yield from self._db.execute("SELECT lane, seq, payload FROM events")

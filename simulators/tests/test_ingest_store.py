@@ -1,0 +1,74 @@
+"""The backend's store on its own: once by event_id, contiguous watermark, gaps, shared file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from simulators.ingest_store import AckRow, IngestStore, Stored
+
+SITE, LANE = "site-1", "lane-01"
+
+
+def event(seq: int, *, event_id: str | None = None, lost: int | None = None) -> dict[str, Any]:
+    """A lane event; with ``lost``, a dead letter naming the seq the broker refused."""
+    return {"event_id": event_id or f"e-{seq}", "lane": LANE, "seq": seq, "boot_id": 1,
+            "type": "vehicle_passed" if lost is None else "dead_letter",
+            "data": {} if lost is None else {"seq": lost}}
+
+
+def add(store: IngestStore, *events: dict[str, Any]) -> list[Stored]:
+    with store.write():
+        outcomes = [store.add(SITE, e, json.dumps(e), 0.0) for e in events]
+        store.advance(LANE)
+    return outcomes
+
+
+def test_each_event_is_stored_once_and_a_conflict_never_overwrites() -> None:
+    store = IngestStore()
+    assert add(store, event(1), event(2)) == [Stored.NEW, Stored.NEW]
+    assert add(store, event(2)) == [Stored.DUPLICATE]
+    assert add(store, event(1, event_id="other")) == [Stored.SEQ_CONFLICT]
+    assert add(store, event(4), event(4, event_id="other")) == [Stored.NEW, Stored.SEQ_CONFLICT]
+    assert add(store, event(5, event_id="e-4")) == [Stored.ID_CONFLICT]
+    assert sorted((lane, seq) for lane, seq, _ in store.stored()) == [
+        (LANE, 1), (LANE, 2), (LANE, 4)]
+
+
+def test_the_watermark_stops_at_a_gap_until_it_is_filled_or_declared_lost() -> None:
+    store = IngestStore()
+    add(store, event(1), event(3), event(6))
+    assert store.upto(LANE) == 1
+    assert store.gaps(LANE) == [2, 4, 5]
+    add(store, event(2))
+    assert (store.upto(LANE), store.gaps(LANE)) == (3, [4, 5])
+    add(store, event(7, lost=4), event(5))  # a dead letter says seq 4 will never come
+    assert (store.upto(LANE), store.gaps(LANE)) == (7, [])
+
+
+def test_acks_due_and_a_learned_watermark() -> None:
+    store = IngestStore()
+    add(store, event(1), event(2))
+    assert store.ack_rows() == [AckRow(LANE, SITE, 2, 1, 0)]
+    with store.write():
+        store.record_ack(LANE, 2)
+        store.record_ack(LANE, 1)  # an older confirmation never lowers the record
+        store.learn_watermark(SITE, "lane-02", 40)  # a predecessor's retained ack
+    assert store.ack_rows() == [AckRow(LANE, SITE, 2, 1, 2), AckRow("lane-02", SITE, 40, 0, 40)]
+    assert store.upto("lane-02") == 40
+    # Rows the predecessor stored are not here: below the watermark is a duplicate.
+    old = {**event(3), "lane": "lane-02"}
+    with store.write():
+        assert store.add(SITE, old, json.dumps(old), 0.0) is Stored.DUPLICATE
+
+
+def test_workers_sharing_one_file_see_each_others_rows(tmp_path: Path) -> None:
+    one, two = IngestStore(tmp_path / "s.db"), IngestStore(tmp_path / "s.db")
+    try:
+        add(one, event(1), event(3))
+        assert add(two, event(1), event(2)) == [Stored.DUPLICATE, Stored.NEW]
+        assert one.upto(LANE) == two.upto(LANE) == 3
+    finally:
+        one.close()
+        two.close()
