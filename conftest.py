@@ -19,6 +19,7 @@ from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
+from simulators.polling import wait_until
 
 SITE, LANE = "site-1", "lane-01"
 AGENT_VERSION = "9.9.9"
@@ -30,14 +31,7 @@ PASSAGE = {"plate": "AB-123-CD", "gross_kg": 31_240}
 WaitUntil = Callable[..., bool]
 
 
-def poll_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds passed; then ask once more."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
+poll_until = wait_until
 
 
 class LaneRig:

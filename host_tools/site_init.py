@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge_agent.errors import ConfigError
 from edge_agent.telemetry.commands import KeyRole
+from edge_agent.telemetry.mqtt import TlsFiles
 from edge_agent.telemetry.topics import check_segment
 from host_tools.site_files import (
     COMMAND_KEYS_FILE,
@@ -238,6 +239,12 @@ def refresh_crl(out: Path, *, days: int | None = None, now: datetime | None = No
 def client_files(out: Path, cn: str) -> ClientFiles:
     """Where the CA, certificate and key of a lane (or an ingest worker) are."""
     return _client_files(out, load_site(out), cn)
+
+
+def tls_files(out: Path, cn: str) -> TlsFiles:
+    """The same files as the MQTT client's ``TlsFiles`` (for tools and tests that connect)."""
+    files = client_files(out, cn)
+    return TlsFiles(files.ca, files.cert, files.key)
 
 
 def load_site(out: Path) -> dict[str, Any]:

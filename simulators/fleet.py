@@ -26,7 +26,6 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +41,7 @@ from edge_agent.telemetry.mqtt import (
     publish_properties,
 )
 from edge_agent.telemetry.topics import LaneTopics
+from simulators.polling import wait_until
 
 __all__ = ["Fleet", "ReconnectJitter", "ReconnectReport", "wait_until"]
 
@@ -456,14 +456,4 @@ class Fleet:
         pending.due = now + self._resend_after_s
         lane.resend_at = min(lane.resend_at, pending.due)
         self._stats["published"] += 1
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    """Poll ``condition`` every 50 ms until true or ``timeout`` seconds passed."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 

@@ -28,6 +28,7 @@ from edge_agent.telemetry.publisher import Publisher
 from edge_agent.telemetry.topics import LaneTopics
 from edge_agent.wiring import open_devices
 from host_tools import site_init
+from simulators import polling
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 
@@ -38,17 +39,11 @@ TIMEOUT = 10.0
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
+    return polling.wait_until(condition, timeout)
 
 
 def tls_of(site_dir: Path, cn: str) -> TlsFiles:
-    files = site_init.client_files(site_dir, cn)
-    return TlsFiles(files.ca, files.cert, files.key)
+    return site_init.tls_files(site_dir, cn)
 
 
 class Probe:

@@ -21,6 +21,7 @@ from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.telemetry.topics import LaneTopics
 from host_tools import site_init
+from simulators import polling
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 
@@ -32,17 +33,11 @@ TIMEOUT = 20.0
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
+    return polling.wait_until(condition, timeout)
 
 
-def tls_of(site: Path, cn: str) -> TlsFiles:
-    files = site_init.client_files(site, cn)
-    return TlsFiles(files.ca, files.cert, files.key)
+def tls_of(site_dir: Path, cn: str) -> TlsFiles:
+    return site_init.tls_files(site_dir, cn)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,10 @@ import pytest
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 from simulators.fleet import Fleet, ReconnectJitter, ReconnectReport
+from simulators.polling import wait_until
 
 LANES = 200
 JITTER = ReconnectJitter(first_min_s=0.5, first_max_s=10.0, max_s=20.0)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def test_jitter_draws_stay_in_the_window_and_cover_it() -> None:
