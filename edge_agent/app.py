@@ -310,9 +310,10 @@ class LaneAgent:
         self._execute(commands, now)
         if opened:
             self._result(verdict.cmd_id, verdict.name, True, None, "barrier opened", now)
-        else:
-            why = "no held truck with that challenge"
-            self._result(verdict.cmd_id, verdict.name, False, "cmd.precondition", why, now)
+            return
+        refused = [c for c in commands if isinstance(c, Publish) and c.type == "release_refused"]
+        why = str(refused[0].data["reason"]) if refused else "no held truck with that challenge"
+        self._result(verdict.cmd_id, verdict.name, False, "cmd.precondition", why, now)
 
     def _effective_config(self) -> AgentConfig:
         """The local file with the last applied remote settings on top."""

@@ -267,8 +267,11 @@ class LaneMachine:
         self.transit.loaded = True
         return commands
 
-    def _transit_arrived(self, event: TruckArrived, now: float) -> list[LaneCommand]:
+    def _transit_arrived(
+        self, event: TruckArrived | WeightCommitted, now: float
+    ) -> list[LaneCommand]:
         # The truck for a pass shown before it drove on; the transit (and its id) goes on.
+        # A weight taken while the barrier moves (a release without a truck seen) counts too.
         assert self.transit is not None
         self.transit.loaded = True
         return []
@@ -426,6 +429,11 @@ class LaneMachine:
         if event.challenge != transit.challenge:
             data = {"cmd_id": event.cmd_id, "accepted": False, "reason": "challenge mismatch"}
             return [Publish("release_refused", data, transit.transit_id)]
+        if not transit.loaded:
+            # The officer cannot see the deck: an open arm with no truck would be taken by
+            # whichever truck comes next, unchecked.
+            data = {"cmd_id": event.cmd_id, "accepted": False, "reason": "no truck on the deck"}
+            return [Publish("release_refused", data, transit.transit_id)]
         data = {"by": "remote", "cmd_id": event.cmd_id, "officer": event.officer}
         return [Publish("released", data, transit.transit_id), *self._open(now, by="remote")]
 
@@ -478,12 +486,14 @@ TRANSITIONS: dict[LaneState, dict[type, _Handler]] = {
     },
     LaneState.OPENING: {
         TruckArrived: M._transit_arrived,
+        WeightCommitted: M._transit_arrived,
         WeightAbnormal: M._moving_abnormal,
         DeckCleared: M._deck_cleared_moving,
         BoardStatus: M._board_opening,
     },
     LaneState.OPEN: {
         TruckArrived: M._transit_arrived,
+        WeightCommitted: M._transit_arrived,
         WeightAbnormal: M._moving_abnormal,
         DeckCleared: M._deck_cleared_moving,
         BoardStatus: M._board_open,

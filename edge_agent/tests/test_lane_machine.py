@@ -111,6 +111,20 @@ def test_remote_release_needs_the_published_challenge() -> None:
     assert not any(isinstance(c, MarkPassUsed) for c in out)  # a forged pass is never "used"
 
 
+def test_a_remote_release_needs_a_truck_on_the_deck() -> None:
+    # A forged pass waved at the camera on foot: the officer cannot see that no truck is
+    # there, and an arm opened now would let the next truck through unchecked.
+    m = machine()
+    out = run(m, PassPresented(2.0, FORGED_PASS))
+    challenge = published(out, "decision")[0].data["challenge"]
+    refused = m.handle(RemoteRelease(5.0, "cmd-1", challenge), 5.0)
+    assert published(refused, "release_refused")[0].data["reason"] == "no truck on the deck"
+    assert not any(isinstance(c, OpenBarrier) for c in refused)
+    run(m, TruckArrived(6.0))
+    out = m.handle(RemoteRelease(7.0, "cmd-2", challenge), 7.0)
+    assert any(isinstance(c, OpenBarrier) for c in out)
+
+
 def test_technician_key_releases_a_hold_on_its_rising_edge() -> None:
     m = machine()
     run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
