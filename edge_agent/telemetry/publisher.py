@@ -41,25 +41,20 @@ import contextlib
 import heapq
 import logging
 import queue
-import random
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry.envelope import decode_ack, encode, state_message
+from edge_agent.telemetry.link import BrokerLink
 from edge_agent.telemetry.mqtt import (
     ReconnectJitter,
     TlsFiles,
-    connect_properties,
-    make_client,
     parse_broker_url,
     publish_properties,
 )
@@ -75,7 +70,6 @@ PERMANENT_REFUSALS = {
     153: "payload format invalid",
 }
 NO_MATCHING_SUBSCRIBERS = 16
-BROKER_INFLIGHT = 20  # Mosquitto's default max_inflight_messages; paho ignores Receive Maximum
 ACK_GRACE_S = 0.1  # after SUBACK, let the retained ack arrive before re-sending old rows
 
 
@@ -141,58 +135,26 @@ class Publisher:
         self._cut_at: float | None = None  # the watchdog cut the socket; paho has not reacted
         self._fresh_client = False  # rebuilt: paho holds none of our rows in its queue
 
-        # Touched only by paho's network thread (its callbacks), never by the sender.
-        self._jitter = reconnect or ReconnectJitter()
-        self._rng = random.Random()
-        self._delay: float | None = None
-
-        self._tls = tls
-        self._connect_props = connect_properties()
-        self._connect_props.SessionExpiryInterval = session_expiry_s
         self._event_props = publish_properties()
         self._event_props.ContentType = "application/json"
         self._event_props.PayloadFormatIndicator = 1
-        self._client = self._new_client()
-
-    def _new_client(self) -> Client:
-        client = make_client(self.topics.lane, self._address, self._tls)
-        client.max_inflight_messages_set(BROKER_INFLIGHT)
-        client.max_queued_messages_set(0)  # bounded by our own window instead
-        self._plan_reconnect(client, first=True)
-        offline = encode(state_message(False, self.outbox.boot_id))
-        client.will_set(self.topics.state, offline, qos=1, retain=True)
-        client.on_connect = self._cb_connect
-        client.on_disconnect = self._cb_disconnect
-        client.on_connect_fail = self._cb_connect_fail
-        client.on_publish = self._cb_publish
-        client.on_subscribe = self._cb_subscribe
-        client.on_message = self._cb_message
-        return client
-
-    def _plan_reconnect(self, client: Client, *, first: bool) -> None:
-        """Set paho's next reconnect wait (paho itself only doubles, without jitter)."""
-        if first or self._delay is None:
-            self._delay = self._jitter.first_delay(self._rng)
-        else:
-            self._delay = self._jitter.next_delay(self._delay)
-        # Equal bounds: paho waits exactly this long before its next attempt.
-        client.reconnect_delay_set(self._delay, self._delay)  # type: ignore[arg-type]
-
-    def _connect(self) -> None:
-        self._client.connect_async(
-            self._address.host,
-            self._address.port,
-            keepalive=max(1, self._keepalive_s * 3 // 4),
-            properties=self._connect_props,
+        self._link = BrokerLink(
+            lane,
+            self._address,
+            post=self._post,
+            will=(self.topics.state, encode(state_message(False, outbox.boot_id))),
+            keepalive_s=keepalive_s,
+            session_expiry_s=session_expiry_s,
+            jitter=reconnect,
+            tls=tls,
         )
-        self._client.loop_start()
 
     # -- public ----------------------------------------------------------------------------
 
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("publisher already started")
-        self._connect()
+        self._link.start()
         self._thread = threading.Thread(target=self._run, name=f"publisher-{self.topics.lane}")
         self._thread.daemon = True
         self._thread.start()
@@ -207,14 +169,15 @@ class Publisher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        if self._client.is_connected():
+        client = self._link.client
+        if client.is_connected():
             offline = encode(state_message(False, self.outbox.boot_id))
-            info = self._client.publish(self.topics.state, offline, qos=1, retain=True)
+            info = client.publish(self.topics.state, offline, qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 with contextlib.suppress(RuntimeError, ValueError):
                     info.wait_for_publish(timeout)
-        self._client.disconnect()
-        self._client.loop_stop()
+        client.disconnect()
+        client.loop_stop()
         self._connected = False
 
     def status(self) -> dict[str, Any]:
@@ -230,44 +193,10 @@ class Publisher:
             **self._stats,
         }
 
-    # -- paho callbacks (network thread): enqueue only ------------------------------------
-
     def _post(self, *item: Any) -> None:
+        """What paho's thread reports (see BrokerLink): queued for the sender thread."""
         self._inbox.put(item)
         self._wake.set()
-
-    def _cb_connect(
-        self, client: Client, userdata: Any, flags: ConnectFlags, rc: ReasonCode, props: Any
-    ) -> None:
-        if rc.is_failure:
-            self._plan_reconnect(client, first=False)
-        else:
-            self._delay = None  # the next loss draws a fresh first delay
-        self._post("connect", rc.is_failure, str(rc))
-
-    def _cb_disconnect(
-        self, client: Client, userdata: Any, flags: DisconnectFlags, rc: ReasonCode, props: Any
-    ) -> None:
-        # paho waits right after this callback returns: plan that wait here, not later.
-        self._plan_reconnect(client, first=self._delay is None)
-        self._post("disconnect", str(rc))
-
-    def _cb_connect_fail(self, client: Client, userdata: Any) -> None:
-        self._plan_reconnect(client, first=False)
-        self._post("connect_failed")
-
-    def _cb_publish(
-        self, client: Client, userdata: Any, mid: int, rc: ReasonCode, props: Any
-    ) -> None:
-        self._post("puback", mid, rc.value)
-
-    def _cb_subscribe(
-        self, client: Client, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any
-    ) -> None:
-        self._post("suback", mid, [rc.value for rc in rcs])
-
-    def _cb_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
-        self._post("message", message.topic, message.payload)
 
     # -- sender thread ---------------------------------------------------------------------
 
@@ -365,8 +294,9 @@ class Publisher:
         self._ready_at = None
         self._waiting_since = now if self._mids else None
         birth = state_message(True, self.outbox.boot_id, self.outbox.agent_version)
-        self._client.publish(self.topics.state, encode(birth), qos=1, retain=True)
-        result, self._sub_mid = self._client.subscribe(
+        client = self._link.client
+        client.publish(self.topics.state, encode(birth), qos=1, retain=True)
+        result, self._sub_mid = client.subscribe(
             [(self.topics.ack, 1), (self.topics.commands, 1)]
         )
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -473,7 +403,7 @@ class Publisher:
             props = publish_properties()
             props.ContentType = "application/json"
             props.MessageExpiryInterval = int(remaining_s)
-        info = self._client.publish(row.topic, row.payload, qos=1, properties=props)
+        info = self._link.client.publish(row.topic, row.payload, qos=1, properties=props)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             # Not queued by paho (e.g. queue full): leave it to the resend timer.
             self._last_error = f"publish failed: {info.rc}"
@@ -551,39 +481,25 @@ class Publisher:
         """No PUBACK for a whole keepalive while publishes wait: the link is dead, cut it."""
         if self._waiting_since is None or now - self._waiting_since < self._keepalive_s:
             return
-        sock = self._client.socket()
         self._last_error = f"no PUBACK for {now - self._waiting_since:.1f} s: reconnecting"
         self._stats["cuts"] += 1
         self._connected = False
         self._waiting_since = None
         self._cut_at = now
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # paho sees EOF, reconnects, resends its queue
+        self._link.cut()
 
     def _rebuild(self, now: float) -> None:
         """paho's thread ignored the cut: abandon that client and start a fresh one."""
-        old = self._client
         log.error("MQTT network thread unresponsive %.1f s after a cut: new client",
                   now - (self._cut_at or now))
         self._stats["rebuilds"] += 1
         self._last_error = "MQTT client rebuilt: its network thread hung"
         self._cut_at = None
-        for name in ("on_connect", "on_disconnect", "on_connect_fail", "on_publish",
-                     "on_subscribe", "on_message"):
-            setattr(old, name, None)  # a thread that wakes up later must not feed us
-        sock = old.socket()
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.close()
-        # Its thread is a daemon and may never return: never join it (loop_stop would).
         self._connected = self._connack = False
         self._ready_at = self._waiting_since = None
         self._mids.clear()
         self._due = []  # rescheduled when the new client connects (all due at once)
         for tracked in self._tracked.values():
             tracked.mid = None
-        self._delay = None
         self._fresh_client = True
-        self._client = self._new_client()
-        self._connect()
+        self._link.replace()

@@ -163,7 +163,7 @@ def test_a_hung_network_thread_is_replaced_by_a_new_client_and_nothing_is_lost(
         released.wait()
         return b""
 
-    lane.publisher._client._sock_recv = hung_read  # type: ignore[method-assign]
+    lane.publisher._link.client._sock_recv = hung_read  # type: ignore[method-assign]
     try:
         lane.produce(40)
         assert wait_until(lambda: lane.status()["rebuilds"] >= 1, timeout=30), lane.status()
