@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.telemetry.envelope import build_envelope, encode, uuid7
-from edge_agent.telemetry.mqtt import make_client, parse_broker_url
+from edge_agent.telemetry.mqtt import ReconnectJitter, make_client, parse_broker_url
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.telemetry.topics import LaneTopics
 from simulators.broker import FaultProxy, MosquittoBroker
-from simulators.fleet import ReconnectJitter
 from simulators.fleet_drill import restart_drill
 
 BACKLOG = 30_000

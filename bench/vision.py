@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-CORPUS = Path("/work/shared/corpora/qr-photos")
+from simulators.qr_corpus import CORPUS, load_corpus
+
 SHOWINGS = 110
 FRAMES_PER_SHOWING = 3
 NO_CODE_SHARE = 0.2
@@ -52,16 +53,7 @@ def _ours_single(gray: np.ndarray) -> list[str]:
 
 
 def _load_corpus() -> list[tuple[str, str, np.ndarray]]:
-    from PIL import Image
-
-    items = []
-    for txt in sorted(CORPUS.glob("qrcode-*/*.txt")):
-        if txt.name.endswith(".result.txt"):
-            continue
-        image = next(p for p in txt.parent.glob(txt.stem + ".*") if p.suffix != ".txt")
-        gray = np.asarray(Image.open(image).convert("L"))
-        items.append((str(image.relative_to(CORPUS)), txt.read_bytes().decode("utf-8"), gray))
-    return items
+    return [(str(path.relative_to(CORPUS)), text, gray) for path, text, gray in load_corpus()]
 
 
 def _score(frames: list[tuple[str, str | None, np.ndarray]],

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from edge_agent import __version__
 from edge_agent.clock import wall_clock_status
@@ -229,24 +229,14 @@ class LaneAgent:
         except (OSError, EdgeAgentError) as exc:
             log.error("evidence %s not uploaded: %s", ref, exc)
             return
-        synced, source = wall_clock_status()
         for chunk in chunks:
-            devices.outbox.add_event(
-                "evidence",
-                chunk,
-                transit_id=transit_id,
-                mono_ms=int(now * 1000),
-                wall_ms=int(time.time() * 1000),
-                clock_synced=synced,
-                clock_source=source,
-            )
+            devices.outbox.add_event("evidence", chunk, transit_id=transit_id, **_stamp(now))
         devices.publisher.wake()
 
     def _health(self, now: float) -> None:
         """Periodic health report: sheddable, on its own counter, expires at the broker."""
         devices, inputs = self._devices, self._inputs
         assert devices is not None and inputs is not None
-        synced, source = wall_clock_status()
         data = {
             "state": self.machine.state.value,
             "devices": inputs.describe(),
@@ -256,13 +246,7 @@ class LaneAgent:
         if devices.commands is not None:
             kinds = ("trust_update", "revocations", "config")
             data["applied"] = {kind: devices.commands.version(kind) for kind in kinds}
-        stored = devices.outbox.add_health(
-            data,
-            mono_ms=int(now * 1000),
-            wall_ms=int(time.time() * 1000),
-            clock_synced=synced,
-            clock_source=source,
-        )
+        stored = devices.outbox.add_health(data, **_stamp(now))
         if stored is None:
             log.warning("health report shed: the outbox is at its disk budget")
         devices.publisher.wake()
@@ -347,20 +331,12 @@ class LaneAgent:
     ) -> None:
         devices = self._devices
         assert devices is not None
-        synced, source = wall_clock_status()
         data: dict[str, Any] = {"name": name, "accepted": ok, "code": code, "detail": detail}
         if problems:
             data["problems"] = list(problems)
         if reported is not None:
             data["reported"] = reported
-        devices.outbox.add_command_result(
-            cmd_id,
-            data,
-            mono_ms=int(now * 1000),
-            wall_ms=int(time.time() * 1000),
-            clock_synced=synced,
-            clock_source=source,
-        )
+        devices.outbox.add_command_result(cmd_id, data, **_stamp(now))
         devices.publisher.wake()
         log.info("command %s %s: %s", name, "executed" if ok else "refused", code or detail)
 
@@ -387,15 +363,8 @@ class LaneAgent:
                 devices.board.close_when_clear()
                 log.info("barrier close-when-clear sent for %s", command.transit_id)
             case Publish():
-                synced, source = wall_clock_status()
                 envelope = devices.outbox.add_event(
-                    command.type,
-                    command.data,
-                    transit_id=command.transit_id,
-                    mono_ms=int(now * 1000),
-                    wall_ms=int(time.time() * 1000),
-                    clock_synced=synced,
-                    clock_source=source,
+                    command.type, command.data, transit_id=command.transit_id, **_stamp(now)
                 )
                 devices.publisher.wake()
                 self.status.record_event(envelope)
@@ -438,6 +407,24 @@ def _link_lost(at: float, reason: str) -> Any:
     from edge_agent.drivers.ioboard import LinkLost
 
     return LinkLost(at, reason)
+
+
+class _Stamp(TypedDict):
+    mono_ms: int
+    wall_ms: int
+    clock_synced: bool
+    clock_source: str
+
+
+def _stamp(now: float) -> _Stamp:
+    """The times an outbox record carries: monotonic ``now``, and the wall clock with its status."""
+    synced, source = wall_clock_status()
+    return _Stamp(
+        mono_ms=int(now * 1000),
+        wall_ms=int(time.time() * 1000),
+        clock_synced=synced,
+        clock_source=source,
+    )
 
 
 def _policy(config: AgentConfig) -> PolicyConfig:

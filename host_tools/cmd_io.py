@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edge_agent.drivers.ioboard import (
+    BoardEvents,
     BoardSnapshot,
     CommandResult,
     InputChanged,
@@ -133,8 +134,7 @@ class BoardSession:
 
     def __init__(self, url: str, *, t_clear_s: float = 0.5, travel_timeout_s: float = 4.0):
         self.board = IoBoard(url, t_clear_s=t_clear_s, travel_timeout_s=travel_timeout_s)
-        self.events: list[IoEvent] = []
-        self._cursor = 0
+        self.stream = BoardEvents(self.board)
 
     def open(self, timeout: float) -> BoardSnapshot:
         """Handshake, then the first state in which the board follows this host.
@@ -159,25 +159,14 @@ class BoardSession:
 
     def mark(self) -> None:
         """Forget what came so far: wait() then looks only at what happens next."""
-        self.events.extend(self.board.read_events(0.0))
-        self._cursor = len(self.events)
+        self.stream.mark()
 
     def wait(self, predicate: Callable[[IoEvent], bool], timeout: float) -> IoEvent | None:
         """The next event matching ``predicate`` within ``timeout`` s (heartbeats go on)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            while self._cursor < len(self.events):
-                event = self.events[self._cursor]
-                self._cursor += 1
-                if predicate(event):
-                    return event
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.events.extend(self.board.read_events(min(left, 0.05)))
+        return self.stream.next(predicate, timeout)
 
     def pump(self, seconds: float) -> None:
-        self.wait(lambda _e: False, seconds)
+        self.stream.pump(seconds)
 
     def result(self, seq: int, timeout: float = 3.0) -> str:
         event = self.wait(lambda e: isinstance(e, CommandResult) and e.seq == seq, timeout)

@@ -59,12 +59,8 @@ class Console:
         pass_keys: list[dict[str, Any]] | None = None,
         command_keys: list[dict[str, str]] | None = None,
     ) -> str:
-        args: dict[str, Any] = {"version": version}
-        if pass_keys is not None:
-            args["pass_keys"] = pass_keys
-        if command_keys is not None:
-            args["command_keys"] = command_keys
-        return self.send(lane, "trust_update", args)
+        return self._versioned(lane, "trust_update", version, pass_keys=pass_keys,
+                               command_keys=command_keys)
 
     def revocations(
         self,
@@ -74,12 +70,13 @@ class Console:
         pass_hashes: list[str] | None = None,
         command_kids: list[str] | None = None,
     ) -> str:
-        args: dict[str, Any] = {"version": version}
-        if pass_hashes is not None:
-            args["pass_hashes"] = pass_hashes
-        if command_kids is not None:
-            args["command_kids"] = command_kids
-        return self.send(lane, "revocations", args)
+        return self._versioned(lane, "revocations", version, pass_hashes=pass_hashes,
+                               command_kids=command_kids)
+
+    def _versioned(self, lane: str, name: str, version: int, **lists: list[Any] | None) -> str:
+        """A desired-state command: the lists given replace the lane's, the others stay."""
+        args = {"version": version, **{k: v for k, v in lists.items() if v is not None}}
+        return self.send(lane, name, args)
 
     def config(self, lane: str, version: int, settings: Mapping[str, Any]) -> str:
         return self.send(lane, "config", {"version": version, "settings": dict(settings)})

@@ -43,8 +43,6 @@ from edge_agent.telemetry.mqtt import (
 from edge_agent.telemetry.topics import LaneTopics
 from simulators.polling import wait_until
 
-__all__ = ["Fleet", "ReconnectJitter", "ReconnectReport", "wait_until"]
-
 NO_MATCHING_SUBSCRIBERS = 16
 ACK_GRACE_S = 0.1  # after SUBACK, let the retained ack arrive before sending the backlog
 TICK_S = 0.05

@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_agent.telemetry.mqtt import ReconnectJitter
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
-from simulators.fleet import Fleet, ReconnectJitter, wait_until
+from simulators.fleet import Fleet
+from simulators.polling import wait_until
 
 
 def restart_drill(

@@ -416,3 +416,39 @@ class IoBoard:
         if port is not None:
             with contextlib.suppress(Exception):
                 port.close()
+
+
+class BoardEvents:
+    """A board's events as one stream to wait on; each event is handed out once.
+
+    Waiting reads the driver, so its heartbeats and resends go on meanwhile (tools and tests
+    that drive the board without the agent's reader thread).
+    """
+
+    def __init__(self, board: IoBoard) -> None:
+        self.board = board
+        self.seen: list[IoEvent] = []
+        self._cursor = 0
+
+    def mark(self) -> None:
+        """Forget what came so far: ``next`` then looks only at what happens after."""
+        self.seen.extend(self.board.read_events(0.0))
+        self._cursor = len(self.seen)
+
+    def next(self, predicate: Callable[[IoEvent], bool], timeout: float) -> IoEvent | None:
+        """The next not yet handed out event matching ``predicate``, or None after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._cursor < len(self.seen):
+                event = self.seen[self._cursor]
+                self._cursor += 1
+                if predicate(event):
+                    return event
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.seen.extend(self.board.read_events(min(left, 0.05)))
+
+    def pump(self, seconds: float) -> None:
+        """Keep the link alive for ``seconds``, collecting what arrives."""
+        self.next(lambda _event: False, seconds)

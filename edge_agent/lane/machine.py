@@ -165,6 +165,10 @@ class LaneMachine:
                 commands += self._end_unpassed("abandoned", now, reason="lane.no_truck", detail=why)
         return commands
 
+    @property
+    def _transit_id(self) -> str | None:
+        return self.transit.transit_id if self.transit else None
+
     # -- transit life ------------------------------------------------------------------------
     def _start(self, now: float) -> list[LaneCommand]:
         self.transit = Transit(transit_id=self._new_id(), started_at=now)
@@ -338,7 +342,7 @@ class LaneMachine:
         data: dict[str, Any] = {"code": event.code, "detail": event.detail}
         if event.evidence:
             data["trace"] = [[round(t, 3), kg] for t, kg in event.evidence]
-        transit_id = self.transit.transit_id if self.transit else None
+        transit_id = self._transit_id
         if self.transit is not None:
             self.transit.weight_evidence = event.evidence or self.transit.weight_evidence
         return [Publish("abnormality", data, transit_id)]
@@ -381,12 +385,11 @@ class LaneMachine:
             transit.passed = True
             commands.append(Publish("vehicle_passed", {}, transit.transit_id))
         if event.barrier != self._barrier and event.barrier != "unknown":
-            transit_id = transit.transit_id if transit else None
-            commands.append(Publish("barrier", {"state": event.barrier}, transit_id))
+            commands.append(Publish("barrier", {"state": event.barrier}, self._transit_id))
             self._barrier = event.barrier
         if event.faults and event.faults != self._faults:
             data = {"code": "lane.safety_fault", "detail": ",".join(sorted(event.faults))}
-            commands.append(Publish("abnormality", data, transit.transit_id if transit else None))
+            commands.append(Publish("abnormality", data, self._transit_id))
         self._loop_b, self._tech_key, self._faults = event.loop_b, event.tech_key, event.faults
         if transit is not None and transit.passed and transit.deck_clear:
             commands += self._end("passed", now)
@@ -396,7 +399,7 @@ class LaneMachine:
         if event.up == self._io_up:
             return []
         self._io_up = event.up
-        transit_id = self.transit.transit_id if self.transit else None
+        transit_id = self._transit_id
         if not event.up:
             data = {"code": "lane.io_link_lost", "detail": event.reason}
             return [Publish("abnormality", data, transit_id)]
@@ -417,7 +420,7 @@ class LaneMachine:
         if event.up == self._camera_up:
             return []
         self._camera_up = event.up
-        transit_id = self.transit.transit_id if self.transit else None
+        transit_id = self._transit_id
         if event.up:
             return [Publish("camera_restored", {}, transit_id)]
         data = {"code": "lane.camera_lost", "detail": event.reason}
@@ -426,13 +429,15 @@ class LaneMachine:
     def _hold_release(self, event: RemoteRelease, now: float) -> list[LaneCommand]:
         transit = self.transit
         assert transit is not None
-        if event.challenge != transit.challenge:
-            data = {"cmd_id": event.cmd_id, "accepted": False, "reason": "challenge mismatch"}
-            return [Publish("release_refused", data, transit.transit_id)]
-        if not transit.loaded:
-            # The officer cannot see the deck: an open arm with no truck would be taken by
-            # whichever truck comes next, unchecked.
-            data = {"cmd_id": event.cmd_id, "accepted": False, "reason": "no truck on the deck"}
+        # The officer cannot see the deck: an open arm with no truck on it would be taken by
+        # whichever truck comes next, unchecked.
+        refused = (
+            "challenge mismatch" if event.challenge != transit.challenge
+            else "no truck on the deck" if not transit.loaded
+            else None
+        )
+        if refused is not None:
+            data = {"cmd_id": event.cmd_id, "accepted": False, "reason": refused}
             return [Publish("release_refused", data, transit.transit_id)]
         data = {"by": "remote", "cmd_id": event.cmd_id, "officer": event.officer}
         return [Publish("released", data, transit.transit_id), *self._open(now, by="remote")]

@@ -214,8 +214,10 @@ class CommandVerifier:
             return self._applied(self._db, kind)
 
     def version(self, kind: str) -> int:
-        found = self.applied(kind)
-        return found.version if found else 0
+        """The version in force for ``kind`` (0 = none yet), without reading its body."""
+        with self._lock:
+            row = self._db.execute("SELECT version FROM applied WHERE kind = ?", (kind,)).fetchone()
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
         with self._lock:

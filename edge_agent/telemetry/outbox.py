@@ -151,20 +151,8 @@ class Outbox:
         priority = Priority.URGENT if type in URGENT_TYPES else Priority.NORMAL
         with self._lock, self._transaction():
             seq = self._meta("next_seq", 1)
-            envelope = build_envelope(
-                event_id=uuid7(wall_ms),
-                site=self.site,
-                lane=self.lane,
-                seq=seq,
-                boot_id=self.boot_id,
-                type=type,
-                wall_ms=wall_ms,
-                mono_ms=mono_ms,
-                clock_synced=clock_synced,
-                clock_source=clock_source,
-                transit_id=transit_id,
-                agent_version=self.agent_version,
-                data=data,
+            envelope = self._envelope(
+                seq, type, data, transit_id, mono_ms, wall_ms, clock_synced, clock_source
             )
             payload = encode(envelope)
             self._db.execute(
@@ -176,6 +164,33 @@ class Outbox:
             self._bytes += len(payload)
             self._shed_health_over_quota()
         return envelope
+
+    def _envelope(
+        self,
+        seq: int,
+        type: str,
+        data: Mapping[str, Any],
+        transit_id: str | None,
+        mono_ms: int,
+        wall_ms: int,
+        clock_synced: bool,
+        clock_source: str,
+    ) -> dict[str, Any]:
+        return build_envelope(
+            event_id=uuid7(wall_ms),
+            site=self.site,
+            lane=self.lane,
+            seq=seq,
+            boot_id=self.boot_id,
+            type=type,
+            wall_ms=wall_ms,
+            mono_ms=mono_ms,
+            clock_synced=clock_synced,
+            clock_source=clock_source,
+            transit_id=transit_id,
+            agent_version=self.agent_version,
+            data=data,
+        )
 
     def add_command_result(
         self,
@@ -210,20 +225,8 @@ class Outbox:
         """Store a health report (own counter, sheddable). None if the disk budget refused it."""
         with self._lock, self._transaction():
             health_seq = self._meta("next_health", 1)
-            envelope = build_envelope(
-                event_id=uuid7(wall_ms),
-                site=self.site,
-                lane=self.lane,
-                seq=health_seq,
-                boot_id=self.boot_id,
-                type="health",
-                wall_ms=wall_ms,
-                mono_ms=mono_ms,
-                clock_synced=clock_synced,
-                clock_source=clock_source,
-                transit_id=None,
-                agent_version=self.agent_version,
-                data=data,
+            envelope = self._envelope(
+                health_seq, "health", data, None, mono_ms, wall_ms, clock_synced, clock_source
             )
             envelope["schema"] = HEALTH_SCHEMA
             payload = encode(envelope)

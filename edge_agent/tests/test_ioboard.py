@@ -4,7 +4,6 @@ its OUTPUT_PULSE against the real firmware in the MicroPython unix port."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from edge_agent.drivers import ioboard
 from edge_agent.drivers.ioboard import (
+    BoardEvents,
     BoardHello,
     BoardSnapshot,
     CommandResult,
@@ -366,22 +366,14 @@ class EventPump:
     """Keeps the driver running (heartbeats) and hands out its events in order."""
 
     def __init__(self, driver: IoBoard) -> None:
-        self.driver = driver
-        self.events: list[IoEvent] = []
-        self.cursor = 0
+        self.stream = BoardEvents(driver)
 
     def next(self, predicate: Callable[[IoEvent], bool], timeout: float) -> IoEvent:
         """The next not yet consumed event matching ``predicate``; fails after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            while self.cursor < len(self.events):
-                event = self.events[self.cursor]
-                self.cursor += 1
-                if predicate(event):
-                    return event
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"no matching event in {timeout} s: {self.events[-5:]}")
-            self.events += self.driver.read_events(0.05)
+        event = self.stream.next(predicate, timeout)
+        if event is None:
+            raise AssertionError(f"no matching event in {timeout} s: {self.stream.seen[-5:]}")
+        return event
 
 
 def _buzzer(on: bool) -> Callable[[IoEvent], bool]:

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import zxingcpp
-from PIL import Image
 
 from edge_agent.vision.engines import as_gray, zbar_read, zxing_read
 from edge_agent.vision.pipeline import FrameDecoder, QrPipeline, decode_frame, module_px
 from simulators.pass_render import render_pass_frame
+from simulators.qr_corpus import CORPUS, load_corpus
 
-CORPUS = Path("/work/shared/corpora/qr-photos")
 PASS = "GP1:" + "6BFOXN*TS0BI$ZDFRH AX4-CK.S0D %Y:9 3-%LP$WFE2 *3DSG2HXZ" * 5
 
 
-def corpus() -> list[tuple[Path, str, np.ndarray]]:
-    items = []
-    for txt in sorted(CORPUS.glob("qrcode-*/*.txt")):
-        if txt.name.endswith(".result.txt"):
-            continue
-        image = next(p for p in txt.parent.glob(txt.stem + ".*") if p.suffix != ".txt")
-        gray = np.asarray(Image.open(image).convert("L"))
-        items.append((image, txt.read_bytes().decode("utf-8"), gray))
-    return items
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="photo corpus not present")
 def test_photo_corpus_beats_zxing_alone() -> None:
-    items = corpus()
+    items = load_corpus()
     assert len(items) == 137
     qr = zxingcpp.BarcodeFormat.QRCode
     raw = sum(exp in [r.text for r in zxingcpp.read_barcodes(g, formats=qr)]

@@ -324,9 +324,7 @@ def test_s3_obstruction_while_closing_reopens_then_closes_again():
     r = Rig()
     r.boot()
     r.open()
-    r.run_until(lambda: r.state == "open")
-    r.pass_vehicle()
-    r.run_until(lambda: r.state == "closing")
+    r.close_behind_vehicle()
     r.run(300)
     r.photo = True
     r.step()
@@ -419,9 +417,7 @@ def test_s2_stale_inputs_count_as_occupied():
     r = Rig()
     r.boot()
     r.open()
-    r.run_until(lambda: r.state == "open")
-    r.pass_vehicle()
-    r.run_until(lambda: r.state == "closing")
+    r.close_behind_vehicle()
     r.stale = True
     r.run(60)
     assert r.state == "opening" and r.lock.faults & il.F_STALE
@@ -434,9 +430,7 @@ def test_duplicate_command_is_answered_not_rerun():
     r.boot()
     assert r.open() == "ok"
     seq = r.host_seq
-    r.run_until(lambda: r.state == "open")
-    r.pass_vehicle()
-    r.run_until(lambda: r.state == "closing")
+    r.close_behind_vehicle()
     assert r.open(seq=seq) == "ok"  # retransmission: same answer...
     assert r.state == "closing"  # ...and the barrier is not reopened
 

@@ -154,6 +154,12 @@ class Rig:
         self.run(ms)
         self.loop_b = False
 
+    def close_behind_vehicle(self):
+        """From an accepted OPEN: the arm opens, a vehicle passes, the arm starts closing."""
+        self.run_until(lambda: self.state == "open")
+        self.pass_vehicle()
+        self.run_until(lambda: self.state == "closing")
+
     def run_until(self, predicate, limit_ms=10000):
         waited = 0
         while not predicate():

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.telemetry.mqtt import ReconnectJitter
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
-from simulators.fleet import Fleet, ReconnectJitter, ReconnectReport
+from simulators.fleet import Fleet, ReconnectReport
 from simulators.polling import wait_until
 
 LANES = 200

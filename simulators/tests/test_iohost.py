@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from edge_agent.drivers.ioboard import (
+    BoardEvents,
     BoardHello,
     BoardSnapshot,
     CommandResult,
@@ -31,24 +32,17 @@ class Lane:
         self.board = board
         self.loop = BarrierLoop(host, travel_s=0.6)
         self.loop.start()
-        self.events: list[IoEvent] = []
-        self._cursor = 0
+        self.stream = BoardEvents(board)
 
     def stop(self) -> None:
         self.loop.stop()
 
     def wait(self, predicate: Callable[[IoEvent], bool], timeout: float = 5.0) -> IoEvent:
         """The next not yet consumed event matching ``predicate``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            while self._cursor < len(self.events):
-                event = self.events[self._cursor]
-                self._cursor += 1
-                if predicate(event):
-                    return event
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"no matching event in {timeout} s; last: {self.events[-5:]}")
-            self.events.extend(self.board.read_events(0.05))
+        event = self.stream.next(predicate, timeout)
+        if event is None:
+            raise AssertionError(f"no matching event in {timeout} s; last: {self.stream.seen[-5:]}")
+        return event
 
     def barrier(self, state: str, timeout: float = 5.0) -> BoardSnapshot:
         event = self.wait(lambda e: isinstance(e, BoardSnapshot) and e.barrier == state, timeout)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from edge_agent.drivers.ioboard import (
+    BoardEvents,
     BoardHello,
     BoardSnapshot,
     CommandResult,
@@ -32,25 +33,20 @@ pytestmark = [
 class Events:
     def __init__(self, board: IoBoard) -> None:
         self.board = board
-        self.seen: list[IoEvent] = []
-        self._cursor = 0
+        self.stream = BoardEvents(board)
+
+    @property
+    def seen(self) -> list[IoEvent]:
+        return self.stream.seen
 
     def wait(self, predicate: Callable[[IoEvent], bool], timeout: float = 5.0) -> IoEvent:
-        deadline = time.monotonic() + timeout
-        while True:
-            while self._cursor < len(self.seen):
-                event = self.seen[self._cursor]
-                self._cursor += 1
-                if predicate(event):
-                    return event
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"no matching event in {timeout} s: {self.seen[-6:]}")
-            self.seen.extend(self.board.read_events(0.05))
+        event = self.stream.next(predicate, timeout)
+        if event is None:
+            raise AssertionError(f"no matching event in {timeout} s: {self.seen[-6:]}")
+        return event
 
     def pump(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.seen.extend(self.board.read_events(0.05))
+        self.stream.pump(seconds)
 
     def result(self, seq: int, timeout: float = 5.0) -> str:
         event = self.wait(lambda e: isinstance(e, CommandResult) and e.seq == seq, timeout)
