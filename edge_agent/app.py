@@ -1,32 +1,34 @@
 """The edge agent's imperative shell: drivers -> pure cores -> lane machine -> commands.
 
-This is the only module with threads and loops. One reader thread per device pushes raw input
-onto one queue; the main loop owns every piece of state (weight watcher, lane machine), so
+One reader thread per device (``readers.py``) hands typed input to the inbox, device inputs
+ahead of commands; the main loop owns every piece of state (weight watcher, lane machine), so
 nothing else needs a lock. The barrier decision is taken on the main loop the moment the later
 of pass and weight arrives, and the OPEN command goes straight to the IO board's port.
+
+Containment: every stage of the loop runs under ``Faults.guard``; no input, stored file or
+internal error stops the agent. Storage fails closed: records that cannot be written wait in
+memory (``RecordKeeper``) and the machine holds trucks until they are stored (rule L9).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
-import queue
-import random
 import signal
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
 from edge_agent import __version__
 from edge_agent.clock import wall_clock_status
 from edge_agent.config import AgentConfig, load_config
+from edge_agent.containment import Faults
 from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.inbox import LaneInbox
 from edge_agent.lane.commands import (
     CloseWhenClear,
     LaneCommand,
@@ -35,26 +37,26 @@ from edge_agent.lane.commands import (
     Publish,
     TakeSnapshot,
 )
-from edge_agent.lane.events import LaneEvent, RemoteRelease
+from edge_agent.lane.events import (
+    CameraChanged,
+    LaneEvent,
+    PassUseRecorded,
+    RemoteRelease,
+    StorageChanged,
+)
 from edge_agent.lane.machine import LaneMachine, MachineConfig
 from edge_agent.lane.policy import PolicyConfig
+from edge_agent.readers import CameraState, Readers
 from edge_agent.remote_config import apply_settings, reported
 from edge_agent.status import StatusBoard, serve_status
-from edge_agent.telemetry.commands import Command, Rejection
+from edge_agent.telemetry.commands import Command, Rejection, echo
 from edge_agent.telemetry.evidence import chunk_evidence
+from edge_agent.telemetry.records import RecordKeeper, RefusalBudget
 from edge_agent.wiring import DeviceInputs, LaneDevices, open_devices, pass_trust
 
 log = logging.getLogger("edge_agent")
 
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class _Input:
-    """One item on the main loop's queue: which device, and what it said."""
-
-    source: str
-    payload: Any
 
 
 class LaneAgent:
@@ -64,11 +66,10 @@ class LaneAgent:
         self.local_config = config  # the lane's file; signed config commands go on top
         self.config = config
         self._clock = clock
-        self._queue: queue.Queue[_Input] = queue.Queue(maxsize=10_000)
+        self._inbox = LaneInbox()
         self._stop = threading.Event()
-        # Set by the main loop when a transit ends; the camera thread then forgets the passes
-        # it already handed out, so the next truck's pass is read even if it is the same text.
-        self._new_truck = threading.Event()
+        self._faults = Faults(clock)
+        self._refusals = RefusalBudget()
         self.status = StatusBoard(config)
         self.machine = LaneMachine(
             MachineConfig(
@@ -77,28 +78,30 @@ class LaneAgent:
             new_id=_new_id,
         )
         self._devices: LaneDevices | None = None
-        self._next_health = 0.0
         self._inputs: DeviceInputs | None = None
+        self._records: RecordKeeper | None = None
+        self._readers: Readers | None = None
+        self._storage_ok = True
+        self._next_health = 0.0
+        self._next_status = 0.0
+        self._next_retry = 0.0
+        self._next_clock = 0.0
 
     # -- life ------------------------------------------------------------------------------------
     def run(self) -> None:
         config = self.config
         config.lane.state_dir.mkdir(parents=True, exist_ok=True)
-        devices = open_devices(
-            config, self._clock, on_command=lambda name, payload: self._put("cmd", (name, payload))
-        )
+        devices = open_devices(config, self._clock, on_command=self._on_command)
         self._devices = devices
+        self._records = RecordKeeper(devices.outbox)
         self._inputs = DeviceInputs(config, devices, self._clock)
         self._reconfigure(self._effective_config())
         server = serve_status(config.status.listen, self.status)
-        loops = {"io": self._io_loop, "weigh": self._weigh_loop, "camera": self._camera_loop}
-        threads = [
-            threading.Thread(target=target, name=name, daemon=True)
-            for name, target in loops.items()
-        ]
+        readers = self._readers = Readers(
+            devices, self._put_device, self._clock, self._stop, self._faults, log
+        )
         devices.publisher.start()
-        for thread in threads:
-            thread.start()
+        readers.start()
         log.info(
             "lane %s/%s running (agent %s, boot %s)",
             config.lane.site,
@@ -106,123 +109,136 @@ class LaneAgent:
             __version__,
             devices.outbox.boot_id,
         )
+        now = self._clock()
+        for moved, problem in devices.quarantined:
+            data = {"code": "lane.state_quarantined", "detail": f"{moved.name}: {problem}"}
+            self._execute([Publish("abnormality", data)], now)
         try:
             self._main_loop()
         finally:
             self._stop.set()
+            self._inbox.wake()
             server.shutdown()
-            for thread in threads:
-                thread.join(timeout=2.0)
+            readers.join(timeout=2.0)
             devices.close()
             log.info("lane %s stopped", config.lane.lane)
 
     def stop(self) -> None:
         self._stop.set()
+        self._inbox.wake()
 
-    def _put(self, source: str, payload: Any) -> None:
-        try:
-            self._queue.put(_Input(source, payload), timeout=1.0)
-        except queue.Full:
-            log.error("input queue full; dropping %s input", source)
+    def _put_device(self, source: str, payload: Any) -> None:
+        if not self._inbox.put("device", (source, payload)):
+            self._faults.record("inbox", OverflowError(f"device inbox full: {source} dropped"))
 
-    # -- reader threads: each owns one device and only puts raw input on the queue -------------
-    def _io_loop(self) -> None:
-        assert self._devices is not None
-        board = self._devices.board
-        backoff = _Backoff()
-        while not self._stop.is_set():
-            try:
-                board.open()
-                backoff.reset()
-                while not self._stop.is_set():
-                    for event in board.read_events(0.05):
-                        self._put("io", event)
-            except EdgeAgentError as exc:
-                self._put("io", _link_lost(self._clock(), str(exc)))
-                log.warning("IO board: %s; retrying in %.1f s", exc, backoff.peek())
-                self._stop.wait(backoff.next())
-
-    def _weigh_loop(self) -> None:
-        assert self._devices is not None
-        reader = self._devices.weighbridge
-        while not self._stop.is_set():
-            for item in reader.read(0.1):
-                self._put("weigh", item)
-
-    def _camera_loop(self) -> None:
-        from edge_agent.drivers.camera import open_frame_source
-
-        assert self._devices is not None
-        url, pipeline = self._devices.camera_url, self._devices.pipeline
-        evidence = self._devices.evidence
-        seen_polygons: list[Any] = []
-        seen_at = -math.inf
-        backoff = _Backoff()
-        while not self._stop.is_set():
-            try:
-                source = open_frame_source(url)
-            except EdgeAgentError as exc:
-                self._put("camera", (False, str(exc)))
-                self._stop.wait(backoff.next())
-                continue
-            self._put("camera", (True, ""))
-            backoff.reset()
-            try:
-                while not self._stop.is_set():
-                    frame = source.read(0.5)
-                    if frame is None:
-                        continue
-                    if self._new_truck.is_set():
-                        self._new_truck.clear()
-                        pipeline.forget_all()
-                    reads = pipeline.process(frame.image, frame.at)
-                    polygons = [raw.polygon for raw in pipeline.last_raw]
-                    # Frames the motion gate skipped carry no polygon: keep the last second's.
-                    if polygons:
-                        seen_polygons, seen_at = polygons, frame.at
-                    elif frame.at - seen_at < 1.0:
-                        polygons = seen_polygons
-                    evidence.remember(frame.image, polygons)
-                    for read in reads:
-                        self._put("qr", read)
-            except EdgeAgentError as exc:
-                self._put("camera", (False, str(exc)))
-                log.warning("camera %s lost: %s", url, exc)
-            finally:
-                source.close()
+    def _on_command(self, name: str, payload: bytes) -> None:
+        """From the MQTT sender thread: never blocks it; a flood is dropped and counted."""
+        self._inbox.put("command", (name, payload))
 
     # -- the loop --------------------------------------------------------------------------------
     def _main_loop(self) -> None:
-        assert self._inputs is not None
+        inputs = self._inputs
+        assert inputs is not None
+        faults = self._faults
         while not self._stop.is_set():
             now = self._clock()
-            pending = (self.machine.next_deadline(), self._inputs.next_deadline())
+            pending = (self.machine.next_deadline(), inputs.next_deadline())
             deadlines = [d for d in pending if d is not None]
             timeout = 0.2 if not deadlines else max(0.0, min(min(deadlines) - now, 0.2))
-            try:
-                item: _Input | None = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
+            item = self._inbox.get(timeout)
             now = self._clock()
             events: list[LaneEvent] = []
-            if item is not None and item.source == "cmd":
-                name, payload = item.payload
-                self._command(name, payload, now)
+            timer_now = now
+            if item is not None and item[0] == "command":
+                name, body = item[1]
+                with faults.guard("command"):
+                    self._command(name, body, now)
             elif item is not None:
-                events += self._inputs.translate(item.source, item.payload, now)
-            events += self._inputs.tick(now)
+                source, payload = item[1]
+                with faults.guard(f"input {source}"):
+                    events += self._translate(source, payload, now)
+                if self._inbox.devices_waiting():
+                    # Readings still queued: timers run on the time of the input handled,
+                    # so a backlog never looks like a silent indicator.
+                    timer_now = min(now, _input_time(payload, now))
+            with faults.guard("weighing timers"):
+                events += inputs.tick(timer_now)
             for event in events:
-                self._execute(self.machine.handle(event, now), now)
-            self._execute(self.machine.handle_timer(now), now)
-            self.status.update_lane(self.machine, self._inputs)
+                self._step(event, now)
+            with faults.guard("lane timers"):
+                self._execute(self.machine.handle_timer(timer_now), now)
+            with faults.guard("storage"):
+                self._watch_storage(now)
+            with faults.guard("clock"):
+                self._watch_clock(now)
+            if now >= self._next_status:
+                self._next_status = now + 0.25
+                with faults.guard("status"):
+                    self.status.update_lane(self.machine, inputs)
             if now >= self._next_health:
                 self._next_health = now + self.config.mqtt.health_interval_s
-                self._health(now)
+                with faults.guard("health"):
+                    self._health(now)
 
-    def _upload_evidence(self, ref: str, transit_id: str, path: Path, now: float) -> None:
-        """Queue the snapshot for the backend as bounded ``evidence`` events."""
+    def _translate(self, source: str, payload: Any, now: float) -> list[LaneEvent]:
+        assert self._inputs is not None
+        if isinstance(payload, CameraState):
+            return [CameraChanged(payload.at, payload.up, payload.reason)]
+        return self._inputs.translate(source, payload, now)
+
+    def _step(self, event: LaneEvent, now: float) -> list[LaneCommand]:
+        """One event through the machine, and what it asked for executed."""
+        with self._faults.guard(f"lane {type(event).__name__}"):
+            return self._execute(self.machine.handle(event, now), now)
+        return []
+
+    def _watch_storage(self, now: float) -> None:
+        """L9: tell the machine when records stop (or start again) being writable."""
+        devices, records = self._devices, self._records
+        assert devices is not None and records is not None
+        if not records.ok and now >= self._next_retry:
+            self._next_retry = now + 2.0
+            try:
+                devices.ledger.probe(time.time())
+            except EdgeAgentError as exc:
+                records.fail(str(exc))
+            else:
+                records.retry()
+                devices.publisher.wake()
+        if records.ok != self._storage_ok:
+            self._storage_ok = records.ok
+            if records.ok:
+                log.warning("storage writable again; the events held in memory are stored")
+            else:
+                log.error("storage fault: %s; trucks are held until it is back", records.error)
+            self._step(StorageChanged(now, records.ok, records.error), now)
+
+    def _watch_clock(self, now: float) -> None:
+        """Raise the persisted time floor from the wall clock while it is synced."""
+        if now < self._next_clock:
+            return
+        self._next_clock = now + 1.0
         devices = self._devices
         assert devices is not None
+        synced, _source = wall_clock_status()
+        if synced:
+            devices.time_floor.observe(time.time(), synced=True)
+
+    # -- records ---------------------------------------------------------------------------------
+    def _record(
+        self, type: str, data: dict[str, Any], transit_id: str | None, now: float, *,
+        sheddable: bool = False,
+    ) -> dict[str, Any] | None:
+        devices, records = self._devices, self._records
+        assert devices is not None and records is not None
+        envelope = records.add(
+            type, data, transit_id=transit_id, stamp=_stamp(now), sheddable=sheddable
+        )
+        devices.publisher.wake()
+        return envelope
+
+    def _upload_evidence(self, ref: str, transit_id: str, path: Path, now: float) -> None:
+        """Queue the snapshot for the backend as bounded ``evidence`` events (sheddable)."""
         media_type = "image/jpeg" if path.suffix == ".jpg" else "image/x-portable-graymap"
         try:
             chunks = chunk_evidence(ref, path.read_bytes(), media_type)
@@ -230,18 +246,25 @@ class LaneAgent:
             log.error("evidence %s not uploaded: %s", ref, exc)
             return
         for chunk in chunks:
-            devices.outbox.add_event("evidence", chunk, transit_id=transit_id, **_stamp(now))
-        devices.publisher.wake()
+            if self._record("evidence", chunk, transit_id, now, sheddable=True) is None:
+                log.warning("evidence %s not queued: storage is short", ref)
+                return
 
     def _health(self, now: float) -> None:
         """Periodic health report: sheddable, on its own counter, expires at the broker."""
-        devices, inputs = self._devices, self._inputs
-        assert devices is not None and inputs is not None
-        data = {
+        devices, inputs, records = self._devices, self._inputs, self._records
+        assert devices is not None and inputs is not None and records is not None
+        data: dict[str, Any] = {
             "state": self.machine.state.value,
             "devices": inputs.describe(),
             "outbox": devices.outbox.stats(),
             "settings": reported(self.config),
+            "storage": {"ok": records.ok, "error": records.error or None,
+                        "parked": records.parked, "lost": records.lost},
+            "inbox_dropped": dict(self._inbox.dropped),
+            "commands_unreported": self._refusals.suppressed,
+            "faults": dict(self._faults.counts),
+            "time_floor": int(devices.time_floor.value),
         }
         if devices.commands is not None:
             kinds = ("trust_update", "revocations", "config")
@@ -251,23 +274,30 @@ class LaneAgent:
             log.warning("health report shed: the outbox is at its disk budget")
         devices.publisher.wake()
 
+    # -- commands --------------------------------------------------------------------------------
     def _command(self, name: str, payload: bytes, now: float) -> None:
         """A command from the backend: verify, run at most once, publish the result."""
         devices = self._devices
         assert devices is not None
         if devices.commands is None:
-            log.warning("command %s ignored: no command keys configured", name)
+            log.warning("command %s ignored: no command keys configured", echo(name))
             return
         synced, _source = wall_clock_status()
         topic = devices.commands.topics.command(name)
-        verdict = devices.commands.verify(topic, payload, time.time(), clock_synced=synced)
+        wall = devices.time_floor.now(time.time())
+        verdict = devices.commands.verify(topic, payload, wall, clock_synced=synced)
         if isinstance(verdict, Rejection):
-            log.warning("command %s refused: %s (%s)", name, verdict.code, verdict.reason)
-            self._result(
-                verdict.cmd_id or "", name, False, verdict.code, verdict.reason, now,
-                problems=verdict.problems,
-            )
+            # Anyone on the broker can send garbage: only a bounded number of unsigned
+            # refusals cost a record; a refusal of a validly signed command always does.
+            if verdict.authenticated or self._refusals.allow(now):
+                log.warning("command %s refused: %s (%s)", echo(name), verdict.code,
+                            verdict.reason)
+                self._result(
+                    verdict.cmd_id or "", echo(name), False, verdict.code, verdict.reason, now,
+                    problems=verdict.problems,
+                )
             return
+        devices.time_floor.observe(devices.commands.time_floor)
         match verdict.name:
             case "remote_release":
                 self._release(verdict, now)
@@ -289,14 +319,17 @@ class LaneAgent:
         release = RemoteRelease(
             now, verdict.cmd_id, str(verdict.args["challenge"]), officer=verdict.issuer
         )
-        commands = self.machine.handle(release, now)
-        opened = any(isinstance(c, OpenBarrier) for c in commands)
-        self._execute(commands, now)
-        if opened:
+        commands = self._step(release, now)
+        if any(isinstance(c, OpenBarrier) for c in commands):
             self._result(verdict.cmd_id, verdict.name, True, None, "barrier opened", now)
             return
         refused = [c for c in commands if isinstance(c, Publish) and c.type == "release_refused"]
-        why = str(refused[0].data["reason"]) if refused else "no held truck with that challenge"
+        held = [c for c in commands if isinstance(c, Publish) and c.type == "decision"]
+        why = (
+            str(refused[0].data["reason"]) if refused
+            else f"held: {', '.join(held[-1].data['reasons'])}" if held
+            else "no held truck with that challenge"
+        )
         self._result(verdict.cmd_id, verdict.name, False, "cmd.precondition", why, now)
 
     def _effective_config(self) -> AgentConfig:
@@ -329,32 +362,43 @@ class LaneAgent:
         problems: tuple[str, ...] = (),
         reported: dict[str, Any] | None = None,
     ) -> None:
-        devices = self._devices
-        assert devices is not None
-        data: dict[str, Any] = {"name": name, "accepted": ok, "code": code, "detail": detail}
+        data: dict[str, Any] = {"cmd_id": cmd_id, "name": name, "accepted": ok, "code": code,
+                                "detail": detail}
         if problems:
             data["problems"] = list(problems)
         if reported is not None:
             data["reported"] = reported
-        devices.outbox.add_command_result(cmd_id, data, **_stamp(now))
-        devices.publisher.wake()
+        self._record("cmd_result", data, None, now)
         log.info("command %s %s: %s", name, "executed" if ok else "refused", code or detail)
 
-    def _execute(self, commands: list[LaneCommand], now: float) -> None:
+    # -- the machine's commands ------------------------------------------------------------------
+    def _execute(self, commands: list[LaneCommand], now: float) -> list[LaneCommand]:
+        """Run the machine's commands; returns them with every follow-up they caused."""
         devices = self._devices
         assert devices is not None
         # Barrier commands go out before the records of why: the relay must not wait for the
-        # outbox's fsync. Otherwise commands run in the order the machine gave them.
-        ordered = sorted(commands, key=lambda c: not isinstance(c, (OpenBarrier, CloseWhenClear)))
+        # outbox's fsync. The pass ledger goes first of all (L3: recorded before it opens).
+        ordered = sorted(commands, key=_order)
+        done: list[LaneCommand] = []
         for command in ordered:
+            done.append(command)
             try:
-                self._execute_one(devices, command, now)
+                follow = self._execute_one(devices, command, now)
             except EdgeAgentError as exc:
                 # A failed device call must not stop the lane; the machine learns of link
                 # loss through the driver's own events.
                 log.error("command %s failed: %s", type(command).__name__, exc)
+                continue
+            except Exception as exc:  # containment
+                self._faults.record(f"execute {type(command).__name__}", exc)
+                continue
+            if follow:
+                done += self._execute(follow, now)
+        return done
 
-    def _execute_one(self, devices: LaneDevices, command: LaneCommand, now: float) -> None:
+    def _execute_one(
+        self, devices: LaneDevices, command: LaneCommand, now: float
+    ) -> list[LaneCommand]:
         match command:
             case OpenBarrier():
                 seq = devices.board.open_barrier(valid_for_s=1.0)
@@ -363,50 +407,58 @@ class LaneAgent:
                 devices.board.close_when_clear()
                 log.info("barrier close-when-clear sent for %s", command.transit_id)
             case Publish():
-                envelope = devices.outbox.add_event(
-                    command.type, command.data, transit_id=command.transit_id, **_stamp(now)
-                )
-                devices.publisher.wake()
-                self.status.record_event(envelope)
-                if command.type == "transit_closed":
-                    self._new_truck.set()
-                log.info("event %s seq=%s %s", command.type, envelope.get("seq"), _brief(command))
+                envelope = self._record(command.type, command.data, command.transit_id, now)
+                if envelope is not None:
+                    self.status.record_event(envelope)
+                if command.type == "transit_closed" and self._readers is not None:
+                    self._readers.new_truck.set()
+                where = envelope.get("seq") if envelope else "held in memory"
+                log.info("event %s seq=%s %s", command.type, where, _brief(command))
             case MarkPassUsed():
-                devices.ledger.mark_used(
-                    bytes.fromhex(command.cti_hex),
-                    exp=command.exp,
-                    now=time.time(),
-                    lane=self.config.lane.lane,
-                )
+                return self.machine.handle(self._mark_used(devices, command, now), now)
             case TakeSnapshot():
+                if devices.outbox.space_short():
+                    log.warning("evidence %s not taken: storage is short", command.ref)
+                    return []
                 path = devices.evidence.snapshot(command.ref)
                 log.info("evidence %s for %s: %s", command.ref, command.reason, path or "no frame")
                 if path is not None:
                     self._upload_evidence(command.ref, command.transit_id, path, now)
+        return []
+
+    def _mark_used(
+        self, devices: LaneDevices, command: MarkPassUsed, now: float
+    ) -> PassUseRecorded:
+        """Record the pass's use durably; the barrier opens only if this says ok (L3)."""
+        assert self._records is not None
+        try:
+            fresh = devices.ledger.mark_used(
+                bytes.fromhex(command.cti_hex),
+                exp=command.exp,
+                now=time.time(),
+                lane=self.config.lane.lane,
+            )
+        except EdgeAgentError as exc:
+            log.error("pass use not recorded, truck held: %s", exc)
+            self._records.fail(str(exc))
+            return PassUseRecorded(now, False, "lane.storage_fault", f"pass ledger: {exc}")
+        if not fresh:
+            return PassUseRecorded(now, False, "pass.already_used", "the ledger holds this pass")
+        return PassUseRecorded(now, True)
 
 
-class _Backoff:
-    """Reconnect delays: 0.2 s doubling to 5 s, with jitter so a fleet does not stampede."""
-
-    def __init__(self, first: float = 0.2, cap: float = 5.0) -> None:
-        self._first, self._cap, self._delay = first, cap, first
-
-    def peek(self) -> float:
-        return self._delay
-
-    def next(self) -> float:
-        delay = self._delay * random.uniform(0.8, 1.2)
-        self._delay = min(self._cap, self._delay * 2)
-        return delay
-
-    def reset(self) -> None:
-        self._delay = self._first
+def _order(command: LaneCommand) -> int:
+    if isinstance(command, MarkPassUsed):
+        return 0
+    return 1 if isinstance(command, OpenBarrier | CloseWhenClear) else 2
 
 
-def _link_lost(at: float, reason: str) -> Any:
-    from edge_agent.drivers.ioboard import LinkLost
-
-    return LinkLost(at, reason)
+def _input_time(payload: Any, default: float) -> float:
+    """When a device input happened: readings are ``(at, item)``, events carry ``at``."""
+    if isinstance(payload, tuple) and payload and isinstance(payload[0], int | float):
+        return float(payload[0])
+    at = getattr(payload, "at", None)
+    return float(at) if isinstance(at, int | float) else default
 
 
 class _Stamp(TypedDict):

@@ -1,19 +1,91 @@
 """The agent's configuration: one TOML file per lane (edge_agent/deploy/agent.example.toml).
 
 Only URLs and numbers change between unit test, simulator, bench and lane. Every error names the
-file and the key that is wrong.
+file and the key that is wrong. Every number has a valid range, all of them in ``SETTING_RANGES``;
+a value outside it (NaN and infinity included) is refused before any device is opened.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from edge_agent.errors import ConfigError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """Valid values of a numeric setting: finite, ``low..high``, above ``low`` if ``low_open``."""
+
+    low: float
+    high: float
+    unit: str
+    low_open: bool = False  # a duration or a size of 0 means nothing, so 0 itself is refused
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        # No float() here: TOML integers may exceed what a float holds.
+        finite = isinstance(value, int) or math.isfinite(value)
+        above = self.low < value if self.low_open else self.low <= value
+        return finite and above and value <= self.high
+
+    def describe(self, key: str) -> str:
+        low = "<" if self.low_open else "<="
+        return f"{_num(self.low)} {low} {key} <= {_num(self.high)} {self.unit}"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+_DAY_S = 86400.0
+_WAIT = Range(0, _DAY_S, "s", low_open=True)  # timeouts and intervals: more than 0, at most a day
+_BAUD = Range(300, 4_000_000, "baud")
+_DISK_MB = Range(1, 1_048_576, "MB")  # 1 MB .. 1 TiB; less than 1 MB holds almost nothing
+
+# The one table of numeric ranges ("section.key"). The reader refuses a number without an entry,
+# and remote_config may narrow these ranges for remote settings but never widen them.
+SETTING_RANGES: Mapping[str, Range] = MappingProxyType({
+    "lane.pass_without_truck_s": _WAIT,
+    "io_board.baudrate": _BAUD,
+    # The IO board refuses a CONFIG outside this (drivers/ioboard.py CONFIG_LIMITS_S).
+    "io_board.t_clear_s": Range(0.1, 60.0, "s"),
+    "weighbridge.baudrate": _BAUD,
+    "weighbridge.max_kg": Range(0, 1_000_000, "kg", low_open=True),
+    # Also e_kg <= max_kg / 20 (a scale has at least 20 divisions), checked across keys.
+    "weighbridge.e_kg": Range(0, 50_000, "kg", low_open=True),
+    "weighbridge.unstable_timeout_s": _WAIT,
+    "weighbridge.not_on_deck_s": _WAIT,
+    "weighbridge.frozen_s": _WAIT,
+    # The frames must be read within the pipeline's 2 s confirm window; more than 10 rarely are.
+    "camera.confirm_frames": Range(1, 10, "frames"),
+    "camera.snapshot_cap_mb": _DISK_MB,
+    # A pass clock more than an hour off is a broken clock, not skew.
+    "passes.skew_s": Range(0, 3600, "s"),
+    # 100 t is more than any truck: a wider tolerance would turn the declared-weight check off.
+    "passes.default_tolerance_kg": Range(0, 100_000, "kg"),
+    "mqtt.keepalive_s": Range(1, 3600, "s"),
+    "mqtt.health_interval_s": _WAIT,
+    "mqtt.outbox_max_mb": _DISK_MB,
+    "mqtt.reconnect_first_min_s": _WAIT,
+    "mqtt.reconnect_first_max_s": _WAIT,
+    "mqtt.reconnect_max_s": _WAIT,
+})  # fmt: skip
+
+# The status page shows the lane's state and is for the lane's own host only.
+_LOOPBACK_NAMES = ("localhost",)
+_PORT = Range(1, 65535, "")
+_PORTS = f"{_num(_PORT.low)}..{_num(_PORT.high)}"
+_LISTEN_RULE = f"HOST:PORT with HOST in 127.0.0.0/8, ::1 or localhost and PORT {_PORTS}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +180,10 @@ def load_config(path: Path) -> AgentConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: configuration file not found") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        # TOMLDecodeError, text that is not UTF-8, and integers too long to convert.
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     return parse_config(raw, path)
 
@@ -172,14 +247,23 @@ def parse_config(raw: dict[str, Any], path: Path | None = None) -> AgentConfig:
             reconnect_first_max_s=reader.number("mqtt", "reconnect_first_max_s", 30.0),
             reconnect_max_s=reader.number("mqtt", "reconnect_max_s", 120.0),
         ),
-        status=StatusSection(listen=reader.text("status", "listen", "127.0.0.1:8787")),
+        status=StatusSection(listen=reader.listen("status", "listen", "127.0.0.1:8787")),
         source=path,
     )
+    _check_relations(config, where)
     _check_security(config, where)
     return config
 
 
-def _check_security(config: AgentConfig, where: str) -> None:
+def _check_relations(config: AgentConfig, where: str) -> None:
+    """Ranges that depend on another setting (each key's own range is checked as it is read)."""
+    scale = config.weighbridge
+    # The scale refuses Max < 20 e (weighing/events.py ScaleConfig); say so before it is opened.
+    if scale.e_kg > scale.max_kg / 20:
+        raise ConfigError(
+            f"{where}: [weighbridge] e_kg = {_num(scale.e_kg)} is out of range; allowed: "
+            f"0 < e_kg <= max_kg / 20 = {_num(scale.max_kg / 20)} kg"
+        )
     mqtt = config.mqtt
     window = (mqtt.reconnect_first_min_s, mqtt.reconnect_first_max_s, mqtt.reconnect_max_s)
     if not 0 < window[0] <= window[1] <= window[2]:
@@ -187,6 +271,10 @@ def _check_security(config: AgentConfig, where: str) -> None:
             f"{where}: [mqtt] needs 0 < reconnect_first_min_s <= reconnect_first_max_s <= "
             f"reconnect_max_s, got {window[0]:g}, {window[1]:g}, {window[2]:g}"
         )
+
+
+def _check_security(config: AgentConfig, where: str) -> None:
+    mqtt = config.mqtt
     if mqtt.broker.startswith("mqtts://"):
         if not (mqtt.ca and mqtt.cert and mqtt.key):
             raise ConfigError(f"{where}: [mqtt] mqtts:// needs ca, cert and key")
@@ -204,7 +292,14 @@ class _Reader:
     def __init__(self, raw: dict[str, Any], where: str, base: Path) -> None:
         self._raw, self._where, self._base = raw, where, base
 
-    def _get(self, section: str, key: str, default: Any, kind: type | tuple[type, ...]) -> Any:
+    def _get(
+        self,
+        section: str,
+        key: str,
+        default: Any,
+        kind: type | tuple[type, ...],
+        expected: str = "",
+    ) -> Any:
         table = self._raw.get(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{self._where}: [{section}] must be a table")
@@ -213,7 +308,7 @@ class _Reader:
             raise ConfigError(f"{self._where}: [{section}] {key} is required")
         if value is not None and value is not default and not isinstance(value, kind):
             raise ConfigError(
-                f"{self._where}: [{section}] {key} = {value!r} has the wrong type"
+                f"{self._where}: [{section}] {key} = {value!r} has the wrong type{expected}"
             )
         if isinstance(value, bool) and kind in (int, float, (int, float)):
             raise ConfigError(f"{self._where}: [{section}] {key} must be a number, not a boolean")
@@ -229,19 +324,46 @@ class _Reader:
         value: str | None = self._get(section, key, None, str)
         return value
 
+    def _in_range(self, section: str, key: str, value: int | float) -> None:
+        allowed = SETTING_RANGES[f"{section}.{key}"]
+        if value not in allowed:
+            finite = isinstance(value, int) or math.isfinite(value)
+            problem = "is out of range" if finite else "is not a finite number"
+            raise ConfigError(
+                f"{self._where}: [{section}] {key} = {value!r} {problem}; "
+                f"allowed: {allowed.describe(key)}"
+            )
+
     def integer(self, section: str, key: str, default: int) -> int:
-        value: int = self._get(section, key, default, int)
+        allowed = SETTING_RANGES[f"{section}.{key}"]
+        expected = f"; allowed: an integer, {allowed.describe(key)}"
+        value: int = self._get(section, key, default, int, expected)
+        self._in_range(section, key, value)
         return value
 
     def number(self, section: str, key: str, default: float) -> float:
-        return float(self._get(section, key, default, (int, float)))
+        value: int | float = self._get(section, key, default, (int, float))
+        self._in_range(section, key, value)  # before float(): a huge integer would overflow
+        return float(value)
 
     def opt_number(self, section: str, key: str) -> float | None:
-        value = self._get(section, key, None, (int, float))
-        return None if value is None else float(value)
+        value: int | float | None = self._get(section, key, None, (int, float))
+        if value is None:
+            return None
+        self._in_range(section, key, value)
+        return float(value)
 
     def flag(self, section: str, key: str, default: bool) -> bool:
         value: bool = self._get(section, key, default, bool)
+        return value
+
+    def listen(self, section: str, key: str, default: str) -> str:
+        value = self.text(section, key, default)
+        problem = _listen_problem(value)
+        if problem:
+            raise ConfigError(
+                f"{self._where}: [{section}] {key} = {value!r} {problem}; allowed: {_LISTEN_RULE}"
+            )
         return value
 
     def choice(self, section: str, key: str, options: tuple[str, ...], default: str) -> str:
@@ -260,3 +382,25 @@ class _Reader:
     def opt_path(self, section: str, key: str) -> Path | None:
         value = self._get(section, key, None, str)
         return None if value is None else self._base / value
+
+
+def _listen_problem(listen: str) -> str | None:
+    """Why ``listen`` is not a loopback ``host:port`` (None when it is one)."""
+    if listen.startswith("["):
+        host, bracket, port = listen[1:].partition("]:")
+        if not bracket:
+            return "is not HOST:PORT"
+    else:
+        # Split like the status server does: the port follows the last colon (also ::1:8787).
+        host, _, port = listen.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()):
+        return "is not HOST:PORT"
+    if len(port) > 5 or int(port) not in _PORT:  # length first: int() refuses 4300+ digits
+        return f"has a port outside {_PORTS}"
+    if host.lower() in _LOOPBACK_NAMES:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return None if loopback else "is not a loopback address"

@@ -3,7 +3,8 @@
 Only tuning that cannot make the barrier less safe is remote: time limits of the weight
 watcher, the pass clock skew, the default declared-weight tolerance and the health interval.
 Identity (site, lane, gate), devices, keys and everything the IO board enforces stay in the
-lane's local file.
+lane's local file. Each remote range lies inside the file's range for the same key
+(``config.SETTING_RANGES``), so a signed command can never set what the file would refuse.
 
 A ``config`` command carries the whole desired document ``{"settings": {name: value}}``: a
 setting it names overrides the local file, a setting it leaves out goes back to the file's
@@ -19,28 +20,50 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.config import AgentConfig
+from edge_agent.config import SETTING_RANGES, AgentConfig, Range
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteSetting:
+    """A remote setting: the file's range for the same key, narrowed to ``low..high``."""
+
     section: str
     key: str
     low: int
     high: int
-    unit: str
     nullable: bool = False
+
+    def __post_init__(self) -> None:
+        # A range is an interval, so both ends inside the file's range keep all of it inside.
+        allowed = self.file_range
+        if not (self.low <= self.high and self.low in allowed and self.high in allowed):
+            raise ValueError(
+                f"{self.name}: remote {self.low}..{self.high} is wider than the file's "
+                f"{allowed.describe(self.key)}"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.section + "." + self.key
+
+    @property
+    def file_range(self) -> Range:
+        return SETTING_RANGES[self.name]
+
+    @property
+    def unit(self) -> str:
+        return self.file_range.unit
 
 
 REMOTE_SETTINGS: Mapping[str, RemoteSetting] = {
-    setting.section + "." + setting.key: setting
+    setting.name: setting
     for setting in (
-        RemoteSetting("weighbridge", "unstable_timeout_s", 5, 300, "s"),
-        RemoteSetting("weighbridge", "not_on_deck_s", 1, 60, "s"),
-        RemoteSetting("weighbridge", "frozen_s", 2, 120, "s"),
-        RemoteSetting("passes", "skew_s", 0, 3600, "s"),
-        RemoteSetting("passes", "default_tolerance_kg", 1, 5000, "kg", nullable=True),
-        RemoteSetting("mqtt", "health_interval_s", 5, 3600, "s"),
+        RemoteSetting("weighbridge", "unstable_timeout_s", 5, 300),
+        RemoteSetting("weighbridge", "not_on_deck_s", 1, 60),
+        RemoteSetting("weighbridge", "frozen_s", 2, 120),
+        RemoteSetting("passes", "skew_s", 0, 3600),
+        RemoteSetting("passes", "default_tolerance_kg", 1, 5000, nullable=True),
+        RemoteSetting("mqtt", "health_interval_s", 5, 3600),
     )
 }
 

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,9 @@ from edge_agent.drivers.ioboard import (
 )
 from edge_agent.drivers.pass_ledger import PassLedger
 from edge_agent.drivers.serialport import LineSettings
+from edge_agent.drivers.state_files import open_state_db
 from edge_agent.drivers.weighbridge import WeighbridgeReader
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, DeviceError
 from edge_agent.lane.events import (
     BoardStatus,
     CameraChanged,
@@ -47,6 +48,7 @@ from edge_agent.telemetry.commands import CommandVerifier, TrustedKey
 from edge_agent.telemetry.mqtt import ReconnectJitter, TlsFiles
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
+from edge_agent.timefloor import TimeFloor
 from edge_agent.vision.evidence import EvidenceStore
 from edge_agent.vision.pipeline import QrPipeline, QrRead
 
@@ -68,6 +70,9 @@ class LaneDevices:
     revoked: frozenset[bytes]
     evidence: EvidenceStore
     commands: CommandVerifier | None
+    time_floor: TimeFloor
+    # State files found damaged at start: (file kept for analysis, what was wrong).
+    quarantined: list[tuple[Path, str]] = field(default_factory=list)
 
     def close(self) -> None:
         self.publisher.stop()
@@ -95,15 +100,26 @@ def open_devices(
 
     state = config.lane.state_dir
     state.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(
+    quarantined: list[tuple[Path, str]] = []
+
+    def kept(moved: Path | None, problem: str) -> None:
+        if moved is not None:
+            log.error("state file damaged (%s): kept as %s, a new one started", problem, moved)
+            quarantined.append((moved, problem))
+
+    outbox, moved, problem = open_state_db(
         config.outbox_path,
-        site=config.lane.site,
-        lane=config.lane.lane,
-        agent_version=__version__,
-        max_bytes=None
-        if config.mqtt.outbox_max_mb is None
-        else int(config.mqtt.outbox_max_mb * 1024 * 1024),
+        lambda path: Outbox(
+            path,
+            site=config.lane.site,
+            lane=config.lane.lane,
+            agent_version=__version__,
+            max_bytes=None
+            if config.mqtt.outbox_max_mb is None
+            else int(config.mqtt.outbox_max_mb * 1024 * 1024),
+        ),
     )
+    kept(moved, problem)
     publisher = Publisher(
         outbox,
         broker_url=config.mqtt.broker,
@@ -123,14 +139,32 @@ def open_devices(
     )
     commands = None
     if config.mqtt.command_keys is not None:
-        commands = CommandVerifier(
+        trusted = load_command_keys(config.mqtt.command_keys)
+        commands, moved, problem = open_state_db(
             state / "commands.sqlite",
-            site=config.lane.site,
-            lane=config.lane.lane,
-            trusted=load_command_keys(config.mqtt.command_keys),
-            checks={"config": check_config_args},
+            lambda path: CommandVerifier(
+                path,
+                site=config.lane.site,
+                lane=config.lane.lane,
+                trusted=trusted,
+                checks={"config": check_config_args},
+            ),
         )
-    trust, revoked = pass_trust(config, commands)
+        kept(moved, problem)
+    ledger, moved, problem = PassLedger.open_checked(config.passes.ledger)
+    kept(moved, problem)
+    time_floor = TimeFloor(state / "time_floor.json")
+    if time_floor.quarantined is not None:
+        quarantined.append((time_floor.quarantined, "unreadable"))
+    if commands is not None:
+        time_floor.observe(commands.time_floor)
+    try:
+        trust, revoked = pass_trust(config, commands)
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:  # pushed state from an older agent
+        log.error("pushed pass trust not usable (%s): the local trust list applies", exc)
+        trust, revoked = pass_trust(config, None)
     line = LineSettings.parse(config.weighbridge.line, config.weighbridge.baudrate)
     return LaneDevices(
         board=IoBoard(
@@ -147,7 +181,7 @@ def open_devices(
         pipeline=QrPipeline(confirm_frames=config.camera.confirm_frames, isolate=True),
         outbox=outbox,
         publisher=publisher,
-        ledger=PassLedger(config.passes.ledger),
+        ledger=ledger,
         trust=trust,
         revoked=revoked,
         evidence=EvidenceStore(
@@ -155,6 +189,8 @@ def open_devices(
             cap_bytes=int(config.camera.snapshot_cap_mb * 1024 * 1024),
         ),
         commands=commands,
+        time_floor=time_floor,
+        quarantined=quarantined,
     )
 
 
@@ -175,7 +211,7 @@ def pass_trust(
     revoked = load_revocations(config.passes.revocations)
     pushed = commands.applied("revocations") if commands else None
     if pushed is not None:
-        revoked |= {bytes.fromhex(text) for text in pushed.body.get("pass_hashes", [])}
+        revoked |= {gp1.parse_revocation_hash(text) for text in pushed.body.get("pass_hashes", [])}
     return trust, revoked
 
 
@@ -211,12 +247,9 @@ def load_revocations(path: Path | None) -> frozenset[bytes]:
         if not text:
             continue
         try:
-            value = bytes.fromhex(text)
-        except ValueError:
-            value = b""
-        if len(value) != 16:
-            raise ConfigError(f"{path}:{number}: expected 32 hex digits, got {text!r}")
-        hashes.add(value)
+            hashes.add(gp1.parse_revocation_hash(text))
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{number}: {exc}") from None
     return frozenset(hashes)
 
 
@@ -279,7 +312,9 @@ class DeviceInputs:
         self._weight["frames"] += 1
         self._weight["kg"] = item.kg
         return self._weigh_events(
-            self.watcher.add_reading(at, item.kg, motion=item.motion, overload=item.overload)
+            self.watcher.add_reading(
+                at, item.kg, motion=item.motion, overload=item.overload, net=item.net
+            )
         )
 
     def _weigh_events(self, events: list[weighing.WeighEvent]) -> list[LaneEvent]:
@@ -361,14 +396,21 @@ class DeviceInputs:
             site=lane.site,
             gate=lane.gate,
             direction=lane.direction,
-            now=time.time(),
+            # Never earlier than a time known to have passed: a Pi without a battery clock
+            # may boot with a stale one.
+            now=self._devices.time_floor.now(time.time()),
             skew_s=self._config.passes.skew_s,
             revoked=self._devices.revoked,
         )
         claims = verdict.claims
         reason = verdict.reason
-        if verdict.valid and claims is not None and self._devices.ledger.is_used(claims.cti):
-            reason = "pass.already_used"
+        if verdict.valid and claims is not None:
+            try:
+                if self._devices.ledger.is_used(claims.cti):
+                    reason = "pass.already_used"
+            except DeviceError as exc:  # fail closed: a use that cannot be checked holds
+                log.error("pass ledger unreadable: %s", exc)
+                reason = "lane.storage_fault"
         info = PassInfo(
             valid=reason is None,
             reason=reason,

@@ -3,12 +3,13 @@
     lanectl pass keygen --out DIR [--alg ed25519|es256]
     lanectl pass issue --key KEY.pem --release-no X --enterprise E --plate P ... --gross-kg N
                        --site S [--gate G]... [--direction exit|entry] [--valid-from ISO8601]
-                       [--valid-for 2h] [--png FILE]
+                       [--valid-for 2h] [--allow-expired] [--png FILE]
     lanectl pass verify (TEXT | --image IMG) --trust FILE --site S [--gate G]
                         [--direction exit|entry] [--at ISO8601] [--ledger DB] [--json]
     lanectl pass inspect TEXT
 
 Exit codes: 0 done / pass valid, 1 pass rejected or unreadable, 2 bad arguments or files.
+Every error is one ``lanectl pass ...: message`` line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.protocols import gp1
@@ -50,8 +51,16 @@ def parse_instant(text: str) -> datetime:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"lanectl pass: {message}", file=sys.stderr)
+    one_line = " ".join(message.split("\n"))
+    print(f"lanectl pass: {one_line}", file=sys.stderr)
     return code
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line and exit 2, like the command's other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -77,6 +86,7 @@ def _issue(args: argparse.Namespace) -> int:
     try:
         key = gp1.load_private_key(Path(args.key))
         valid_from = args.valid_from or datetime.now(UTC)
+        # issue_pass refuses what no lane would accept; it names the bad field.
         text = gp1.issue_pass(
             key, release_no=args.release_no, enterprise=args.enterprise, plates=args.plate,
             containers=args.container or (), declared_gross_kg=args.gross_kg,
@@ -84,10 +94,20 @@ def _issue(args: argparse.Namespace) -> int:
             direction=args.direction, issuer=args.issuer, valid_from=valid_from,
             valid_for_s=args.valid_for,
         )
-        if args.png:
-            write_png(text, Path(args.png))
     except (OSError, EdgeAgentError) as exc:
         return _fail(str(exc))
+    end = int(valid_from.timestamp()) + args.valid_for
+    if end <= time.time() and not args.allow_expired:
+        # Every lane would answer pass.expired; back-dated passes are only for lab checks.
+        until = datetime.fromtimestamp(end, UTC).isoformat().replace("+00:00", "Z")
+        return _fail(f"the pass would already be expired (valid until {until}); give a later "
+                     "--valid-from or a longer --valid-for (--allow-expired for a lab pass "
+                     "checked with verify --at)")
+    if args.png:
+        try:
+            write_png(text, Path(args.png))
+        except (OSError, ValueError) as exc:
+            return _fail(f"cannot write {args.png}: {exc}")
     print(text)
     return 0
 
@@ -172,7 +192,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("pass", help="issue, verify and inspect GP1 release passes")
-    sub = parser.add_subparsers(dest="pass_command", metavar="ACTION", required=True)
+    sub = parser.add_subparsers(dest="pass_command", metavar="ACTION", required=True,
+                                parser_class=_OneLineParser)
 
     p = sub.add_parser("keygen", help="create an issuer key and a trust list holding it")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -194,6 +215,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--issuer", default="customs")
     p.add_argument("--valid-from", type=parse_instant, metavar="ISO8601")
     p.add_argument("--valid-for", type=parse_duration, default=2 * 3600, metavar="DURATION")
+    p.add_argument("--allow-expired", action="store_true",
+                   help="issue even if the pass has already expired (lab tests with verify --at)")
     p.add_argument("--png", metavar="FILE", help="also write the QR code as a PNG")
     p.set_defaults(func=_issue)
 

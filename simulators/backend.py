@@ -3,7 +3,8 @@
 It does what a real ingest worker must do with MQTT's at-least-once delivery:
 - store idempotently by ``event_id`` (duplicates are normal after PUBACK loss or resends);
 - order per lane by ``seq`` and keep the highest *contiguous* stored seq as the watermark;
-- publish that watermark retained on ``gate/v1/{site}/{lane}/ack`` as ``{upto_seq, boot_id}``,
+- publish that watermark retained on ``gate/v1/{site}/{lane}/ack`` as
+  ``{upto_seq, boot_id, epoch}`` (epoch: the lane's outbox file the seqs belong to),
   which is the only thing that lets a lane delete rows from its outbox;
 - report gaps (seqs missing below the highest seen); a ``dead_letter`` event fills the gap of
   the seq it names.
@@ -328,15 +329,15 @@ class BackendSim:
 
     def _learn_watermark(self, site: str, lane: str, payload: bytes) -> None:
         try:
-            upto = envelope_codec.decode_ack(payload)
+            upto, epoch = envelope_codec.decode_ack(payload)
         except RemoteProtocolError:
             return
-        self._store.learn_watermark(site, lane, upto)
+        self._store.learn_watermark(site, lane, upto, epoch)
 
-    def _due_acks(self) -> list[tuple[str, str, int, int]]:
+    def _due_acks(self) -> list[tuple[str, str, int, int, str]]:
         resend_all = self._connects != self._acks_resent_for
         return [
-            (row.lane, row.site, row.upto, row.boot_id)
+            (row.lane, row.site, row.upto, row.boot_id, row.epoch)
             for row in self._store.ack_rows()
             if row.upto > row.acked or resend_all or row.lane in self._republish
         ]
@@ -353,11 +354,11 @@ class BackendSim:
                 sent = [
                     (lane, upto, client.publish(
                         LaneTopics(site, lane).ack,
-                        envelope_codec.encode(envelope_codec.ack_message(upto, boot_id)),
+                        envelope_codec.encode(envelope_codec.ack_message(upto, boot_id, epoch)),
                         qos=1,
                         retain=True,
                     ))
-                    for lane, site, upto, boot_id in self._due_acks()
+                    for lane, site, upto, boot_id, epoch in self._due_acks()
                 ]
                 # Hold the write lock until the broker has them: a worker that reads the
                 # watermark later can then only publish the same or a higher one.

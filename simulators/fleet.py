@@ -47,6 +47,7 @@ NO_MATCHING_SUBSCRIBERS = 16
 ACK_GRACE_S = 0.1  # after SUBACK, let the retained ack arrive before sending the backlog
 TICK_S = 0.05
 AGENT_VERSION = "fleet-sim"
+_FLEET_EPOCH = "f1ee7f1ee7f1ee70"  # one outbox per simulated lane, never replaced
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,7 +406,7 @@ class Fleet:
 
     def _on_ack(self, lane: _Lane, payload: bytes) -> None:
         try:
-            upto = envelope.decode_ack(payload)
+            upto, _epoch = envelope.decode_ack(payload)
         except RemoteProtocolError:
             return
         if upto <= lane.acked:
@@ -421,6 +422,7 @@ class Fleet:
             event = envelope.build_envelope(
                 event_id=envelope.uuid7(wall_ms, self._rng.randbytes(10)),
                 site=lane.topics.site, lane=lane.topics.lane, seq=lane.seq, boot_id=1,
+                epoch=_FLEET_EPOCH,
                 type=self._event_type, wall_ms=wall_ms, mono_ms=int(lane.next_event_at * 1000),
                 clock_synced=True, clock_source="fleet-sim", agent_version=AGENT_VERSION,
                 transit_id=f"{lane.topics.lane}-t{lane.seq}",

@@ -1,6 +1,7 @@
 """The backend's event store (SQLite standing in for Kafka and the database behind it).
 
-Events are stored once by ``event_id`` and ordered per lane by ``seq``; each lane's watermark
+Events are stored once by ``event_id`` and ordered per lane and outbox ``epoch`` by ``seq``
+(a lane whose outbox file was replaced starts a new epoch at seq 1); each lane's watermark
 is the highest *contiguous* seq stored (or declared lost by a ``dead_letter`` event), over
 every worker sharing the file. Several ingest workers may share one database file: the store,
 not the worker, is then the authority, and every write runs under SQLite's write lock
@@ -23,11 +24,16 @@ _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY,
     site TEXT NOT NULL, lane TEXT NOT NULL, seq INTEGER NOT NULL,
-    type TEXT NOT NULL, payload TEXT NOT NULL, received_at REAL NOT NULL
+    type TEXT NOT NULL, payload TEXT NOT NULL, received_at REAL NOT NULL,
+    epoch TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS events_by_lane ON events (lane, seq);
+CREATE INDEX IF NOT EXISTS events_by_lane ON events (lane, epoch, seq);
 CREATE TABLE IF NOT EXISTS lanes (
-    lane TEXT PRIMARY KEY, site TEXT NOT NULL, upto_seq INTEGER NOT NULL, boot_id INTEGER NOT NULL
+    lane TEXT PRIMARY KEY, site TEXT NOT NULL, upto_seq INTEGER NOT NULL, boot_id INTEGER NOT NULL,
+    epoch TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS retired_epochs (
+    lane TEXT NOT NULL, epoch TEXT NOT NULL, PRIMARY KEY (lane, epoch)
 );
 CREATE TABLE IF NOT EXISTS skipped (
     lane TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (lane, seq)
@@ -36,6 +42,7 @@ CREATE TABLE IF NOT EXISTS acks (lane TEXT PRIMARY KEY, upto_seq INTEGER NOT NUL
 """
 # lanes.upto_seq: highest contiguous seq stored (or skipped by a dead letter), over all workers.
 # skipped: seqs a dead_letter event declared lost for good. acks: the watermark last published.
+# lanes.epoch: the outbox the watermark counts for; retired_epochs: replaced outboxes.
 
 
 class Stored(Enum):
@@ -56,6 +63,7 @@ class AckRow:
     upto: int
     boot_id: int
     acked: int
+    epoch: str = ""
 
 
 class IngestStore:
@@ -87,23 +95,33 @@ class IngestStore:
 
     def add(self, site: str, event: dict[str, Any], payload: str, received_at: float) -> Stored:
         """Offer one decoded envelope; call ``advance`` for its lane once a batch is in."""
-        lane, seq = event["lane"], event["seq"]
-        held = self._db.execute(
-            "SELECT event_id FROM events WHERE lane = ? AND seq = ?", (lane, seq)
+        lane, seq, epoch = event["lane"], event["seq"], str(event.get("epoch", ""))
+        current = self._epoch(lane)
+        retired = self._db.execute(
+            "SELECT 1 FROM retired_epochs WHERE lane = ? AND epoch = ?", (lane, epoch)
         ).fetchone()
-        if held is not None or seq <= self.upto(lane):
+        if current is not None and epoch != current and retired is None:
+            self._start_epoch(lane, current, epoch)
+        held = self._db.execute(
+            "SELECT event_id FROM events WHERE lane = ? AND epoch = ? AND seq = ?",
+            (lane, epoch, seq),
+        ).fetchone()
+        below = retired is None and seq <= self.upto(lane)
+        if held is not None or below:
             same = held is None or held[0] == event["event_id"]
             return Stored.DUPLICATE if same else Stored.SEQ_CONFLICT
         inserted = self._db.execute(
-            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (event["event_id"], site, lane, seq, event["type"], payload, received_at),
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (event["event_id"], site, lane, seq, event["type"], payload, received_at, epoch),
         ).rowcount
         if not inserted:  # the same event_id under another seq: never overwrite
             return Stored.ID_CONFLICT
+        if retired is not None:
+            return Stored.NEW  # a replaced outbox's straggler: kept, but it moves no watermark
         self._db.execute(
-            "INSERT INTO lanes VALUES (?, ?, 0, ?) "
+            "INSERT INTO lanes VALUES (?, ?, 0, ?, ?) "
             "ON CONFLICT (lane) DO UPDATE SET boot_id = excluded.boot_id",
-            (lane, site, event["boot_id"]),
+            (lane, site, event["boot_id"], epoch),
         )
         if event["type"] == "dead_letter" and isinstance(event["data"].get("seq"), int):
             self._db.execute(  # the refused seq will never come
@@ -111,14 +129,30 @@ class IngestStore:
             )
         return Stored.NEW
 
-    def learn_watermark(self, site: str, lane: str, upto: int) -> None:
+    def _epoch(self, lane: str) -> str | None:
+        row = self._db.execute("SELECT epoch FROM lanes WHERE lane = ?", (lane,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _start_epoch(self, lane: str, old: str, new: str) -> None:
+        """The lane's outbox was replaced: its seqs start again, under a new watermark."""
+        self._db.execute("INSERT OR IGNORE INTO retired_epochs VALUES (?, ?)", (lane, old))
+        self._db.execute(
+            "UPDATE lanes SET epoch = ?, upto_seq = 0 WHERE lane = ?", (new, lane)
+        )
+        self._db.execute("DELETE FROM skipped WHERE lane = ?", (lane,))
+        self._db.execute("DELETE FROM acks WHERE lane = ?", (lane,))
+
+    def learn_watermark(self, site: str, lane: str, upto: int, epoch: str = "") -> None:
         """A watermark someone already published (a retained ack): continue from it."""
+        current = self._epoch(lane)
+        if current is not None and current != epoch:
+            return  # for an outbox this lane no longer uses (or not yet seen here)
         if upto <= self.upto(lane):
             return
         self._db.execute(
-            "INSERT INTO lanes VALUES (?, ?, ?, 0) "
+            "INSERT INTO lanes VALUES (?, ?, ?, 0, ?) "
             "ON CONFLICT (lane) DO UPDATE SET upto_seq = excluded.upto_seq",
-            (lane, site, upto),
+            (lane, site, upto, epoch),
         )
         self.record_ack(lane, upto)  # someone published it: no need to again
         self.advance(lane)
@@ -144,7 +178,8 @@ class IngestStore:
             )
         }
         rows = self._db.execute(
-            "SELECT seq FROM events WHERE lane = ? AND seq > ? ORDER BY seq", (lane, upto)
+            "SELECT seq FROM events WHERE lane = ? AND epoch = ? AND seq > ? ORDER BY seq",
+            (lane, self._epoch(lane) or "", upto),
         )
         for (seq,) in rows:  # lazily: stops at the first gap
             while upto + 1 in skipped:
@@ -161,11 +196,17 @@ class IngestStore:
     def gaps(self, lane: str) -> list[int]:
         """Seqs missing between the watermark and the highest seq stored."""
         upto = self.upto(lane)
+        epoch = self._epoch(lane) or ""
         present = {
             seq
-            for table in ("events", "skipped")
             for (seq,) in self._db.execute(
-                f"SELECT seq FROM {table} WHERE lane = ? AND seq > ?", (lane, upto)
+                "SELECT seq FROM events WHERE lane = ? AND epoch = ? AND seq > ?",
+                (lane, epoch, upto),
+            )
+        } | {
+            seq
+            for (seq,) in self._db.execute(
+                "SELECT seq FROM skipped WHERE lane = ? AND seq > ?", (lane, upto)
             )
         }
         if not present:
@@ -175,7 +216,7 @@ class IngestStore:
     def ack_rows(self) -> list[AckRow]:
         """Every lane with a watermark above 0, with the watermark last published for it."""
         rows = self._db.execute(
-            "SELECT l.lane, l.site, l.upto_seq, l.boot_id, coalesce(a.upto_seq, 0) "
+            "SELECT l.lane, l.site, l.upto_seq, l.boot_id, coalesce(a.upto_seq, 0), l.epoch "
             "FROM lanes l LEFT JOIN acks a ON a.lane = l.lane WHERE l.upto_seq > 0"
         ).fetchall()
         return [AckRow(*row) for row in rows]

@@ -44,6 +44,10 @@ FAULTS = {
     "swapped_digits": "every 50th frame with two digits swapped (passes the Yaohua XOR)",
     "person": "a person (80 kg) stands on the deck",
     "zero_offset": "mud on the deck: zero reads 5 e high",
+    "net_mode": "indicator left in NET mode with a preset tare of 1000 kg: shows load - 1000,"
+                " net flag set in every frame (formats that have one)",
+    "zero_offset_1000": "zero offset of -1000 kg (zeroed with a load on the deck):"
+                        " shows load - 1000, no net flag",
 }
 PROFILES: dict[str, tuple[str, ...]] = {
     "clean": (),
@@ -54,6 +58,8 @@ PROFILES: dict[str, tuple[str, ...]] = {
     "dirty-deck": ("zero_offset",),
 }
 PERSON_KG = 80.0
+PRESET_TARE_KG = 1000.0
+ZERO_OFFSET_1000_KG = -1000.0
 
 
 class WeighbridgeSim:
@@ -76,7 +82,12 @@ class WeighbridgeSim:
         if rate_hz <= 0:
             raise ValueError("rate_hz must be positive")
         self.protocol = protocol
-        self._encoder = make_encoder(protocol, **(encoder_options or {}))
+        options = dict(encoder_options or {})
+        self._encoder = make_encoder(protocol, **options)
+        # In NET mode a Toledo indicator also sends the preset tare in its tare field.
+        if protocol == "toledo":
+            options.setdefault("tare_kg", PRESET_TARE_KG)
+        self._net_encoder = make_encoder(protocol, **options)
         self._rate = rate_hz
         self._load_fn = load_fn
         self._e = e_kg
@@ -179,12 +190,15 @@ class WeighbridgeSim:
             with contextlib.suppress(OSError):
                 self._tick(now)
 
-    def _sample(self, now: float) -> float:
+    def _sample(self, now: float, faults: frozenset[str]) -> float:
+        """The gross weight the indicator shows (before any tare)."""
         static = float(self._load_fn(now))
-        faults = self.faults
         if "person" in faults:
             static += PERSON_KG
-        self._dynamics.zero_kg = 5 * self._e if "zero_offset" in faults else 0.0
+        zero = 5 * self._e if "zero_offset" in faults else 0.0
+        if "zero_offset_1000" in faults:
+            zero += ZERO_OFFSET_1000_KG
+        self._dynamics.zero_kg = zero
         return self._dynamics.display(now, static)
 
     def _motion(self, now: float, kg: float) -> bool:
@@ -193,16 +207,24 @@ class WeighbridgeSim:
         recent = [v for t, v in self._history if t >= now - 1.0]
         return max(recent) - min(recent) > self._e
 
-    def _tick(self, now: float) -> None:
-        kg = self._sample(now)
-        motion = self._motion(now, kg)
-        self.last_kg = kg
-        overload = kg > self._max + 9 * self._e
-        try:
-            frame = self._encoder.encode(IndicatorReading(kg=kg, motion=motion, overload=overload))
-        except LocalProtocolError:
-            return  # more than the display can show: a real indicator shows no number either
+    def frame_at(self, now: float) -> bytes | None:
+        """The bytes the indicator sends for its sample at ``now``, faults applied (None when
+        the display cannot show the value). Advances the simulated deck and fault counters."""
         faults = self.faults
+        gross = self._sample(now, faults)
+        motion = self._motion(now, gross)
+        net = "net_mode" in faults
+        kg = gross - PRESET_TARE_KG if net else gross
+        self.last_kg = kg
+        # Capacity is a property of the deck, so over-range follows the gross load.
+        overload = gross > self._max + 9 * self._e
+        encoder = self._net_encoder if net else self._encoder
+        try:
+            frame = encoder.encode(
+                IndicatorReading(kg=kg, motion=motion, overload=overload, net=net)
+            )
+        except LocalProtocolError:
+            return None  # more than the display can show: a real indicator shows no number either
         if "frozen" in faults:
             if self._frozen is None:
                 self._frozen = frame
@@ -212,9 +234,12 @@ class WeighbridgeSim:
             frame = _swap_frame_digits(frame)
         if "partial_frames" in faults and self._frame_count % 20 == 0:
             frame = frame[: len(frame) // 2]
-        frame = self._corrupt(frame, faults)
+        return self._corrupt(frame, faults)
+
+    def _tick(self, now: float) -> None:
+        frame = self.frame_at(now)
         master = self._master
-        if master is None or "silent" in faults:
+        if frame is None or master is None or "silent" in self.faults:
             return
         if not self._continuous and not self._polled(master):
             return

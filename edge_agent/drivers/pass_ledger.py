@@ -4,16 +4,24 @@ SQLite in WAL mode with ``synchronous=FULL``, so a recorded use survives a crash
 the moment ``mark_used`` returns. Keyed by ``cti`` only (never by signature bytes, which are
 malleable for ECDSA). Rows are kept until the pass has expired, after which the pass is refused
 as expired anyway and the row can be purged.
+
+A pass is single-use across the whole site: the backend tells each lane, by signed desired
+state, which passes its other lanes used (``learn_site_uses``, keyed by the pass's revocation
+hash), and ``is_used`` / ``mark_used`` count those too. Every error is a DeviceError: the lane
+then holds the truck (fail closed), it never opens on a use it could not check or record.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from edge_agent.drivers.state_files import open_state_db, salvage_rows
 from edge_agent.errors import DeviceError
+from edge_agent.protocols.gp1 import revocation_hash
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS used_pass (
@@ -21,7 +29,12 @@ CREATE TABLE IF NOT EXISTS used_pass (
     exp     INTEGER NOT NULL,
     used_at REAL NOT NULL,
     lane    TEXT NOT NULL DEFAULT ''
-)
+);
+CREATE TABLE IF NOT EXISTS site_used (
+    hash    BLOB PRIMARY KEY,
+    seen_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS probe (one INTEGER PRIMARY KEY CHECK (one = 1), at REAL NOT NULL);
 """
 
 
@@ -36,7 +49,7 @@ class PassLedger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise DeviceError(f"pass ledger {self.path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -50,16 +63,59 @@ class PassLedger:
             except sqlite3.Error as exc:  # disk full, I/O error, corrupted file
                 raise DeviceError(f"pass ledger {self.path}: {exc}") from exc
 
+    @classmethod
+    def open_checked(cls, path: Path) -> tuple[PassLedger, Path | None, str]:
+        """Open, quarantining a damaged file; what is still readable in it is carried over.
+
+        Returns ``(ledger, quarantined file or None, what was wrong)``.
+        """
+        ledger, moved, problem = open_state_db(path, cls)
+        if moved is not None:
+            used = salvage_rows(moved, "SELECT cti, exp, used_at, lane FROM used_pass")
+            site = salvage_rows(moved, "SELECT hash, seen_at FROM site_used")
+            with ledger._lock:
+                ledger._db.executemany("INSERT OR IGNORE INTO used_pass VALUES (?, ?, ?, ?)", used)
+                ledger._db.executemany("INSERT OR IGNORE INTO site_used VALUES (?, ?)", site)
+            problem += f" ({len(used)} uses and {len(site)} site uses salvaged)"
+        return ledger, moved, problem
+
     def is_used(self, cti: bytes) -> bool:
-        return bool(self._execute("SELECT 1 FROM used_pass WHERE cti = ?", (bytes(cti),))[1])
+        """Used here, or (as the backend told this lane) at another lane of the site."""
+        return bool(
+            self._execute(
+                "SELECT 1 FROM used_pass WHERE cti = ? UNION ALL"
+                " SELECT 1 FROM site_used WHERE hash = ?",
+                (bytes(cti), revocation_hash(bytes(cti))),
+            )[1]
+        )
 
     def mark_used(self, cti: bytes, *, exp: int, now: float, lane: str = "") -> bool:
-        """Record a use; False (and nothing changed) when this cti was used before."""
+        """Record a use; False (and nothing changed) when this cti was used before, here or
+        at another lane of the site. Raises DeviceError when the use could not be recorded."""
+        if self._execute(
+            "SELECT 1 FROM site_used WHERE hash = ?", (revocation_hash(bytes(cti)),)
+        )[1]:
+            return False
         changed, _ = self._execute(
             "INSERT OR IGNORE INTO used_pass (cti, exp, used_at, lane) VALUES (?, ?, ?, ?)",
             (bytes(cti), int(exp), float(now), lane),
         )
         return changed == 1
+
+    def learn_site_uses(self, hashes: Iterable[bytes], *, now: float) -> int:
+        """Passes the backend saw used at other lanes of the site; returns how many are new."""
+        rows = [(bytes(h), float(now)) for h in hashes]
+        with self._lock:
+            try:
+                before = self._db.total_changes
+                self._db.executemany("INSERT OR IGNORE INTO site_used VALUES (?, ?)", rows)
+                return self._db.total_changes - before
+            except sqlite3.Error as exc:
+                raise DeviceError(f"pass ledger {self.path}: {exc}") from exc
+
+    def probe(self, now: float) -> None:
+        """One durable write: DeviceError while the ledger cannot record a use."""
+        self._execute("INSERT OR REPLACE INTO probe VALUES (1, ?)", (float(now),))
 
     def purge_expired(self, now: float, *, grace_s: float = 86400.0) -> int:
         """Drop rows whose pass expired more than ``grace_s`` ago; returns how many."""

@@ -107,6 +107,29 @@ class RemoteRelease:
     officer: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class PassUseRecorded:
+    """The shell's answer to MarkPassUsed: the use is durable (``ok``), or why it is not.
+
+    ``code`` is ``pass.already_used`` (the ledger already held it: another truck or lane was
+    first) or ``lane.storage_fault`` (the ledger could not be written).
+    """
+
+    at: float
+    ok: bool
+    code: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageChanged:
+    """The lane's records (outbox, pass ledger) became unwritable (``ok`` False) or came back."""
+
+    at: float
+    ok: bool
+    reason: str = ""
+
+
 LaneEvent = (
     TruckArrived
     | PassPresented
@@ -117,4 +140,6 @@ LaneEvent = (
     | IoLinkChanged
     | CameraChanged
     | RemoteRelease
+    | PassUseRecorded
+    | StorageChanged
 )

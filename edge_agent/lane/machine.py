@@ -5,8 +5,11 @@ Rules (every change to this file keeps them true; tests in edge_agent/tests/test
   L2 The barrier is opened only for a transit with (a valid pass and a committed weight and no
      open abnormality and the IO link up), or by a signed remote release echoing the challenge
      published with the hold, or by the technician key. Nothing else opens it.
-  L3 OpenBarrier is emitted only by ``_open``; a pass is marked used at most once per transit
-     (a retry after a barrier timeout re-sends OpenBarrier, nothing else).
+  L3 OpenBarrier is emitted only by ``_commit_open``; a pass is marked used at most once per
+     transit (a retry after a barrier timeout re-sends OpenBarrier, nothing else), and its use
+     is recorded before the barrier opens: ``_open`` asks for MarkPassUsed and waits in
+     RECORDING for the shell's PassUseRecorded; a use that could not be recorded (or that the
+     ledger already held) holds the truck instead.
   L4 The decision is taken the moment the later of pass and weight arrives; an abnormality seen
      before the barrier is commanded open turns the transit into a hold at once.
   L5 Every decision, hold and release is published, with the codes that caused it.
@@ -20,6 +23,9 @@ Rules (every change to this file keeps them true; tests in edge_agent/tests/test
      ``pass_without_truck_s`` passed since its last pass read and nothing was decided: no
      barrier, no ledger mark, so the pass still works for the truck. A truck that drove on and
      off again ends as ``withdrawn`` when the deck is empty.
+  L9 Fail closed on storage: while the lane's records cannot be written (StorageChanged), no
+     decision opens the barrier; the truck is held with ``lane.storage_fault`` and decided
+     again when storage is back.
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ from edge_agent.lane.events import (
     LaneEvent,
     PassInfo,
     PassPresented,
+    PassUseRecorded,
     RemoteRelease,
+    StorageChanged,
     TruckArrived,
     WeightAbnormal,
     WeightCommitted,
@@ -59,6 +67,7 @@ from edge_agent.lane.policy import PolicyConfig, decide
 class LaneState(enum.Enum):
     IDLE = "idle"  # deck empty, barrier closed
     LOADING = "loading"  # truck on deck; waiting for pass and weight
+    RECORDING = "recording"  # decided to open; waiting for the pass's use to be durable
     OPENING = "opening"  # OpenBarrier sent; waiting for the board to report open
     OPEN = "open"  # barrier open; waiting for the truck to pass and leave the deck
     HOLD = "hold"  # abnormality published; waiting for release or the truck backing off
@@ -83,6 +92,7 @@ class Transit:
     opened_by: str | None = None
     loaded: bool = False  # a load was seen on the deck during this transit
     pass_at: float | None = None  # when the last pass was read
+    pass_marked: bool = False  # the pass's use is in the ledger (L3: once per transit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +115,7 @@ class MachineConfig:
 
 
 # Holds for these reasons lift by themselves when the condition clears (the link comes back).
-_SELF_CLEARING = frozenset({"lane.io_link_lost"})
+_SELF_CLEARING = frozenset({"lane.io_link_lost", "lane.storage_fault"})
 
 
 class LaneMachine:
@@ -117,6 +127,7 @@ class LaneMachine:
         self.state = LaneState.IDLE
         self.transit: Transit | None = None
         self._io_up = True
+        self._storage_ok = True
         self._camera_up = True
         self._loop_b = False
         self._tech_key = False
@@ -213,6 +224,8 @@ class LaneMachine:
             return self._hold(list(decision.reasons), now, mismatch or "policy")
         if not self._io_up:
             return self._hold(["lane.io_link_lost"], now, "IO board link is down")
+        if not self._storage_ok:
+            return self._hold(["lane.storage_fault"], now, "the lane cannot record the transit")
         return self._open(now, by="policy")
 
     def _decision_data(self, verdict: str, reasons: list[str]) -> dict[str, Any]:
@@ -230,20 +243,37 @@ class LaneMachine:
         }
 
     def _open(self, now: float, *, by: str) -> list[LaneCommand]:
+        """L3: a valid pass is recorded as used first; the barrier opens on PassUseRecorded."""
         transit = self.transit
         assert transit is not None
-        first_open = transit.opened_by is None
+        info = transit.pass_info
+        if info is None or not info.valid or transit.pass_marked:
+            return self._commit_open(now, by=by)
+        transit.opened_by = by
+        self.state = LaneState.RECORDING
+        return [MarkPassUsed(info.cti_hex, info.exp, transit.transit_id)]
+
+    def _commit_open(self, now: float, *, by: str) -> list[LaneCommand]:
+        transit = self.transit
+        assert transit is not None
         transit.opened_by = by
         self.state = LaneState.OPENING
         self._opening_deadline = now + self._config.opening_timeout_s
-        commands: list[LaneCommand] = [
+        return [
             Publish("decision", {**self._decision_data("open", []), "by": by}, transit.transit_id),
             OpenBarrier(transit.transit_id),
         ]
-        info = transit.pass_info
-        if first_open and info is not None and info.valid:
-            commands.append(MarkPassUsed(info.cti_hex, info.exp, transit.transit_id))
-        return commands
+
+    def _recording_result(self, event: PassUseRecorded, now: float) -> list[LaneCommand]:
+        transit = self.transit
+        assert transit is not None
+        by = transit.opened_by or "policy"
+        if event.ok:
+            transit.pass_marked = True
+            return self._commit_open(now, by=by)
+        transit.opened_by = None
+        code = event.code or "lane.storage_fault"
+        return self._hold([code], now, event.detail or "the pass's use could not be recorded")
 
     def _hold(self, reasons: list[str], now: float, detail: str) -> list[LaneCommand]:
         transit = self.transit
@@ -416,6 +446,27 @@ class LaneMachine:
             commands += self._try_decide(now)
         return commands
 
+    def _any_storage(self, event: StorageChanged, now: float) -> list[LaneCommand]:
+        if event.ok == self._storage_ok:
+            return []
+        self._storage_ok = event.ok
+        transit_id = self._transit_id
+        if not event.ok:
+            data = {"code": "lane.storage_fault", "detail": event.reason}
+            return [Publish("abnormality", data, transit_id)]
+        commands: list[LaneCommand] = [Publish("storage_restored", {}, transit_id)]
+        transit = self.transit
+        if (
+            self.state is LaneState.HOLD
+            and transit is not None
+            and transit.hold_reasons
+            and set(transit.hold_reasons) <= _SELF_CLEARING
+        ):
+            self.state = LaneState.LOADING
+            transit.hold_reasons = ()
+            commands += self._try_decide(now)
+        return commands
+
     def _any_camera(self, event: CameraChanged, now: float) -> list[LaneCommand]:
         if event.up == self._camera_up:
             return []
@@ -489,6 +540,10 @@ TRANSITIONS: dict[LaneState, dict[type, _Handler]] = {
         BoardStatus: M._board_hold,
         RemoteRelease: M._hold_release,
     },
+    # Only for the instant between MarkPassUsed and the shell's answer, in the same step.
+    LaneState.RECORDING: {
+        PassUseRecorded: M._recording_result,
+    },
     LaneState.OPENING: {
         TruckArrived: M._transit_arrived,
         WeightCommitted: M._transit_arrived,
@@ -508,4 +563,5 @@ TRANSITIONS: dict[LaneState, dict[type, _Handler]] = {
 _ANY_STATE: dict[type, _Handler] = {
     IoLinkChanged: M._any_link,
     CameraChanged: M._any_camera,
+    StorageChanged: M._any_storage,
 }

@@ -4,8 +4,11 @@ Pure functions over bytes. Only what GP1 needs: a protected header ``{1: alg, 4:
 (-8, Ed25519) and ES256 (-7, P-256 with raw ``r || s`` signatures), an empty external AAD.
 
 Decoding is bounded: the size is checked before any CBOR is parsed, indefinite lengths,
-duplicate map keys, deep nesting, trailing bytes and every semantic tag other than 18 (the
-COSE_Sign1 tag) are refused, and every field's type is checked after decoding.
+duplicate map keys, deep nesting, trailing bytes and every semantic tag (except one outer 18,
+the COSE_Sign1 tag) are refused, and every field's type is checked after decoding. Header
+labels must be integers or text: Python's ``True == 1 == 1.0`` would otherwise let a ``true``
+or ``1.0`` key stand in for label 1. A ``crit`` header may only list labels this module
+processes (RFC 9052 section 3.1: anything else makes the message invalid).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ ALG_EDDSA = -8
 ALG_ES256 = -7
 ALG_NAMES = {ALG_EDDSA: "EdDSA", ALG_ES256: "ES256"}
 HEADER_ALG = 1
+HEADER_CRIT = 2
 HEADER_KID = 4
+PROCESSED_LABELS = frozenset({HEADER_ALG, HEADER_KID})
 COSE_SIGN1_TAG = 18
 MAX_SIGN1_BYTES = 1024
 MAX_DEPTH = 6
@@ -58,15 +63,50 @@ def _refuse_tag(decoder: Any) -> Any:
     raise cbor2.CBORDecodeError("semantic tags are not allowed here")
 
 
-# Every tag cbor2 would otherwise turn into a Python object (dates, bignums, regexes, ...).
+# Every tag cbor2 would otherwise turn into a Python object (dates, bignums, regexes, IP
+# addresses, complex numbers, ...): refused before its decoder runs.
 _REFUSED_TAGS = {
     tag: _refuse_tag
-    for tag in (*range(0, 6), *range(21, 38), 100, *range(256, 262), 1004, 55799)
+    for tag in (*range(0, 6), *range(21, 38), 52, 54, 100, *range(256, 262), 1004, 43000,
+                55799)
 }
 
+# What plain CBOR decodes to. Anything else means cbor2 decoded a tag natively: the walk in
+# ``loads_bounded`` refuses it even if the list above misses that tag.
+_PLAIN_SCALARS = (bool, int, float, str, bytes, type(None), type(cbor2.undefined),
+                  cbor2.CBORSimpleValue)
 
-def loads_bounded(data: bytes, *, max_bytes: int, what: str) -> Any:
-    """Decode exactly one CBOR item from ``data`` under strict limits; raise ``CoseError``."""
+
+def _refuse_tags(item: Any, what: str, *, outer_tag: int | None) -> None:
+    """Raise ``CoseError`` if ``item`` holds any tag, except ``outer_tag`` around the whole."""
+    if isinstance(item, cbor2.CBORTag) and outer_tag is not None and item.tag == outer_tag:
+        item = item.value
+    pending = [item]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, cbor2.CBORTag):
+            raise CoseError(f"{what}: unexpected tag {value.tag}")
+        if isinstance(value, (list, tuple)):
+            pending.extend(value)
+        elif isinstance(value, Mapping):  # dict, or cbor2.frozendict for a map used as a key
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif not isinstance(value, _PLAIN_SCALARS):
+            raise CoseError(f"{what}: unexpected tagged value ({type(value).__name__})")
+
+
+def require_labels(header: Mapping[Any, Any], what: str) -> None:
+    """Every key must be an integer (not bool, not float) or text, as COSE and CWT require."""
+    for key in header:
+        if type(key) is not int and type(key) is not str:
+            raise CoseError(f"{what}: label {key!r} is not an integer or text")
+
+
+def loads_bounded(data: bytes, *, max_bytes: int, what: str, outer_tag: int | None = None) -> Any:
+    """Decode exactly one CBOR item from ``data`` under strict limits; raise ``CoseError``.
+
+    No semantic tag is accepted anywhere, except ``outer_tag`` around the whole item.
+    """
     if len(data) > max_bytes:
         raise CoseError(f"{what}: {len(data)} bytes exceeds the {max_bytes}-byte limit")
     stream = io.BytesIO(data)
@@ -83,6 +123,7 @@ def loads_bounded(data: bytes, *, max_bytes: int, what: str) -> Any:
         raise CoseError(f"{what}: invalid CBOR ({exc})") from None
     if stream.tell() != len(data):
         raise CoseError(f"{what}: {len(data) - stream.tell()} trailing bytes after the CBOR item")
+    _refuse_tags(item, what, outer_tag=outer_tag)
     return item
 
 
@@ -101,10 +142,9 @@ def encode_sign1(protected: bytes, payload: bytes, signature: bytes) -> bytes:
 
 def decode_sign1(data: bytes) -> Sign1:
     """Parse a (tagged or untagged) COSE_Sign1 and its protected header; raise ``CoseError``."""
-    item = loads_bounded(data, max_bytes=MAX_SIGN1_BYTES, what="COSE_Sign1")
+    item = loads_bounded(data, max_bytes=MAX_SIGN1_BYTES, what="COSE_Sign1",
+                         outer_tag=COSE_SIGN1_TAG)
     if isinstance(item, cbor2.CBORTag):
-        if item.tag != COSE_SIGN1_TAG:
-            raise CoseError(f"COSE_Sign1: unexpected tag {item.tag}")
         item = item.value
     if not isinstance(item, Sequence) or isinstance(item, (str, bytes)) or len(item) != 4:
         raise CoseError("COSE_Sign1: expected an array of 4 items")
@@ -116,6 +156,12 @@ def decode_sign1(data: bytes) -> Sign1:
     header = loads_bounded(protected, max_bytes=64, what="protected header")
     if not isinstance(header, Mapping):
         raise CoseError("protected header: expected a map")
+    require_labels(header, "protected header")
+    require_labels(unprotected, "unprotected header")
+    if HEADER_CRIT in unprotected:
+        raise CoseError("unprotected header: crit must be in the protected header")
+    if HEADER_CRIT in header:
+        _check_crit(header)
     alg = header.get(HEADER_ALG)
     kid = header.get(HEADER_KID)
     if type(alg) is not int or alg not in ALG_NAMES:
@@ -125,6 +171,18 @@ def decode_sign1(data: bytes) -> Sign1:
     if len(signature) != 64:
         raise CoseError(f"COSE_Sign1: signature is {len(signature)} bytes, expected 64")
     return Sign1(protected, alg, kid, payload, signature)
+
+
+def _check_crit(header: Mapping[Any, Any]) -> None:
+    """A ``crit`` we accept lists only labels we process, each present in the header."""
+    crit = header[HEADER_CRIT]
+    if not isinstance(crit, list) or not crit:
+        raise CoseError("protected header: crit must be a non-empty array of labels")
+    for label in crit:
+        if type(label) not in (int, str) or label not in PROCESSED_LABELS:
+            raise CoseError(f"protected header: crit lists {label!r}, which is not processed")
+        if label not in header:
+            raise CoseError(f"protected header: crit lists {label!r}, which is absent")
 
 
 def alg_for_key(key: PrivateKey | PublicKey) -> int:

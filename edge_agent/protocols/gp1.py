@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cbor2
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -43,6 +46,9 @@ CTI_BYTES = 16
 REVOCATION_HASH_BYTES = 16
 MAX_STR = 64
 MAX_ITEMS = 8
+MAX_UINT = 2**40  # claim integers are 0 <= n < MAX_UINT
+# No lane can weigh more: weighbridge.max_kg is capped at this in the agent configuration.
+MAX_GROSS_KG = 1_000_000
 DIRECTIONS = ("exit", "entry")
 
 # Section-6 rejection codes, in verification order.
@@ -127,6 +133,33 @@ def revocation_hash(cti: bytes) -> bytes:
     return hashlib.sha256(cti).digest()[:REVOCATION_HASH_BYTES]
 
 
+_REVOCATION_HEX = re.compile(rf"[0-9A-Fa-f]{{{2 * REVOCATION_HASH_BYTES}}}")
+
+
+def parse_revocation_hash(text: str) -> bytes:
+    """A revocation-list entry from exactly 32 hex digits; raise ``ValueError`` otherwise.
+
+    Stricter than ``bytes.fromhex``, which skips spaces: an entry typed with spaces or the
+    wrong length must be refused, not stored as a hash that never matches.
+    """
+    if not isinstance(text, str) or _REVOCATION_HEX.fullmatch(text) is None:
+        raise ValueError(f"revocation hash {_shown(text)}: expected exactly "
+                         f"{2 * REVOCATION_HASH_BYTES} hex digits and nothing else")
+    return bytes.fromhex(text)
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr`` of a bad value, cut short so an error stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
 def _iso(ts: int | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace(
         "+00:00", "Z")
@@ -171,18 +204,85 @@ class TrustEntry:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> TrustEntry:
+        """One entry of a JSON trust list; ``ConfigError`` names the entry and the problem."""
         try:
-            public = serialization.load_der_public_key(base64.b64decode(obj["public_key"]))
-            if not isinstance(public, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
-                raise ValueError(f"unsupported key type {type(public).__name__}")
-            cose.alg_for_key(public)
-            kid = bytes.fromhex(obj.get("kid") or key_id(public).hex())
-            if kid != key_id(public):
-                raise ValueError(f"kid {kid.hex()} does not match the public key")
-            return cls(kid, public, parse_time(obj.get("valid_from")),
-                       parse_time(obj.get("valid_to")), str(obj.get("issuer", "")))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"trust list entry {obj.get('kid', '?')}: {exc}") from None
+            return cls._parse(obj)
+        except ValueError as exc:
+            raise ConfigError(f"trust list entry {_entry_label(obj)}: {exc}") from None
+
+    @classmethod
+    def _parse(cls, obj: object) -> TrustEntry:
+        """Like ``from_json`` but raises a plain ``ValueError`` saying only what is wrong."""
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"expected an object, not {_json_type(obj)}")
+        public = _trust_public_key(obj.get("public_key"))
+        kid = key_id(public)
+        alg = cose.ALG_NAMES[cose.alg_for_key(public)]
+        if "alg" in obj and obj["alg"] != alg:
+            raise ValueError(f"alg {_shown(obj['alg'])} does not match the {alg} public key")
+        kid_text = obj.get("kid")
+        if kid_text is not None and not isinstance(kid_text, str):
+            raise ValueError(f"kid must be hex text, not {_json_type(kid_text)}")
+        if kid_text:
+            try:
+                claimed = bytes.fromhex(kid_text)
+            except ValueError:
+                raise ValueError(f"kid {_shown(kid_text)} is not hex") from None
+            if claimed != kid:
+                raise ValueError(f"kid {claimed.hex()} does not match the public key")
+        valid_from = _trust_time(obj, "valid_from")
+        valid_to = _trust_time(obj, "valid_to")
+        if valid_from is not None and valid_to is not None and valid_from > valid_to:
+            raise ValueError("valid_from is after valid_to: the key could never be used")
+        issuer = obj.get("issuer", "")
+        if not isinstance(issuer, str) or len(issuer) > MAX_STR:
+            # A non-text issuer used to become e.g. "None" and then match no pass at all.
+            raise ValueError(f"issuer must be text of at most {MAX_STR} characters, "
+                             f"not {_shown(issuer)}")
+        return cls(kid, public, valid_from, valid_to, issuer)
+
+
+def _entry_label(obj: object) -> str:
+    kid = obj.get("kid") if isinstance(obj, Mapping) else None
+    if not isinstance(kid, str) or not kid:
+        return "?"
+    return kid if kid.isalnum() and len(kid) <= 40 else _shown(kid, 40)
+
+
+def _trust_public_key(value: object) -> PublicKey:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("public_key must be base64 text of a DER SubjectPublicKeyInfo")
+    if value.lstrip().startswith("-----BEGIN"):
+        raise ValueError("public_key must be base64 DER SubjectPublicKeyInfo, not PEM")
+    try:
+        # Line breaks are tolerated; any other non-base64 character is an error, not skipped.
+        der = base64.b64decode("".join(value.split()), validate=True)
+        public = serialization.load_der_public_key(der)
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError("public_key is not base64 of a DER SubjectPublicKeyInfo") from None
+    if not isinstance(public, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
+        raise ValueError(f"public_key: unsupported key type {type(public).__name__} "
+                         "(Ed25519 or P-256)")
+    try:
+        cose.alg_for_key(public)
+    except ValueError as exc:
+        raise ValueError(f"public_key: {exc} (Ed25519 or P-256)") from None
+    return public
+
+
+def _trust_time(obj: Mapping[str, Any], field: str) -> int | None:
+    value = obj.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or (
+            isinstance(value, float) and not math.isfinite(value)):
+        raise ValueError(f"{field} must be an ISO 8601 UTC time or null, not {_shown(value)}")
+    try:
+        seconds = parse_time(value)
+        _iso(seconds)  # it must also be writable back as a date
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"{field} {_shown(value)} is not a valid ISO 8601 time") from None
+    return seconds
 
 
 class TrustList:
@@ -199,16 +299,27 @@ class TrustList:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> TrustList:
-        keys = obj.get("keys") if isinstance(obj, Mapping) else None
-        if not isinstance(keys, list):
-            raise ConfigError("trust list: expected an object with a 'keys' list")
-        return cls(TrustEntry.from_json(k) for k in keys)
+        """A trust list document; ``ConfigError`` names the first bad entry and its problem."""
+        try:
+            return cls(_trust_entries(obj))
+        except ValueError as exc:
+            raise ConfigError(f"trust list: {exc}") from None
 
     @classmethod
     def load(cls, path: Path) -> TrustList:
+        """Read a trust list file; any problem is a one-line ``ConfigError`` naming the file."""
         try:
-            return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as exc:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(_trust_entries(doc))
+        except OSError as exc:
+            raise ConfigError(f"trust list {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"trust list {path}: not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"trust list {path}: not JSON: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"trust list {path}: not JSON: nested too deeply") from None
+        except ValueError as exc:
             raise ConfigError(f"trust list {path}: {exc}") from None
 
     def save(self, path: Path) -> None:
@@ -221,6 +332,26 @@ class TrustList:
         entry = TrustEntry(key_id(public), public, parse_time(valid_from),
                            parse_time(valid_to), issuer)
         return TrustList((*self.entries, entry))
+
+
+def _trust_entries(doc: object) -> list[TrustEntry]:
+    """Entries of a trust-list document; ``ValueError`` says which entry is wrong and why."""
+    keys = doc.get("keys") if isinstance(doc, Mapping) else None
+    if not isinstance(doc, Mapping) or not isinstance(keys, list):
+        raise ValueError("expected an object with a 'keys' list")
+    if doc.get("format", "gp1-trust") != "gp1-trust":
+        raise ValueError(f"format {_shown(doc['format'])} is not gp1-trust")
+    if "version" in doc and (type(doc["version"]) is not int or doc["version"] != 1):
+        raise ValueError(f"version {_shown(doc['version'])} is not supported (only 1)")
+    entries = []
+    for index, item in enumerate(keys):
+        try:
+            entries.append(TrustEntry._parse(item))
+        except ValueError as exc:
+            label = _entry_label(item)
+            where = f"keys[{index}]" + ("" if label == "?" else f" (kid {label})")
+            raise ValueError(f"{where}: {exc}") from None
+    return entries
 
 
 def generate_key(alg: str = "ed25519") -> PrivateKey:
@@ -257,11 +388,38 @@ def write_keypair(out_dir: Path, alg: str = "ed25519", *,
     return key_path, trust_path
 
 
+# Issue-time checks refuse what every lane would refuse (or could never match), so a bad
+# pass fails at the issuer's desk with a clear message instead of at the gate.
+def _issue_text(value: object, what: str, *, identifier: bool = True) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_STR:
+        raise ConfigError(f"{what} must be 1..{MAX_STR} characters, not {_shown(value)}")
+    if identifier and value != value.strip():
+        # A lane compares identifiers exactly: "SITE1 " is never "SITE1".
+        raise ConfigError(f"{what} {_shown(value)} has leading or trailing spaces")
+    return value
+
+
 def _text_list(items: Iterable[str], what: str) -> list[str]:
-    out = [str(i) for i in items]
-    if len(out) > MAX_ITEMS or any(not 0 < len(i) <= MAX_STR for i in out):
-        raise ConfigError(f"{what}: at most {MAX_ITEMS} items of 1..{MAX_STR} characters")
+    if isinstance(items, (str, bytes)):
+        raise ConfigError(f"{what}: expected a list of texts, not one text")
+    out = [_issue_text(item, what.removesuffix("s")) for item in items]
+    if len(out) > MAX_ITEMS:
+        raise ConfigError(f"{what}: at most {MAX_ITEMS} items of 1..{MAX_STR} characters, "
+                          f"not {len(out)}")
     return out
+
+
+def _issue_int(value: object, what: str, low: int, high: int | None = None,
+               unit: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+            high is not None and value > high):
+        allowed = f"{low}..{high}{unit}" if high is not None else f"at least {low}{unit}"
+        raise ConfigError(f"{what} must be {allowed}, not {_shown(value)}")
+    return value
+
+
+def _when(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else _shown(value)
 
 
 def issue_pass(private_key: PrivateKey, *, release_no: str, enterprise: str,
@@ -270,34 +428,57 @@ def issue_pass(private_key: PrivateKey, *, release_no: str, enterprise: str,
                direction: str = "exit", issuer: str = "customs",
                valid_from: datetime | int, valid_for_s: int, cti: bytes | None = None,
                issued_at: datetime | int | None = None) -> str:
-    """Build, sign and encode a pass; returns the QR text (``GP1:...``)."""
+    """Build, sign and encode a pass; returns the QR text (``GP1:...``).
+
+    Raises ``ConfigError`` for a pass no lane would accept: texts outside 1..64 characters,
+    a gross weight outside 1..``MAX_GROSS_KG`` kg, an empty or unrepresentable validity
+    window, or claims too large for the lane's size limits (and so for the QR code).
+    """
     if direction not in DIRECTIONS:
         raise ConfigError(f"direction must be exit or entry, not {direction!r}")
-    if declared_gross_kg < 0 or (tolerance_kg is not None and tolerance_kg < 0):
-        raise ConfigError("declared_gross_kg and tolerance_kg must not be negative")
-    if valid_for_s <= 0:
-        raise ConfigError("valid_for_s must be positive")
+    release: dict[int, Any] = {
+        1: _issue_text(release_no, "release number"),
+        2: _issue_text(enterprise, "enterprise", identifier=False),
+        3: _text_list(plates, "plates"), 4: _text_list(containers, "containers"),
+        5: _issue_int(declared_gross_kg, "declared gross weight", 1, MAX_GROSS_KG, " kg"),
+        7: _issue_text(site, "site"), 9: DIRECTIONS.index(direction),
+    }
+    if tolerance_kg is not None:
+        release[6] = _issue_int(tolerance_kg, "tolerance", 0, MAX_GROSS_KG, " kg")
+    if gates:
+        release[8] = _text_list(gates, "gates")
+    _issue_text(issuer, "issuer")
+    _issue_int(valid_for_s, "validity period (valid_for_s)", 1, unit=" s")
     cti = os.urandom(CTI_BYTES) if cti is None else cti
-    if len(cti) != CTI_BYTES:
+    if not isinstance(cti, bytes) or len(cti) != CTI_BYTES:
         raise ConfigError(f"cti must be {CTI_BYTES} bytes")
     nbf = parse_time(valid_from)
     assert nbf is not None
-    release: dict[int, Any] = {
-        1: release_no, 2: enterprise, 3: _text_list(plates, "plates"),
-        4: _text_list(containers, "containers"), 5: int(declared_gross_kg), 7: site,
-        9: DIRECTIONS.index(direction),
-    }
-    if tolerance_kg is not None:
-        release[6] = int(tolerance_kg)
-    if gates:
-        release[8] = _text_list(gates, "gates")
+    if not 0 <= nbf < MAX_UINT:
+        raise ConfigError(f"valid from {_when(valid_from)}: a lane accepts only times from "
+                          "1970 on")
+    exp = nbf + valid_for_s
+    if exp >= MAX_UINT:
+        raise ConfigError(f"validity period too long: the pass would end at {exp} (unix "
+                          f"seconds), a lane accepts times below {MAX_UINT}")
     iat = parse_time(issued_at) if issued_at is not None else nbf
-    claims = {CLAIM_ISS: issuer, CLAIM_EXP: nbf + int(valid_for_s), CLAIM_NBF: nbf,
+    assert iat is not None
+    if not 0 <= iat < MAX_UINT:
+        raise ConfigError(f"issued at {_when(issued_at)}: a lane accepts only times from "
+                          "1970 on")
+    claims = {CLAIM_ISS: issuer, CLAIM_EXP: exp, CLAIM_NBF: nbf,
               CLAIM_IAT: iat, CLAIM_CTI: cti, CLAIM_RELEASE: release}
     payload = cbor2.dumps(claims)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ConfigError(f"pass too large: its claims are {len(payload)} bytes, a lane accepts "
+                          f"at most {MAX_PAYLOAD_BYTES}; shorten the texts or lists")
     protected = cose.encode_protected(cose.alg_for_key(private_key), key_id(private_key))
     signature = cose.sign(private_key, cose.sig_structure(protected, payload))
-    return PREFIX + b45encode(cose.encode_sign1(protected, payload, signature))
+    sign1 = cose.encode_sign1(protected, payload, signature)
+    if len(sign1) > cose.MAX_SIGN1_BYTES:
+        raise ConfigError(f"pass too large: {len(sign1)} bytes of COSE, a lane accepts at most "
+                          f"{cose.MAX_SIGN1_BYTES}; shorten the texts or lists")
+    return PREFIX + b45encode(sign1)
 
 
 class _ClaimError(ValueError):
@@ -339,9 +520,12 @@ def decode_claims(payload: bytes) -> PassClaims:
         raise _ClaimError(str(exc)) from None
     if not isinstance(claims, Mapping):
         raise _ClaimError("claims: expected a map")
+    # Before any lookup: a ``true`` or ``4.0`` key would otherwise be found as claim 1 or 4.
+    cose.require_labels(claims, "claims")
     release = claims.get(CLAIM_RELEASE)
     if not isinstance(release, Mapping):
         raise _ClaimError(f"claim {CLAIM_RELEASE}: expected a map")
+    cose.require_labels(release, f"claim {CLAIM_RELEASE}")
     cti = claims.get(CLAIM_CTI)
     if type(cti) is not bytes or len(cti) != CTI_BYTES:
         raise _ClaimError(f"claim {CLAIM_CTI}: cti must be {CTI_BYTES} bytes")

@@ -96,12 +96,13 @@ def _pass_hashes(value: Any) -> list[str]:
         return ["pass_hashes must be a list"]
     if len(value) > MAX_LIST_ITEMS:
         return [f"pass_hashes holds more than {MAX_LIST_ITEMS} entries"]
-    size = 2 * gp1.REVOCATION_HASH_BYTES
-    return [
-        f"pass_hashes[{index}]: expected {size} hex digits"
-        for index, text in enumerate(value)
-        if not isinstance(text, str) or len(text) != size or not _is_hex(text)
-    ]
+    problems = []
+    for index, text in enumerate(value):
+        try:
+            gp1.parse_revocation_hash(text)
+        except ValueError as exc:
+            problems.append(f"pass_hashes[{index}]: {exc}")
+    return problems
 
 
 def _command_kids(value: Any) -> list[str]:
@@ -116,14 +117,6 @@ _LIST_CHECKS: dict[str, Callable[[Any], list[str]]] = {
     "pass_hashes": _pass_hashes,
     "command_kids": _command_kids,
 }
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return True
 
 
 def b64url_decode(text: str) -> bytes | None:

@@ -52,6 +52,9 @@ from edge_agent.telemetry.topics import LaneTopics, TopicKind, parse_topic
 
 SIGNING_CONTEXT = b"gate.cmd/1\n"
 MAX_PAYLOAD_BYTES = 256 * 1024  # room for a few thousand pass revocations
+MAX_INTEGER = (1 << 53) - 1  # times and versions: exact in JSON everywhere, and fit SQLite
+ECHO_CHARS = 32  # how much of an unverified field a refusal may repeat
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
 
 
 class KeyRole(Enum):
@@ -100,6 +103,8 @@ class Rejection:
     """Why a command was refused; ``code`` is stable (cmd.*), ``cmd_id`` when it was readable.
 
     ``problems`` lists every argument that was wrong, for the officer or operator to fix.
+    Before the signature is verified every field is attacker-chosen: ``cmd_id``, ``name``
+    and ``reason`` then hold at most a short, escaped prefix of what was sent.
     """
 
     code: str
@@ -107,6 +112,7 @@ class Rejection:
     cmd_id: str | None = None
     name: str | None = None
     problems: tuple[str, ...] = ()
+    authenticated: bool = False  # the signature was good: a trusted key holder sent it
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,14 +201,38 @@ class CommandVerifier:
     ) -> Command | Rejection:
         """Check ``payload`` received on ``topic``; ``now`` is wall-clock UTC seconds."""
         claims: Mapping[str, Any] = {}
+        authenticated = [False]
         try:
             claims, kid, signature = _parse(payload)
             with self._lock:
-                return self._verify(topic, claims, kid, signature, now, clock_synced)
+                return self._verify(topic, claims, kid, signature, now, clock_synced, authenticated)
         except _Refused as refused:
-            cmd_id = claims.get("cmd_id") if isinstance(claims.get("cmd_id"), str) else None
-            name = claims.get("name") if isinstance(claims.get("name"), str) else None
-            return Rejection(refused.code, refused.reason, cmd_id, name, refused.problems)
+            return self._rejection(refused.code, refused.reason, claims, authenticated[0],
+                                   refused.problems)
+        except sqlite3.Error as exc:  # the verifier's own state file failed: refuse, stay up
+            return self._rejection("cmd.storage_fault", f"command state not writable: {exc}",
+                                   claims, authenticated[0])
+
+    @staticmethod
+    def _rejection(
+        code: str,
+        reason: str,
+        claims: Mapping[str, Any],
+        authenticated: bool,
+        problems: tuple[str, ...] = (),
+    ) -> Rejection:
+        cmd_id = claims.get("cmd_id") if isinstance(claims.get("cmd_id"), str) else None
+        name = claims.get("name") if isinstance(claims.get("name"), str) else None
+        if not authenticated:
+            cmd_id = None if cmd_id is None else echo(cmd_id)
+            name = None if name is None else echo(name)
+            reason, problems = reason[:200], problems[:5]
+        return Rejection(code, reason, cmd_id, name, problems, authenticated)
+
+    @property
+    def time_floor(self) -> int:
+        """A lower bound of real time: the newest accepted iat, never past its clock + skew."""
+        return self._time_floor
 
     def trusted_keys(self) -> dict[str, KeyRole]:
         with self._lock:
@@ -233,14 +263,16 @@ class CommandVerifier:
         signature: bytes,
         now: float,
         clock_synced: bool,
+        authenticated: list[bool],
     ) -> Command:
         key = self._key_cache.get(kid)
         if key is None:
-            raise _Refused("cmd.unknown_key", f"key {kid!r} is not trusted (or was revoked)")
+            raise _Refused("cmd.unknown_key", f"key {echo(kid)!r} is not trusted (or was revoked)")
         try:
             key.public_key.verify(signature, SIGNING_CONTEXT + canonical_json(dict(claims)))
         except (InvalidSignature, LocalProtocolError):
             raise _Refused("cmd.bad_signature", "signature does not match the claims") from None
+        authenticated[0] = True
         name = _text(claims, "name")
         parsed = parse_topic(topic)
         if parsed is None or parsed.kind is not TopicKind.COMMAND or parsed.name != name:
@@ -260,6 +292,8 @@ class CommandVerifier:
             raise _Refused("cmd.not_yet_valid", "issued in the future")
         if clock_synced and now > exp + self._max_skew_s:
             raise _Refused("cmd.expired", "command expired")
+        if clock_synced and self._time_floor > now + self._max_skew_s:
+            self._time_floor = int(now)  # set while the clock was wrong: the synced clock wins
         if exp + self._max_skew_s < self._time_floor:
             # Holds without a synced clock too: a newer command was already accepted.
             raise _Refused("cmd.expired", "command expired before one already accepted was issued")
@@ -269,6 +303,9 @@ class CommandVerifier:
         if not isinstance(args, dict):
             raise _Refused("cmd.bad_format", "args must be an object")
         problems = structure_problems(name, args)
+        version = args.get("version")
+        if name in VERSIONED and isinstance(version, int) and not 0 < version <= MAX_INTEGER:
+            problems = [*problems, f"version must be 1..{MAX_INTEGER}"]
         if problems:
             raise _Refused("cmd.bad_format", "; ".join(problems), problems)
         check = self._checks.get(name)
@@ -315,13 +352,17 @@ class CommandVerifier:
             db.execute(
                 "INSERT INTO seen VALUES (?, ?, ?, ?, ?)", (cmd_id, nonce, name, exp, now)
             )
-            if iat > self._time_floor:
-                db.execute("INSERT OR REPLACE INTO time_floor VALUES (1, ?)", (iat,))
+            # Real time is at least the iat of a command already accepted; but an unsynced
+            # clock cannot vouch for an iat ahead of it, so never raise the floor past
+            # now + skew (one command from the future must not lock out every later one).
+            floor = max(self._time_floor, min(iat, int(now + self._max_skew_s)))
+            db.execute("INSERT OR REPLACE INTO time_floor VALUES (1, ?)", (floor,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        self._time_floor = max(self._time_floor, iat)
+        self._time_floor = floor
         if name in LISTS:
             self._key_cache = self._load_keys()
 
@@ -351,8 +392,9 @@ def _parse(payload: bytes) -> tuple[Mapping[str, Any], str, bytes]:
         raise _Refused("cmd.bad_format", f"payload larger than {MAX_PAYLOAD_BYTES} bytes")
     try:
         message = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _Refused("cmd.bad_format", "payload is not UTF-8 JSON") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError also covers integers past Python's digit limit; RecursionError, nesting.
+        raise _Refused("cmd.bad_format", "payload is not UTF-8 JSON within limits") from None
     if not isinstance(message, dict) or not isinstance(message.get("claims"), dict):
         raise _Refused("cmd.bad_format", "payload must be an object with claims, kid, sig")
     kid, sig = message.get("kid"), message.get("sig")
@@ -374,9 +416,16 @@ def _text(claims: Mapping[str, Any], name: str) -> str:
 
 def _integer(claims: Mapping[str, Any], name: str) -> int:
     value = claims.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _Refused("cmd.bad_format", f"claim {name!r} must be an integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_INTEGER:
+        raise _Refused("cmd.bad_format", f"claim {name!r} must be an integer in 0..{MAX_INTEGER}")
     return value
+
+
+def echo(text: str) -> str:
+    """At most ``ECHO_CHARS`` of an unverified field, with anything but [A-Za-z0-9._:-]
+    replaced: a refusal must not carry an attacker's bytes into logs, the outbox or a page."""
+    short = "".join(c if c in _SAFE else "?" for c in text[:ECHO_CHARS])
+    return short + ("..." if len(text) > ECHO_CHARS else "")
 
 
 def _refuse_floats(value: Any) -> None:

@@ -71,8 +71,12 @@ def build_envelope(
     transit_id: str | None,
     agent_version: str,
     data: Mapping[str, Any],
+    epoch: str | None = None,
 ) -> dict[str, Any]:
-    """Assemble an envelope; ``data`` must be JSON-serialisable."""
+    """Assemble an envelope; ``data`` must be JSON-serialisable.
+
+    ``epoch`` names the outbox file that issued ``seq`` (a replaced file starts seq again).
+    """
     envelope: dict[str, Any] = {
         "schema": SCHEMA,
         "event_id": event_id,
@@ -88,6 +92,8 @@ def build_envelope(
         "agent_version": agent_version,
         "data": dict(data),
     }
+    if epoch is not None:
+        envelope["epoch"] = epoch
     return envelope
 
 
@@ -129,18 +135,32 @@ def state_message(online: bool, boot_id: int, version: str | None = None) -> dic
     return message
 
 
-def ack_message(upto_seq: int, boot_id: int) -> dict[str, Any]:
-    """The retained ``ack`` payload: every seq <= upto_seq is durably stored by the backend."""
-    return {"upto_seq": upto_seq, "boot_id": boot_id}
+def ack_message(upto_seq: int, boot_id: int, epoch: str) -> dict[str, Any]:
+    """The retained ``ack`` payload: every seq <= upto_seq of outbox ``epoch`` is stored."""
+    return {"upto_seq": upto_seq, "boot_id": boot_id, "epoch": epoch}
 
 
-def decode_ack(payload: bytes) -> int:
-    """``upto_seq`` of an ack payload; RemoteProtocolError if it is not one."""
+MAX_ACK_SEQ = (1 << 53) - 1
+_EPOCH_CHARS = frozenset("0123456789abcdef")
+
+
+def decode_ack(payload: bytes) -> tuple[int, str]:
+    """``(upto_seq, epoch)`` of an ack payload; RemoteProtocolError if it is not one.
+
+    The ack is not signed (see docs/security.md): its fields are bounded here, and the outbox
+    accepts it only for its own epoch and up to the last seq it issued.
+    """
+    if len(payload) > 1024:
+        raise RemoteProtocolError(f"ack payload of {len(payload)} bytes is not an ack")
     try:
         message = json.loads(payload)
-        upto = message["upto_seq"]
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise RemoteProtocolError(f"ack payload is not {{upto_seq, boot_id}}: {exc!r}") from exc
-    if not isinstance(upto, int) or isinstance(upto, bool) or upto < 0:
-        raise RemoteProtocolError(f"ack upto_seq {upto!r} is not a non-negative integer")
-    return upto
+        upto, epoch = message["upto_seq"], message["epoch"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise RemoteProtocolError(
+            f"ack payload is not {{upto_seq, boot_id, epoch}}: {type(exc).__name__}"
+        ) from None
+    if not isinstance(upto, int) or isinstance(upto, bool) or not 0 <= upto <= MAX_ACK_SEQ:
+        raise RemoteProtocolError("ack upto_seq is not an integer in 0..2^53-1")
+    if not isinstance(epoch, str) or len(epoch) != 16 or not set(epoch) <= _EPOCH_CHARS:
+        raise RemoteProtocolError("ack epoch is not 16 lowercase hex digits")
+    return upto, epoch

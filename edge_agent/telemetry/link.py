@@ -27,6 +27,7 @@ from edge_agent.telemetry.mqtt import (
     make_client,
 )
 
+MAX_INCOMING_PACKET = 320 * 1024  # a 256 KiB signed command, its topic and headers
 BROKER_INFLIGHT = 20  # Mosquitto's default max_inflight_messages; paho ignores Receive Maximum
 _CALLBACKS = ("on_connect", "on_disconnect", "on_connect_fail", "on_publish", "on_subscribe",
               "on_message")
@@ -53,6 +54,9 @@ class BrokerLink:
         self._keepalive_s = keepalive_s
         self._connect_props = connect_properties()
         self._connect_props.SessionExpiryInterval = session_expiry_s
+        # The broker must not even send us a packet larger than the largest command: a flood
+        # of huge messages then costs the lane nothing.
+        self._connect_props.MaximumPacketSize = MAX_INCOMING_PACKET
         # Touched only by paho's network thread (its callbacks), and before it starts.
         self._jitter = jitter or ReconnectJitter()
         self._rng = random.Random()
@@ -149,4 +153,4 @@ class BrokerLink:
         self._post("suback", mid, [rc.value for rc in rcs])
 
     def _cb_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
-        self._post("message", message.topic, message.payload)
+        self._post("message", message.topic, message.payload, bool(message.retain))

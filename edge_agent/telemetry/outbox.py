@@ -6,6 +6,13 @@ Invariants:
   never reused, not even after every row was deleted or the process was killed.
 - A row leaves only when the backend's ack watermark covers its seq (``apply_ack``), or as a
   dead letter the broker refused for good; the broker's PUBACK proves nothing.
+- An ack is unauthenticated input: it counts only for this file's ``epoch`` (a random id made
+  when the file is created, carried by every envelope) and only up to the highest seq this
+  file has issued. Anything else is refused and changes nothing.
+- Evidence chunks and health are sheddable: they are refused when the filesystem's free space
+  falls below ``reserve_bytes`` or the outbox is past ``max_bytes``, so the space left is kept
+  for the events that matter (decisions, abnormalities, command results). Those are never
+  shed; a write that fails raises ``OutboxError`` and the caller holds the lane.
 - Health rows have their own counter and may be shed (oldest first) when the disk budget is
   tight, so shedding never leaves a gap in ``seq`` that would stall the watermark.
 
@@ -14,23 +21,30 @@ One connection guarded by a lock serves the producing thread and the publisher t
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.errors import ConfigError, EdgeAgentError, RemoteProtocolError
 from edge_agent.telemetry.envelope import HEALTH_SCHEMA, build_envelope, encode, uuid7
 from edge_agent.telemetry.topics import LaneTopics
 
 HEALTH_EXPIRY_MS = 300_000
 DISK_ALARM_FRACTION = 0.8
+RESERVE_BYTES = 32 * 1024 * 1024  # free space kept for events when the disk fills up
+_FREE_SPACE_TTL_S = 1.0
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS identity (one INTEGER PRIMARY KEY CHECK (one = 1), epoch TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     seq        INTEGER PRIMARY KEY,
     event_id   TEXT NOT NULL UNIQUE,
@@ -61,6 +75,10 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 
 class OutboxError(EdgeAgentError):
     """The outbox database cannot be opened or written."""
+
+
+class AckRefused(RemoteProtocolError):
+    """An ack watermark that does not belong to this outbox or claims seqs it never issued."""
 
 
 class Priority(IntEnum):
@@ -101,14 +119,19 @@ class Outbox:
         lane: str,
         agent_version: str,
         max_bytes: int | None = None,
+        reserve_bytes: int = RESERVE_BYTES,
     ) -> None:
         self.topics = LaneTopics(site, lane)
         self.site, self.lane, self.agent_version = site, lane, agent_version
         if max_bytes is not None and max_bytes <= 0:
             raise ConfigError(f"outbox max_bytes must be positive, got {max_bytes}")
         self.max_bytes = max_bytes
+        self.reserve_bytes = reserve_bytes
+        self._path = path
         self._lock = threading.Lock()
         self._shed_health = 0
+        self._shed_evidence = 0
+        self._free: tuple[float, int] | None = None  # (checked at, free bytes)
         try:
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=30.0
@@ -124,6 +147,11 @@ class Outbox:
                 if self._meta("next_seq", 0) == 0:
                     self._set_meta("next_seq", 1)
                     self._set_meta("next_health", 1)
+                epoch = self._db.execute("SELECT epoch FROM identity").fetchone()
+                if epoch is None:
+                    epoch = (secrets.token_hex(8),)
+                    self._db.execute("INSERT INTO identity VALUES (1, ?)", epoch)
+                self.epoch: str = str(epoch[0])
             self._bytes = int(
                 self._db.execute(
                     "SELECT (SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM events)"
@@ -145,25 +173,56 @@ class Outbox:
         wall_ms: int,
         clock_synced: bool,
         clock_source: str = "system",
-    ) -> dict[str, Any]:
-        """Commit an event and return its envelope. Never drops an event, even past the quota."""
+        sheddable: bool = False,
+    ) -> dict[str, Any] | None:
+        """Commit an event and return its envelope.
+
+        An event that matters is never dropped, even past the quota (a failed write raises
+        OutboxError). A ``sheddable`` one (an evidence chunk) returns None instead of being
+        stored when space is short.
+        """
         topic = self.topics.cmd_result if type == "cmd_result" else self.topics.event(type)
         priority = Priority.URGENT if type in URGENT_TYPES else Priority.NORMAL
-        with self._lock, self._transaction():
-            seq = self._meta("next_seq", 1)
-            envelope = self._envelope(
-                seq, type, data, transit_id, mono_ms, wall_ms, clock_synced, clock_source
-            )
-            payload = encode(envelope)
-            self._db.execute(
-                "INSERT INTO events (seq, event_id, topic, payload, priority, created_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (seq, envelope["event_id"], topic, payload, int(priority), wall_ms),
-            )
-            self._set_meta("next_seq", seq + 1)
-            self._bytes += len(payload)
-            self._shed_health_over_quota()
+        with self._lock:
+            if sheddable and self._space_short(0):
+                self._shed_evidence += 1
+                return None
+            with self._transaction():
+                seq = self._meta("next_seq", 1)
+                envelope = self._envelope(
+                    seq, type, data, transit_id, mono_ms, wall_ms, clock_synced, clock_source
+                )
+                payload = encode(envelope)
+                self._db.execute(
+                    "INSERT INTO events (seq, event_id, topic, payload, priority, created_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (seq, envelope["event_id"], topic, payload, int(priority), wall_ms),
+                )
+                self._set_meta("next_seq", seq + 1)
+                self._bytes += len(payload)
+                self._shed_health_over_quota()
         return envelope
+
+    def space_short(self) -> bool:
+        """True while sheddable records (evidence, health) are refused for lack of space."""
+        with self._lock:
+            return self._space_short(0)
+
+    def _space_short(self, incoming: int) -> bool:
+        """True when sheddable rows must wait: past the budget, or the disk's reserve reached."""
+        if self.max_bytes is not None and self._bytes + incoming > self.max_bytes:
+            return True
+        return self._free_bytes() < self.reserve_bytes
+
+    def _free_bytes(self) -> int:
+        now = time.monotonic()
+        if self._free is None or now - self._free[0] > _FREE_SPACE_TTL_S:
+            try:
+                free = shutil.disk_usage(self._path.parent).free
+            except OSError:
+                free = 0  # cannot tell: keep what is left for the events that matter
+            self._free = (now, free)
+        return self._free[1]
 
     def _envelope(
         self,
@@ -190,6 +249,7 @@ class Outbox:
             transit_id=transit_id,
             agent_version=self.agent_version,
             data=data,
+            epoch=self.epoch,
         )
 
     def add_command_result(
@@ -203,7 +263,7 @@ class Outbox:
         clock_source: str = "system",
     ) -> dict[str, Any]:
         """A command result travels like an event (seq, never dropped) on the cmd_result topic."""
-        return self.add_event(
+        envelope = self.add_event(
             "cmd_result",
             {"cmd_id": cmd_id, **data},
             transit_id=None,
@@ -212,6 +272,8 @@ class Outbox:
             clock_synced=clock_synced,
             clock_source=clock_source,
         )
+        assert envelope is not None  # only sheddable events are ever refused
+        return envelope
 
     def add_health(
         self,
@@ -230,7 +292,7 @@ class Outbox:
             )
             envelope["schema"] = HEALTH_SCHEMA
             payload = encode(envelope)
-            if self.max_bytes is not None and self._bytes + len(payload) > self.max_bytes:
+            if self._space_short(len(payload)):
                 self._shed_health += 1
                 return None
             self._db.execute(
@@ -295,14 +357,18 @@ class Outbox:
         """Health rows that expired unsent."""
         return self._delete_health(health_ids)
 
-    def apply_ack(self, upto_seq: int) -> int:
-        """Delete every event the backend's watermark covers; returns the rows deleted."""
+    def apply_ack(self, upto_seq: int, *, epoch: str) -> int:
+        """Delete every event the backend's watermark covers; returns the rows deleted.
+
+        AckRefused (nothing changed) when the ack is for another outbox (a replaced file's
+        stale retained ack) or covers seqs this file never issued.
+        """
+        if epoch != self.epoch:
+            raise AckRefused(f"ack is for outbox {epoch!r}, this outbox is {self.epoch!r}")
         with self._lock, self._transaction():
-            next_seq = self._meta("next_seq", 1)
-            if upto_seq >= next_seq:
-                # The backend has stored seqs this file never issued: the outbox file was
-                # replaced. Jump past them so no seq is ever issued twice for this lane.
-                self._set_meta("next_seq", upto_seq + 1)
+            issued = self._meta("next_seq", 1) - 1
+            if not 0 <= upto_seq <= issued:
+                raise AckRefused(f"ack upto_seq {upto_seq} is above the last seq issued ({issued})")
             freed = self._db.execute(
                 "SELECT COALESCE(SUM(LENGTH(payload)), 0), COUNT(*) FROM events WHERE seq <= ?",
                 (upto_seq,),
@@ -350,6 +416,7 @@ class Outbox:
             dead = self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0]
             next_seq = self._meta("next_seq", 1)
         used = self._bytes / self.max_bytes if self.max_bytes else 0.0
+        free = self._free_bytes()
         return {
             "boot_id": self.boot_id,
             "events": events,
@@ -361,8 +428,11 @@ class Outbox:
             "bytes": self._bytes,
             "max_bytes": self.max_bytes,
             "disk_used": used,
-            "disk_alarm": used >= DISK_ALARM_FRACTION,
+            "disk_alarm": used >= DISK_ALARM_FRACTION or free < self.reserve_bytes,
+            "disk_free": free,
             "health_shed": self._shed_health,
+            "evidence_shed": self._shed_evidence,
+            "epoch": self.epoch,
         }
 
     def close(self) -> None:
@@ -428,12 +498,19 @@ class _Transaction:
             try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as commit_error:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise OutboxError(f"outbox commit failed: {commit_error}") from commit_error
             return
-        self._db.execute("ROLLBACK")
+        self._rollback()
         if isinstance(exc, sqlite3.Error):
             raise OutboxError(f"outbox write failed: {exc}") from exc
 
+    def _rollback(self) -> None:
+        # SQLite rolls back by itself on a full disk or I/O error; a second ROLLBACK then fails
+        # with "no transaction is active" and would hide the real error.
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
-__all__ = ["Outbox", "OutboxError", "OutboxRow", "Priority"]
+
+__all__ = ["AckRefused", "Outbox", "OutboxError", "OutboxRow", "Priority"]

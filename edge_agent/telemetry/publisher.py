@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry.envelope import decode_ack, encode, state_message
@@ -71,6 +72,11 @@ PERMANENT_REFUSALS = {
 }
 NO_MATCHING_SUBSCRIBERS = 16
 ACK_GRACE_S = 0.1  # after SUBACK, let the retained ack arrive before re-sending old rows
+# Commands waiting for the lane's main loop; past this a flood is dropped (and counted) here,
+# before it costs the lane anything.
+MAX_PENDING_COMMANDS = 64
+# Log the 1st, 10th, 100th... refusal of a kind: a flood must not flood the journal too.
+_REPORT_COUNTS = frozenset(10**k for k in range(12))
 
 
 @dataclass(slots=True)
@@ -112,6 +118,8 @@ class Publisher:
         self._clock = clock
         self._wall_clock = wall_clock
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._commands_lock = threading.Lock()
+        self._pending_commands = 0
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -128,7 +136,8 @@ class Publisher:
         self._waiting_since: float | None = None
         self._stats = dict.fromkeys(
             ("published", "resent", "unrouted", "refused", "dead_letters", "cuts",
-             "connect_failures", "rebuilds"), 0
+             "connect_failures", "rebuilds", "acks_refused", "commands_dropped",
+             "retained_commands_ignored"), 0
         )
         self._acked_upto = 0
         self._last_error: str | None = None
@@ -194,7 +203,17 @@ class Publisher:
         }
 
     def _post(self, *item: Any) -> None:
-        """What paho's thread reports (see BrokerLink): queued for the sender thread."""
+        """What paho's thread reports (see BrokerLink): queued for the sender thread.
+
+        Connection events, PUBACKs and acks always queue; commands only while fewer than
+        ``MAX_PENDING_COMMANDS`` wait, so a flood cannot grow the lane's memory.
+        """
+        if item[0] == "message" and item[1] != self.topics.ack:
+            with self._commands_lock:
+                if self._pending_commands >= MAX_PENDING_COMMANDS:
+                    self._stats["commands_dropped"] += 1
+                    return
+                self._pending_commands += 1
         self._inbox.put(item)
         self._wake.set()
 
@@ -287,7 +306,10 @@ class Publisher:
                 if any(code >= 128 for code in item[2]):
                     self._last_error = f"subscription refused: {item[2]}"
         elif kind == "message":
-            self._on_message(item[1], item[2])
+            if item[1] != self.topics.ack:
+                with self._commands_lock:
+                    self._pending_commands -= 1
+            self._on_message(item[1], item[2], retained=item[3])
 
     def _on_connected(self, now: float) -> None:
         self._connected = True
@@ -296,8 +318,9 @@ class Publisher:
         birth = state_message(True, self.outbox.boot_id, self.outbox.agent_version)
         client = self._link.client
         client.publish(self.topics.state, encode(birth), qos=1, retain=True)
+        no_retained = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         result, self._sub_mid = client.subscribe(
-            [(self.topics.ack, 1), (self.topics.commands, 1)]
+            [(self.topics.ack, SubscribeOptions(qos=1)), (self.topics.commands, no_retained)]
         )
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._last_error = f"subscribe failed: {result}"
@@ -310,9 +333,14 @@ class Publisher:
             self._due.append((tracked.due, seq, tracked.sends))
         heapq.heapify(self._due)
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         if topic == self.topics.ack:
             self._on_ack(payload)
+            return
+        if retained:
+            # A command is an act, not a state: one left retained on the broker would run
+            # again (or crash-loop the lane) on every reconnect. Commands are never retained.
+            self._stats["retained_commands_ignored"] += 1
             return
         parsed = parse_topic(topic)
         if parsed is None or parsed.name is None or self._on_command is None:
@@ -324,13 +352,16 @@ class Publisher:
 
     def _on_ack(self, payload: bytes) -> None:
         try:
-            upto = decode_ack(payload)
-        except RemoteProtocolError as exc:
-            self._last_error = str(exc)
+            upto, epoch = decode_ack(payload)
+            if upto <= self._acked_upto and epoch == self.outbox.epoch:
+                return
+            self.outbox.apply_ack(upto, epoch=epoch)
+        except RemoteProtocolError as exc:  # AckRefused too: nothing was deleted
+            self._stats["acks_refused"] += 1
+            if self._stats["acks_refused"] in _REPORT_COUNTS:
+                log.warning("ack refused (%d so far): %s", self._stats["acks_refused"], exc)
+            self._last_error = f"ack refused: {exc}"
             return
-        if upto <= self._acked_upto:
-            return
-        self.outbox.apply_ack(upto)
         self._acked_upto = upto
         for seq in [s for s in self._tracked if s <= upto]:
             tracked = self._tracked.pop(seq)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import cbor2
@@ -368,3 +369,241 @@ def test_inspect_does_not_need_trust(key: gp1.PrivateKey) -> None:
     assert info["claims"]["site"] == "SITE1"
     with pytest.raises(ValueError):
         gp1.inspect_pass("GP1:???")
+
+
+# -- strict COSE/CWT labels, crit and tags -------------------------------------------------------
+def sign_parts(key: gp1.PrivateKey, header: dict[object, object], payload: bytes, *,
+               unprotected: object = None, tag: bool = True) -> str:
+    """A pass with a hand-made protected header (signed) and unprotected header (not signed)."""
+    protected = cbor2.dumps(header)
+    sig = cose.sign(key, cose.sig_structure(protected, payload))
+    body = [protected, {} if unprotected is None else unprotected, payload, sig]
+    item: object = cbor2.CBORTag(18, body) if tag else body
+    return gp1.PREFIX + b45encode(cbor2.dumps(item))
+
+
+def header_of(key: gp1.PrivateKey, **extra: object) -> dict[object, object]:
+    header: dict[object, object] = {1: cose.alg_for_key(key), 4: gp1.key_id(key)}
+    header.update({int(k[1:]): v for k, v in extra.items()})
+    return header
+
+
+def test_hand_built_pass_verifies(key: gp1.PrivateKey, trust: gp1.TrustList) -> None:
+    payload = cbor2.dumps(_claims())
+    assert verify(sign_parts(key, header_of(key), payload), trust).valid
+    assert verify(sign_parts(key, header_of(key), payload, tag=False), trust).valid
+    # Unknown header parameters and claims are still ignored (room to grow).
+    assert verify(sign_parts(key, header_of(key, h33=b"x"), payload,
+                             unprotected={"note": "hello"}), trust).valid
+
+
+@pytest.mark.parametrize("label", [True, 1.0])
+def test_header_labels_must_be_integers_or_text(key: gp1.PrivateKey, trust: gp1.TrustList,
+                                                label: object) -> None:
+    payload = cbor2.dumps(_claims())
+    aliased = {label: cose.alg_for_key(key), 4: gp1.key_id(key)}
+    verdict = verify(sign_parts(key, aliased, payload), trust)
+    assert verdict.reason == "pass.bad_format" and "label" in verdict.detail
+    for unprotected in ({label: 5}, {b"bytes": 5}):
+        text = sign_parts(key, header_of(key), payload, unprotected=unprotected)
+        assert verify(text, trust).reason == "pass.bad_format"
+
+
+@pytest.mark.parametrize(("real", "alias"), [(4, 4.0), (1, True), (-70001, -70001.0),
+                                             (5, b"\x05")])
+def test_claim_keys_must_be_integers_or_text(key: gp1.PrivateKey, trust: gp1.TrustList,
+                                             real: int, alias: object) -> None:
+    claims = _claims()
+    claims[alias] = claims.pop(real)
+    verdict = verify(resign(key, cbor2.dumps(claims)), trust)
+    assert (verdict.reason, verdict.claims) == ("pass.bad_format", None), verdict.detail
+
+
+@pytest.mark.parametrize(("real", "alias"), [(1, True), (5, 5.0), (9, 9.0), (7, b"\x07")])
+def test_release_keys_must_be_integers_or_text(key: gp1.PrivateKey, trust: gp1.TrustList,
+                                               real: int, alias: object) -> None:
+    claims = _claims()
+    release = claims[-70001]
+    assert isinstance(release, dict)
+    release[alias] = release.pop(real)
+    assert verify(resign(key, cbor2.dumps(claims)), trust).reason == "pass.bad_format"
+
+
+@pytest.mark.parametrize("crit", [[3], [99], ["x"], [], 1, [True], [1.0], [1, 33]])
+def test_crit_with_labels_we_do_not_process_is_refused(key: gp1.PrivateKey,
+                                                       trust: gp1.TrustList,
+                                                       crit: object) -> None:
+    text = sign_parts(key, header_of(key, h2=crit, h3=1, h33=b"x"), cbor2.dumps(_claims()))
+    verdict = verify(text, trust)
+    assert verdict.reason == "pass.bad_format" and "crit" in verdict.detail
+
+
+def test_crit_listing_processed_labels_is_accepted(key: gp1.PrivateKey,
+                                                   trust: gp1.TrustList) -> None:
+    payload = cbor2.dumps(_claims())
+    assert verify(sign_parts(key, header_of(key, h2=[1, 4]), payload), trust).valid
+    assert verify(sign_parts(key, header_of(key, h2=[1]), payload), trust).valid
+
+
+def test_crit_in_the_unprotected_header_is_refused(key: gp1.PrivateKey,
+                                                   trust: gp1.TrustList) -> None:
+    text = sign_parts(key, header_of(key), cbor2.dumps(_claims()), unprotected={2: [1]})
+    assert verify(text, trust).reason == "pass.bad_format"
+
+
+@pytest.mark.parametrize("unprotected", [
+    {5: cbor2.CBORTag(99, 1)},                       # unknown tag
+    {5: cbor2.CBORTag(52, b"\x7f\x00\x00\x01")},     # decoded natively as an IP address
+    {5: cbor2.CBORTag(43000, [1, 2])},               # decoded natively as a complex number
+    {5: [cbor2.CBORTag(18, [])]},                    # a nested COSE_Sign1 tag
+    {cbor2.CBORTag(99, 5): 1},                       # a tagged label
+])
+def test_tags_in_the_unprotected_header_are_refused(key: gp1.PrivateKey, trust: gp1.TrustList,
+                                                    unprotected: object) -> None:
+    text = sign_parts(key, header_of(key), cbor2.dumps(_claims()), unprotected=unprotected)
+    verdict = verify(text, trust)
+    assert verdict.reason == "pass.bad_format" and "tag" in verdict.detail
+
+
+def test_tags_in_signed_parts_and_around_values_are_refused(key: gp1.PrivateKey,
+                                                            trust: gp1.TrustList) -> None:
+    claims = _claims()
+    claims[99] = cbor2.CBORTag(99, "unknown claim, tagged")
+    assert verify(resign(key, cbor2.dumps(claims)), trust).reason == "pass.bad_format"
+    claims = _claims(c10=cbor2.CBORTag(1000, 1))
+    assert verify(resign(key, cbor2.dumps(claims)), trust).reason == "pass.bad_format"
+    text = sign_parts(key, header_of(key, h33=cbor2.CBORTag(99, b"x")), cbor2.dumps(_claims()))
+    assert verify(text, trust).reason == "pass.bad_format"
+    # Tags wrapping the envelope's array or its items, inside the outer tag 18.
+    sign1 = cose.decode_sign1(b45decode(resign(key, cbor2.dumps(_claims()))[4:]))
+    parts = [sign1.protected, {}, sign1.payload, sign1.signature]
+    for inner in (cbor2.CBORTag(99, parts), cbor2.CBORTag(18, parts),
+                  [cbor2.CBORTag(24, sign1.protected), *parts[1:]],
+                  [*parts[:3], cbor2.CBORTag(99, sign1.signature)]):
+        text = "GP1:" + b45encode(cbor2.dumps(cbor2.CBORTag(18, inner)))
+        assert verify(text, trust).reason == "pass.bad_format", inner
+
+
+# -- trust list files ---------------------------------------------------------------------------
+def trust_entry_json(**changes: object) -> dict[str, object]:
+    entry = gp1.TrustList().with_key(gp1.generate_key().public_key()).to_json()["keys"][0]
+    entry.update(changes)
+    return dict(entry)
+
+
+@pytest.mark.parametrize(("doc", "problem"), [
+    (b"\xff\xfe not text", "not UTF-8"),
+    ("{", "not JSON"),
+    ("[" * 100_000, "not JSON"),
+    ('"keys"', "'keys' list"),
+    ('{"keys": {}}', "'keys' list"),
+    ('{"keys": [7]}', "keys[0]: expected an object"),
+    ('{"keys": [null]}', "keys[0]: expected an object"),
+    ('{"keys": [{}]}', "public_key"),
+    ('{"keys": [{"public_key": 5}]}', "public_key"),
+    ('{"keys": [{"public_key": "A"}]}', "not base64"),
+    ('{"keys": [{"public_key": "-----BEGIN PUBLIC KEY-----"}]}', "not PEM"),
+    ('{"keys": [{"public_key": "AAAA"}]}', "not base64 of a DER"),
+    ('{"format": "other", "keys": []}', "format"),
+    ('{"version": 2, "keys": []}', "version"),
+])
+def test_malformed_trust_file_is_a_config_error(tmp_path: Path, doc: str | bytes,
+                                                problem: str) -> None:
+    path = tmp_path / "t.json"
+    path.write_bytes(doc if isinstance(doc, bytes) else doc.encode())
+    with pytest.raises(ConfigError) as info:
+        gp1.TrustList.load(path)
+    assert str(path) in str(info.value) and problem in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("changes", "problem"), [
+    ({"public_key": "MCowBQYDK2VwAyEA!!"}, "not base64"),
+    ({"public_key": "MCowBQYDK2VwAyEAcNMFWD"}, "not base64"),
+    ({"kid": 17}, "kid must be hex"),
+    ({"kid": "zz"}, "not hex"),
+    ({"alg": "ES512"}, "does not match"),
+    ({"valid_from": "yesterday"}, "valid_from"),
+    ({"valid_to": "2026-13-01T00:00:00Z"}, "valid_to"),
+    ({"valid_from": True}, "valid_from"),
+    ({"valid_from": ["2026-01-01"]}, "valid_from"),
+    ({"valid_to": {"at": 1}}, "valid_to"),
+    ({"valid_to": float("inf")}, "valid_to"),
+    ({"valid_to": 1e300}, "valid_to"),
+    ({"valid_from": "2026-02-01T00:00:00Z", "valid_to": "2026-01-01T00:00:00Z"},
+     "after valid_to"),
+    ({"issuer": None}, "issuer"),
+    ({"issuer": 5}, "issuer"),
+])
+def test_malformed_trust_entry_names_file_entry_and_problem(tmp_path: Path,
+                                                            changes: dict[str, object],
+                                                            problem: str) -> None:
+    path = tmp_path / "trust.json"
+    good = trust_entry_json()
+    path.write_text(json.dumps({"keys": [good, trust_entry_json(**changes)]}))
+    with pytest.raises(ConfigError) as info:
+        gp1.TrustList.load(path)
+    message = str(info.value)
+    assert message.startswith(f"trust list {path}: keys[1]") and problem in message, message
+    with pytest.raises(ConfigError, match="keys\\[1\\]"):
+        gp1.TrustList.from_json({"keys": [good, trust_entry_json(**changes)]})
+
+
+def test_trust_entry_accepts_what_it_always_did() -> None:
+    entry = trust_entry_json(valid_from=1_700_000_000, valid_to="2030-01-01T00:00:00")
+    del entry["alg"], entry["issuer"]
+    entry["kid"] = str(entry["kid"]).upper()
+    entry["public_key"] = str(entry["public_key"])[:20] + "\n" + str(entry["public_key"])[20:]
+    parsed = gp1.TrustEntry.from_json(entry)
+    assert parsed.issuer == "" and parsed.valid_from == 1_700_000_000
+    assert parsed.valid_to == 1_893_456_000
+
+
+# -- issuing refuses passes no lane would accept -------------------------------------------------
+@pytest.mark.parametrize("bad", [
+    {"valid_for_s": -60}, {"valid_for_s": 2**40}, {"declared_gross_kg": 0},
+    {"declared_gross_kg": gp1.MAX_GROSS_KG + 1}, {"declared_gross_kg": True},
+    {"declared_gross_kg": 40_000.5}, {"tolerance_kg": -1}, {"tolerance_kg": 2**40},
+    {"release_no": ""}, {"enterprise": ""}, {"enterprise": "   "}, {"site": ""},
+    {"site": "SITE1 "}, {"plates": [""]}, {"plates": "AB123CD"},
+    {"gates": ["G1", ""]}, {"containers": ["x" * 65]}, {"issuer": ""},
+    {"release_no": "R" * 65}, {"valid_from": -1}, {"valid_from": 2**40 - 60},
+    {"issued_at": -5},
+    # Every field within its own limit, but together more than a lane (or a QR) takes.
+    {"plates": ["P" * 64] * 8, "containers": ["C" * 64] * 8, "gates": ["G" * 64] * 8},
+])
+def test_issue_refuses_passes_every_lane_would_reject(key: gp1.PrivateKey,
+                                                      bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError) as info:
+        issue(key, **bad)
+    assert "\n" not in str(info.value)
+
+
+def test_largest_pass_that_issues_is_accepted(key: gp1.PrivateKey, trust: gp1.TrustList) -> None:
+    text = issue(key, plates=["P" * 64] * 4, containers=["C" * 64] * 4, gates=["G1"],
+                 declared_gross_kg=gp1.MAX_GROSS_KG, tolerance_kg=0, valid_for_s=1)
+    assert len(text) <= gp1.MAX_TEXT_CHARS
+    assert verify(text, trust, now=T0 - HOUR).valid
+
+
+# -- revocation hashes --------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["00" * 16, "ab" * 16, "AB" * 16, "aB" * 16])
+def test_revocation_hash_parses_32_hex_digits(text: str) -> None:
+    assert gp1.parse_revocation_hash(text) == bytes.fromhex(text)
+
+
+@pytest.mark.parametrize("text", [
+    "ab " * 15 + "ab", "ab" * 8 + " " + "ab" * 8, " " + "ab" * 16, "ab" * 16 + "\n",
+    "ab" * 15 + "a", "ab" * 17, "", "0x" + "ab" * 15, "g" * 32, "\uff10" * 32, 7, None,
+])
+def test_revocation_hash_refuses_anything_else(text: object) -> None:
+    with pytest.raises(ValueError, match="revocation hash"):
+        gp1.parse_revocation_hash(text)  # type: ignore[arg-type]
+
+
+def test_parsed_revocation_hash_matches_the_pass(key: gp1.PrivateKey,
+                                                 trust: gp1.TrustList) -> None:
+    cti = b"\x24" * 16
+    typed = gp1.revocation_hash(cti).hex().upper()
+    revoked = {gp1.parse_revocation_hash(typed)}
+    assert verify(issue(key, cti=cti), trust, revoked=revoked).reason == "pass.revoked"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +11,9 @@ from hypothesis import strategies as st
 from edge_agent.errors import ConfigError, LocalProtocolError
 from edge_agent.protocols.indicators import (
     PROTOCOLS,
+    WITHOUT_NET_FLAG,
     FrameError,
+    IndicatorEvent,
     IndicatorReading,
     make_decoder,
     make_encoder,
@@ -265,3 +269,224 @@ def test_encoders_refuse_what_the_format_cannot_carry():
         make_encoder("yaohua-tf0").encode(IndicatorReading(1_000_000.0, None))
     with pytest.raises(LocalProtocolError):
         make_encoder("yaohua-eq").encode(IndicatorReading(None, None))
+
+
+# ---------------------------------------------------------------- hardening (red-team cases)
+def toledo_frame(swb: int, weight: bytes, tare: bytes | None = b"000000", *,
+                 with_checksum: bool = True) -> bytes:
+    """A hand-built Toledo frame (SWA: whole kg, x1), checksum computed."""
+    body = bytes([0x02, 0x2A, swb, 0x20]) + weight + (tare or b"") + b"\r"
+    return body + bytes([-sum(body) & 0x7F]) if with_checksum else body
+
+
+def line_noise(rng: random.Random) -> bytes:
+    return bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+
+
+def garble(rng: random.Random, frame: bytes) -> bytes:
+    """What a noisy line does to a frame: flipped bits, lost bytes, noise around it."""
+    data = bytearray(frame)
+    if rng.random() < 0.3:
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    if rng.random() < 0.2:
+        del data[rng.randrange(len(data))]
+    if rng.random() < 0.3:
+        data[0:0] = line_noise(rng)
+    if rng.random() < 0.7:
+        data += line_noise(rng)
+    return bytes(data)
+
+
+def kgs_of(events: list[IndicatorEvent]) -> list[float | None]:
+    return [e.kg for e in events if isinstance(e, IndicatorReading)]
+
+
+def test_toledo_checksum_learning_survives_a_noisy_start() -> None:
+    """3,000 seeded trials: noise in the first 1-6 frames, then 12 clean frames. The decoder
+    must decode every clean frame after the first and end up in the stream's real mode."""
+    failures = []
+    for seed in range(3000):
+        rng = random.Random(seed)
+        with_checksum = rng.random() < 0.5
+        encoder = make_encoder("toledo", with_checksum=with_checksum,
+                               short=rng.random() < 0.3, parity=rng.random() < 0.3)
+        noisy, clean = rng.randint(1, 6), 12
+        kgs = [rng.randrange(3000) * 20.0 for _ in range(noisy + clean)]
+        frames = [encoder.encode(IndicatorReading(kg, motion=False)) for kg in kgs]
+        decoder = make_decoder("toledo")
+        decoder.receive_data(b"".join(garble(rng, f) for f in frames[:noisy]))
+        events = [e for f in frames[noisy:] for e in decoder.receive_data(f)]
+        # The first clean frame may still be glued to the noise before it.
+        decoded_all = kgs_of(events)[-(clean - 1):] == kgs[noisy + 1:]
+        probe = encoder.encode(IndicatorReading(100.0, motion=False))
+        if with_checksum:
+            # Settled on "checksum": a frame whose checksum was lost is refused.
+            tail = decoder.receive_data(probe[:-1]) + decoder.receive_data(probe)
+            settled = isinstance(tail[0], FrameError) and kgs_of(tail) == [100.0]
+        else:
+            # Settled on "none": the frame is decoded at its CR, without waiting for more.
+            settled = kgs_of(decoder.receive_data(probe)) == [100.0]
+        if not (decoded_all and settled):
+            failures.append(seed)
+    assert failures == []
+
+
+@pytest.mark.parametrize("first_with_checksum", [True, False])
+def test_toledo_wrongly_settled_checksum_mode_recovers(first_with_checksum: bool) -> None:
+    """Settled one way (noise that happened to look like checksums, or a swapped indicator),
+    the stream then proves the other way: the decoder learns again instead of decoding
+    nothing until the port is reopened."""
+    first = stream("toledo", [1560.0] * 6, with_checksum=first_with_checksum)
+    decoder = make_decoder("toledo")
+    assert kgs_of(decoder.receive_data(first))[-4:] == [1560.0] * 4
+    kgs = [20.0 * i for i in range(1, 17)]
+    events = decoder.receive_data(stream("toledo", kgs, with_checksum=not first_with_checksum))
+    assert kgs_of(events)[-8:] == kgs[-8:]
+    probe = make_encoder("toledo", with_checksum=not first_with_checksum).encode(
+        IndicatorReading(100.0, motion=False))
+    if first_with_checksum:
+        assert kgs_of(decoder.receive_data(probe)) == [100.0]  # no lookahead: settled "none"
+    else:
+        tail = decoder.receive_data(probe[:-1]) + decoder.receive_data(probe)
+        assert isinstance(tail[0], FrameError) and kgs_of(tail) == [100.0]
+
+
+def test_toledo_configured_checksum_is_never_relearnt() -> None:
+    plain = stream("toledo", [1560.0] * 12, with_checksum=False)
+    events = make_decoder("toledo", checksum=True).receive_data(plain + b"\x02")
+    assert kgs_of(events) == []
+    # Each frame is refused on its own: the next frame's STX is not eaten as a checksum.
+    assert sum(isinstance(e, FrameError) and "checksum" in e.reason for e in events) == 12
+
+
+def test_toledo_lost_checksum_byte_costs_only_its_frame() -> None:
+    frames = [make_encoder("toledo").encode(IndicatorReading(kg, False))
+              for kg in (20.0, 40.0, 60.0, 80.0, 100.0, 120.0)]
+    decoder = make_decoder("toledo")
+    assert kgs_of(decoder.receive_data(b"".join(frames[:4]))) == [20.0, 40.0, 60.0, 80.0]
+    events = decoder.receive_data(frames[4][:-1] + frames[5])
+    assert isinstance(events[0], FrameError) and "checksum" in events[0].reason
+    assert kgs_of(events) == [120.0]
+
+
+@pytest.mark.parametrize(
+    ("status", "complaint"),
+    [("E", "zero error"), ("I", "initial-zero error"), ("T", "tare error")],
+)
+def test_sma_error_status_is_not_a_weight(status: str, complaint: str) -> None:
+    reply = f"\n{status}1G  " + "12340".rjust(10) + "kg \r"
+    (event,) = make_decoder("sma").receive_data(reply.encode("ascii"))
+    assert isinstance(event, FrameError)
+    assert complaint in event.reason
+    # "initial-zero error" must not be mistaken for a plain zero error, nor the reverse.
+    assert ("initial" in event.reason) == (status == "I")
+
+
+@pytest.mark.parametrize("status", [" ", "Z", "O", "U"])
+def test_sma_usable_status_still_decodes(status: str) -> None:
+    reply = f"\n{status}1G  " + "12340".rjust(10) + "kg \r"
+    (event,) = make_decoder("sma").receive_data(reply.encode("ascii"))
+    assert isinstance(event, IndicatorReading) and event.kg == 12340.0
+    assert event.overload == (status in "OU")
+
+
+def tf0_frame(body: bytes) -> bytes:
+    xor = 0
+    for byte in body:
+        xor ^= byte
+    return b"\x02" + body + f"{xor:02X}".encode("ascii") + b"\x03"
+
+
+EMBEDDED_SPACE = [
+    ("ad-ascii", b"ST,GS,+0012 45kg\r\n"),
+    ("ad-ascii", b"ST,GS,+ 12 345 kg\r\n"),
+    ("ad-ascii", b"US,NT,-00012.3 4kg\r\n"),
+    ("sma", b"\n 1G    0012 45kg \r"),
+    ("sma", b"\n 1N     12 3.4kg \r"),
+    ("toledo", toledo_frame(0x30, b"0012 4")),
+    ("toledo", toledo_frame(0x30, b" 12 45")),
+    ("toledo", toledo_frame(0x30, b"001245", b"0 0100")),
+    ("toledo", toledo_frame(0x30, b"12 4 5", None)),
+    ("yaohua-tf0", tf0_frame(b"+0012 40")),
+    ("yaohua-tf0", tf0_frame(b"+ 1 5600")),
+    ("yaohua-eq", b"=0012 4.0"),
+    ("yaohua-eq", b"=-  1 2.0"),
+    ("yaohua-eq-rev", b"=0012 4.0"[:1] + b"0012 4.0"[::-1]),
+]
+
+
+@pytest.mark.parametrize(("protocol", "frame"), EMBEDDED_SPACE)
+def test_space_between_digits_is_a_frame_error(protocol: str, frame: bytes) -> None:
+    options = {"checksum": True} if protocol == "toledo" else {}
+    # A trailing "=" ends an "=" frame (those formats have no terminator).
+    tail = b"=" if protocol.startswith("yaohua-eq") else b""
+    events = make_decoder(protocol, **options).receive_data(frame + tail)
+    assert events and isinstance(events[0], FrameError)
+    assert kgs_of(events) == []
+
+
+LEADING_PADDING = [
+    ("ad-ascii", b"ST,GS,+   12345kg\r\n", 12345.0),
+    ("ad-ascii", b"ST,GS,   -1234.5kg\r\n", -1234.5),
+    ("sma", b"\n 1G       12345kg \r", 12345.0),
+    ("sma", b"\n 1G     -123.45kg \r", -123.45),
+    ("toledo", toledo_frame(0x30, b"  1245", b"   100"), 1245.0),
+    ("toledo", toledo_frame(0x30, b"     0", b"      "), 0.0),
+    ("yaohua-tf0", tf0_frame(b"+  15600"), 1560.0),
+    ("yaohua-eq", b"=   12.40", 12.4),
+    ("yaohua-eq", b"=0  12.40", 12.4),
+    ("yaohua-eq", b"=-  12.40", -12.4),
+    ("yaohua-eq-rev", b"=" + b"-  12.40"[::-1], -12.4),
+]
+
+
+@pytest.mark.parametrize(("protocol", "frame", "kg"), LEADING_PADDING)
+def test_leading_space_padding_is_still_accepted(protocol: str, frame: bytes, kg: float) -> None:
+    options = {"checksum": True} if protocol == "toledo" else {}
+    tail = b"=" if protocol.startswith("yaohua-eq") else b""
+    assert kgs_of(make_decoder(protocol, **options).receive_data(frame + tail)) == [kg]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "frame", "net"),
+    [
+        ("toledo", toledo_frame(0x30, b"001560"), False),
+        ("toledo", toledo_frame(0x31, b"001560", b"001000"), True),
+        ("toledo", bytes(b | 0x80 if bin(b).count("1") % 2 else b
+                         for b in toledo_frame(0x39, b"001560")), True),
+        ("ad-ascii", b"ST,GS,+0001560kg\r\n", False),
+        ("ad-ascii", b"ST,NT,+0001560kg\r\n", True),
+        ("ad-ascii", b"US,NT,-0001560kg\r\n", True),
+        ("ad-ascii", b"ST,+0001560kg\r\n", False),
+        ("sma", b"\n 1G        1560kg \r", False),
+        ("sma", b"\n 1N        1560kg \r", True),
+        ("sma", b"\n 1g        1560kg \r", False),
+        ("sma", b"\n 1nM       1560kg \r", True),
+    ],
+)
+def test_net_flag_is_decoded(protocol: str, frame: bytes, net: bool) -> None:
+    options = {"checksum": True} if protocol == "toledo" else {}
+    (event,) = make_decoder(protocol, **options).receive_data(frame)
+    assert isinstance(event, IndicatorReading)
+    assert (abs(event.kg or 0.0), event.net) == (1560.0, net)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("net", [True, False])
+def test_net_flag_round_trips_where_the_format_has_one(protocol: str, net: bool) -> None:
+    reading = IndicatorReading(23000.0, motion=False, net=net)
+    frame = make_encoder(protocol).encode(reading)
+    (event, *_) = make_decoder(protocol).receive_data(frame * 2)
+    assert isinstance(event, IndicatorReading) and event.kg == 23000.0
+    assert event.net == (net and protocol not in WITHOUT_NET_FLAG)
+    if protocol in WITHOUT_NET_FLAG:
+        # Nothing in the frame can say net: a net reading is sent exactly like a gross one.
+        assert frame == make_encoder(protocol).encode(IndicatorReading(23000.0, motion=False))
+
+
+def test_net_frames_carry_the_flag_on_the_wire() -> None:
+    net = IndicatorReading(23000.0, motion=False, net=True)
+    toledo = make_encoder("toledo", tare_kg=1000.0).encode(net)
+    assert toledo[2] & 0x01 and toledo[10:16] == b"001000"
+    assert make_encoder("ad-ascii").encode(net).startswith(b"ST,NT,")
+    assert make_encoder("sma").encode(net)[3:4] == b"N"

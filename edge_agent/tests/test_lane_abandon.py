@@ -29,6 +29,7 @@ from edge_agent.lane.events import (
     WeightAbnormal,
     WeightCommitted,
 )
+from edge_agent.lane.fakes import step
 from edge_agent.lane.machine import LaneMachine, LaneState, MachineConfig
 
 LIMIT = 120.0
@@ -53,7 +54,7 @@ def machine(limit: float = LIMIT) -> LaneMachine:
 
 def feed(m: LaneMachine, event: LaneEvent) -> list[LaneCommand]:
     """Hand one event to the machine at its own time, then let due timers fire."""
-    return m.handle(event, event.at) + m.handle_timer(event.at)
+    return step(m, event, event.at) + m.handle_timer(event.at)
 
 
 def published(commands: list[LaneCommand], kind: str) -> list[Publish]:
@@ -155,8 +156,8 @@ def test_pass_then_truck_in_time_is_the_normal_flow_in_one_transit() -> None:
     assert m.handle_timer(10.0 + 5 * LIMIT) == []  # no abandonment once a load is on the deck
     out = feed(m, WeightCommitted(10.0 + 5 * LIMIT, 30_050.0, 10.0))
     assert [c for c in out if is_lane_action(c)] == [
-        OpenBarrier(transit_id),
         MarkPassUsed(GOOD_PASS.cti_hex, GOOD_PASS.exp, transit_id),
+        OpenBarrier(transit_id),
     ]
     assert published(out, "decision")[0].data["decision"] == "open"
 
@@ -270,7 +271,7 @@ def test_random_walk_no_stale_truckless_pass_and_abandonment_never_acts(
     for kind, gap in steps:
         now += gap
         event = _event(kind, now)
-        out = m.handle(event, now) if event is not None else []
+        out = step(m, event, now) if event is not None else []
         if m.transit is not None:
             if kind in ("truck", "weight", "heavy"):
                 loaded.add(m.transit.transit_id)

@@ -19,6 +19,7 @@ from edge_agent.lane.events import (
     WeightAbnormal,
     WeightCommitted,
 )
+from edge_agent.lane.fakes import step
 from edge_agent.lane.machine import LaneMachine, LaneState, MachineConfig
 
 GOOD_PASS = PassInfo(
@@ -46,7 +47,7 @@ def published(commands: list[object], kind: str) -> list[Publish]:
 def run(m: LaneMachine, *events: object, now: float = 10.0) -> list[object]:
     out: list[object] = []
     for event in events:
-        out += m.handle(event, now)  # type: ignore[arg-type]
+        out += step(m, event, now)  # type: ignore[arg-type]
     return out
 
 
@@ -54,8 +55,9 @@ def test_valid_pass_then_weight_opens_at_the_weight() -> None:
     m = machine()
     out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS))
     assert not any(isinstance(c, OpenBarrier) for c in out)
-    out = m.handle(WeightCommitted(3.0, 30_040.0, 10.0), 3.0)
-    assert [type(c) for c in out if not isinstance(c, Publish)] == [OpenBarrier, MarkPassUsed]
+    out = step(m, WeightCommitted(3.0, 30_040.0, 10.0), 3.0)
+    # L3: the use is recorded before the barrier opens.
+    assert [type(c) for c in out if not isinstance(c, Publish)] == [MarkPassUsed, OpenBarrier]
     decision = published(out, "decision")[0]
     assert decision.data["decision"] == "open"
     assert decision.data["input_at_mono"] == 3.0
@@ -65,7 +67,7 @@ def test_valid_pass_then_weight_opens_at_the_weight() -> None:
 def test_weight_then_pass_opens_at_the_pass() -> None:
     m = machine()
     run(m, TruckArrived(1.0), WeightCommitted(2.0, 29_900.0, 10.0))
-    out = m.handle(PassPresented(4.0, GOOD_PASS), 4.0)
+    out = step(m, PassPresented(4.0, GOOD_PASS), 4.0)
     assert any(isinstance(c, OpenBarrier) for c in out)
     assert published(out, "decision")[0].data["input_at_mono"] == 4.0
 
@@ -102,10 +104,10 @@ def test_remote_release_needs_the_published_challenge() -> None:
     m = machine()
     out = run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
     challenge = published(out, "decision")[0].data["challenge"]
-    refused = m.handle(RemoteRelease(5.0, "cmd-1", "not-the-challenge"), 5.0)
+    refused = step(m, RemoteRelease(5.0, "cmd-1", "not-the-challenge"), 5.0)
     assert published(refused, "release_refused")
     assert not any(isinstance(c, OpenBarrier) for c in refused)
-    out = m.handle(RemoteRelease(6.0, "cmd-2", challenge, officer="officer-7"), 6.0)
+    out = step(m, RemoteRelease(6.0, "cmd-2", challenge, officer="officer-7"), 6.0)
     assert any(isinstance(c, OpenBarrier) for c in out)
     assert published(out, "released")[0].data["by"] == "remote"
     assert not any(isinstance(c, MarkPassUsed) for c in out)  # a forged pass is never "used"
@@ -117,11 +119,11 @@ def test_a_remote_release_needs_a_truck_on_the_deck() -> None:
     m = machine()
     out = run(m, PassPresented(2.0, FORGED_PASS))
     challenge = published(out, "decision")[0].data["challenge"]
-    refused = m.handle(RemoteRelease(5.0, "cmd-1", challenge), 5.0)
+    refused = step(m, RemoteRelease(5.0, "cmd-1", challenge), 5.0)
     assert published(refused, "release_refused")[0].data["reason"] == "no truck on the deck"
     assert not any(isinstance(c, OpenBarrier) for c in refused)
     run(m, TruckArrived(6.0))
-    out = m.handle(RemoteRelease(7.0, "cmd-2", challenge), 7.0)
+    out = step(m, RemoteRelease(7.0, "cmd-2", challenge), 7.0)
     assert any(isinstance(c, OpenBarrier) for c in out)
 
 
@@ -130,14 +132,14 @@ def test_technician_key_releases_a_hold_on_its_rising_edge() -> None:
     run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
     out = run(m, BoardStatus(3.0, "closed", loop_b=False, tech_key=False))
     assert not any(isinstance(c, OpenBarrier) for c in out)
-    out = m.handle(BoardStatus(4.0, "closed", loop_b=False, tech_key=True), 4.0)
+    out = step(m, BoardStatus(4.0, "closed", loop_b=False, tech_key=True), 4.0)
     assert any(isinstance(c, OpenBarrier) for c in out)
 
 
 def test_truck_backing_off_ends_the_transit_as_withdrawn() -> None:
     m = machine()
     run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
-    out = m.handle(DeckCleared(9.0, 0.0), 9.0)
+    out = step(m, DeckCleared(9.0, 0.0), 9.0)
     assert published(out, "transit_closed")[0].data["outcome"] == "withdrawn"
     assert m.state is LaneState.IDLE and m.transit is None
 
@@ -161,7 +163,7 @@ def test_io_link_down_at_decision_holds_until_it_returns() -> None:
     run(m, IoLinkChanged(0.5, up=False, reason="unplugged"))
     out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 30_000, 10))
     assert published(out, "decision")[-1].data["reasons"] == ["lane.io_link_lost"]
-    out = m.handle(IoLinkChanged(4.0, up=True), 4.0)
+    out = step(m, IoLinkChanged(4.0, up=True), 4.0)
     assert any(isinstance(c, OpenBarrier) for c in out)
 
 
@@ -173,7 +175,7 @@ def test_barrier_that_never_opens_turns_into_a_hold_after_the_timeout() -> None:
     assert m.handle_timer(deadline - 0.01) == []
     out = m.handle_timer(deadline)
     assert published(out, "decision")[0].data["reasons"] == ["lane.barrier_timeout"]
-    out = m.handle(DeckCleared(deadline + 5, 0.0), deadline + 5)
+    out = step(m, DeckCleared(deadline + 5, 0.0), deadline + 5)
     assert any(isinstance(c, CloseWhenClear) for c in out)
 
 
@@ -209,7 +211,7 @@ def test_barrier_opens_only_with_valid_pass_weight_in_tolerance_no_abnormality_a
     link_up = True
     for now, event in enumerate(events):
         transit_before = m.transit
-        out = m.handle(event, float(now))  # type: ignore[arg-type]
+        out = step(m, event, float(now))  # type: ignore[arg-type]
         if isinstance(event, IoLinkChanged):
             link_up = event.up
         if any(isinstance(c, OpenBarrier) for c in out):

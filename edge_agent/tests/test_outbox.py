@@ -11,7 +11,7 @@ import pytest
 
 from edge_agent.errors import ConfigError, LocalProtocolError
 from edge_agent.telemetry.envelope import decode
-from edge_agent.telemetry.outbox import Outbox, Priority
+from edge_agent.telemetry.outbox import AckRefused, Outbox, Priority
 
 WALL = 1_714_564_800_000
 
@@ -64,7 +64,7 @@ def test_seq_is_never_reused_after_every_row_was_acked(tmp_path: Path) -> None:
     outbox = _open(tmp_path)
     for _ in range(3):
         _add(outbox)
-    assert outbox.apply_ack(3) == 3
+    assert outbox.apply_ack(3, epoch=outbox.epoch) == 3
     assert outbox.pending(10) == []
     outbox.close()
     assert _add(_open(tmp_path))["seq"] == 4
@@ -74,18 +74,42 @@ def test_ack_deletes_only_what_the_watermark_covers(tmp_path: Path) -> None:
     outbox = _open(tmp_path)
     for _ in range(5):
         _add(outbox)
-    assert outbox.apply_ack(2) == 2
+    assert outbox.apply_ack(2, epoch=outbox.epoch) == 2
     assert [row.key for row in outbox.pending(10)] == [3, 4, 5]
-    assert outbox.apply_ack(2) == 0  # repeated (retained) ack is harmless
+    assert outbox.apply_ack(2, epoch=outbox.epoch) == 0  # repeated (retained) ack is harmless
     stats = outbox.stats()
     assert (stats["events"], stats["first_seq"], stats["last_seq"]) == (3, 3, 5)
 
 
-def test_an_ack_beyond_the_last_issued_seq_moves_the_counter_past_it(tmp_path: Path) -> None:
-    # The outbox file was replaced but the backend remembers seqs up to 100 for this lane.
+def test_an_ack_beyond_the_last_issued_seq_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
     outbox = _open(tmp_path)
-    outbox.apply_ack(100)
-    assert _add(outbox)["seq"] == 101
+    for _ in range(3):
+        _add(outbox)
+    for upto in (4, 100, 9223372036854775806):
+        with pytest.raises(AckRefused, match="above the last seq issued"):
+            outbox.apply_ack(upto, epoch=outbox.epoch)
+    assert [row.key for row in outbox.pending(10)] == [1, 2, 3]
+    assert _add(outbox)["seq"] == 4
+
+
+def test_an_ack_for_another_outbox_is_refused(tmp_path: Path) -> None:
+    outbox = _open(tmp_path)
+    _add(outbox)
+    with pytest.raises(AckRefused, match="is for outbox"):
+        outbox.apply_ack(1, epoch="0123456789abcdef")
+    assert outbox.stats()["events"] == 1
+
+
+def test_a_new_outbox_file_has_a_new_epoch_and_keeps_it(tmp_path: Path) -> None:
+    first = _open(tmp_path)
+    epoch = first.epoch
+    assert _add(first)["epoch"] == epoch
+    first.close()
+    assert _open(tmp_path).epoch == epoch
+    other = Outbox(tmp_path / "other.db", site="s1", lane="l1", agent_version="1")
+    assert other.epoch != epoch
 
 
 def test_cmd_results_use_their_topic_and_share_the_seq(tmp_path: Path) -> None:
@@ -145,7 +169,7 @@ def test_quota_sheds_health_first_never_events_and_raises_the_alarm(tmp_path: Pa
     assert stats["disk_alarm"] is True
     refused = outbox.add_health({"pad": "x"}, mono_ms=1, wall_ms=WALL, clock_synced=True)
     assert refused is None
-    outbox.apply_ack(20)
+    outbox.apply_ack(20, epoch=outbox.epoch)
     stats = outbox.stats()
     assert stats["disk_alarm"] is False and stats["bytes"] == 0  # recovers without restart
     assert outbox.add_health({}, mono_ms=1, wall_ms=WALL, clock_synced=True) is not None
@@ -184,7 +208,7 @@ def test_one_producer_and_one_publisher_thread_share_it_safely(tmp_path: Path) -
                 seen.append(json.loads(row.payload)["seq"])
                 upto = row.key
             if rows:
-                outbox.apply_ack(upto)
+                outbox.apply_ack(upto, epoch=outbox.epoch)
 
     thread = threading.Thread(target=publisher)
     thread.start()

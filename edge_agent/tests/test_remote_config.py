@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 
 import pytest
 
-from edge_agent.config import AgentConfig, parse_config
+from edge_agent.config import SETTING_RANGES, AgentConfig, parse_config
 from edge_agent.remote_config import (
     REMOTE_SETTINGS,
+    RemoteSetting,
     apply_settings,
     check_config_args,
     reported,
     settings_problems,
 )
 
-LOCAL = parse_config(tomllib.loads("""
+LOCAL_TEXT = """
 [lane]
 site = "BZ01"
 lane = "exit-03"
@@ -31,7 +33,8 @@ trust_list = "trust.json"
 [mqtt]
 broker = "mqtt://127.0.0.1:1883"
 lab = true
-"""))
+"""
+LOCAL = parse_config(tomllib.loads(LOCAL_TEXT))
 
 
 def test_desired_settings_override_the_file_and_the_rest_keep_the_files_values() -> None:
@@ -86,3 +89,51 @@ def test_safety_and_identity_settings_are_never_remote() -> None:
     forbidden = {"weighbridge.max_kg", "weighbridge.e_kg", "mqtt.broker", "passes.trust_list"}
     assert not forbidden & set(REMOTE_SETTINGS)
     assert isinstance(apply_settings(LOCAL, {}), AgentConfig)
+
+
+def _with(section: str, key: str, value: int) -> AgentConfig:
+    """The lane's file with ``key = value`` in ``section``, through the file's own checks."""
+    raw = tomllib.loads(LOCAL_TEXT)
+    raw[section][key] = value
+    return parse_config(raw)
+
+
+@pytest.mark.parametrize("name", sorted(REMOTE_SETTINGS))
+def test_a_remote_range_is_never_wider_than_the_files(name: str) -> None:
+    setting = REMOTE_SETTINGS[name]
+    allowed = SETTING_RANGES[name]
+    assert setting.file_range is allowed and setting.unit == allowed.unit
+    # Each end the backend may send is a value the lane's own file may hold too.
+    for value in (setting.low, setting.high):
+        assert value in allowed
+        from_file = getattr(
+            getattr(_with(setting.section, setting.key, value), setting.section), setting.key
+        )
+        assert from_file == getattr(
+            getattr(apply_settings(LOCAL, {name: value}), setting.section), setting.key
+        )
+    # null is remote only where the file may leave the setting out (its default is None).
+    field = {f.name: f for f in dataclasses.fields(getattr(LOCAL, setting.section))}[setting.key]
+    assert setting.nullable == (field.default is None)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "low", "high"),
+    [
+        ("passes", "skew_s", 0, 3601),  # above the file's 3600
+        ("passes", "skew_s", -1, 60),  # below the file's 0
+        ("weighbridge", "frozen_s", 0, 10),  # the file refuses 0 s
+        ("passes", "default_tolerance_kg", 1, 100_001),
+        ("mqtt", "health_interval_s", 60, 5),  # empty
+    ],
+)
+def test_a_remote_setting_wider_than_the_file_cannot_be_declared(
+    section: str, key: str, low: int, high: int
+) -> None:
+    with pytest.raises(ValueError, match=f"{section}.{key}: remote .* wider than the file's"):
+        RemoteSetting(section, key, low, high)
+
+
+def test_a_remote_setting_must_be_a_numeric_file_setting() -> None:
+    with pytest.raises(KeyError):
+        RemoteSetting("lane", "gate", 0, 1)

@@ -125,6 +125,19 @@ def test_malformed_lists_are_refused_with_every_problem_named(tmp_path: Path) ->
     assert check.applied("trust_update") is None and check.applied("revocations") is None
 
 
+def test_revocation_hashes_must_be_exactly_32_hex_digits(tmp_path: Path) -> None:
+    check = verifier(tmp_path)
+    # 32 characters but only 30 hex digits: bytes.fromhex would make a 15-byte "hash".
+    spaced = HASH_B[:16] + "  " + HASH_B[16:30]
+    for n, bad in enumerate((spaced, "ab " * 15 + "ab", " " + HASH_A), 1):
+        result = send(check, "revocations", n, {"version": 1, "pass_hashes": [HASH_A, bad]})
+        assert isinstance(result, Rejection) and result.code == "cmd.bad_format"
+        assert len(result.problems) == 1
+        assert result.problems[0].startswith("pass_hashes[1]: revocation hash"), result.problems
+    upper = send(check, "revocations", 9, {"version": 1, "pass_hashes": [HASH_B.upper()]})
+    assert isinstance(upper, Command)
+
+
 def test_settings_the_lane_refuses_do_not_use_up_the_version(tmp_path: Path) -> None:
     check = verifier(tmp_path)
     refused = send(check, "config", 1, {"version": 4, "settings": {"a": 5, "b": 500}})

@@ -154,14 +154,54 @@ def test_without_a_synced_clock_a_command_older_than_an_accepted_one_is_expired(
 ) -> None:
     topic = TOPICS.command("remote_release")
     check = verifier(tmp_path)
-    first = check.verify(topic, signed(n=1, iat=NOW, exp=NOW + 60), 0, clock_synced=False)
+    # The lane's best time: its persisted floor (an unsynced clock that is a little behind).
+    lane_now = NOW - 20
+    first = check.verify(topic, signed(n=1, iat=NOW, exp=NOW + 60), lane_now, clock_synced=False)
     assert isinstance(first, Command)
     check.close()
     again = verifier(tmp_path)  # the floor survives a restart
     stale = signed(n=2, iat=NOW - 600, exp=NOW - 540)
-    assert refusal(again.verify(topic, stale, 0, clock_synced=False)) == "cmd.expired"
+    assert refusal(again.verify(topic, stale, lane_now, clock_synced=False)) == "cmd.expired"
     within_skew = signed(n=3, iat=NOW - 80, exp=NOW - 20)
-    assert isinstance(again.verify(topic, within_skew, 0, clock_synced=False), Command)
+    assert isinstance(again.verify(topic, within_skew, lane_now, clock_synced=False), Command)
+
+
+def test_a_command_from_the_future_never_locks_out_later_ones(tmp_path: Path) -> None:
+    topic = TOPICS.command("remote_release")
+    check = verifier(tmp_path)
+    year = 365 * 86400
+    ahead = signed(n=1, iat=NOW + year, exp=NOW + year + 60)
+    assert isinstance(check.verify(topic, ahead, NOW, clock_synced=False), Command)
+    assert check.time_floor <= NOW + 30  # never past the clock + skew
+    check.close()
+    again = verifier(tmp_path)
+    later = signed(n=2, iat=NOW + 5, exp=NOW + 65)
+    assert isinstance(again.verify(topic, later, NOW + 5, clock_synced=False), Command)
+    assert isinstance(again.verify(topic, signed(n=3), NOW + 6), Command)
+
+
+def test_unparseable_or_out_of_range_commands_are_refused_not_raised(tmp_path: Path) -> None:
+    topic = TOPICS.command("config")
+    check = verifier(tmp_path)
+    huge = b'{"claims": {"iat": ' + b"9" * 5000 + b'}, "kid": "k", "sig": ""}'
+    nested = b"[" * 100_000 + b"]" * 100_000
+    for payload in (huge, nested):
+        assert refusal(check.verify(topic, payload, NOW)) == "cmd.bad_format"
+    too_big = sign_command(OFFICER, "officers-2024", claims(
+        "config", 1, args={"version": 1 << 63, "settings": {}}))
+    assert refusal(check.verify(topic, too_big, NOW)) == "cmd.bad_format"
+
+
+def test_an_unverified_refusal_echoes_only_a_short_escaped_prefix(tmp_path: Path) -> None:
+    check = verifier(tmp_path)
+    forged = json.dumps({
+        "claims": {"cmd_id": "<script>" + "x" * 5000, "name": "remote_release"},
+        "kid": "k\n" * 1000, "sig": "AAAA",
+    }).encode()
+    result = check.verify(TOPICS.command("remote_release"), forged, NOW)
+    assert isinstance(result, Rejection) and not result.authenticated
+    assert result.cmd_id is not None and len(result.cmd_id) <= 35
+    assert "<" not in result.cmd_id and len(result.reason) <= 200
 
 
 def _root_signed(name: str, n: int, args: dict[str, Any]) -> bytes:

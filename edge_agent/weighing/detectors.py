@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from edge_agent.weighing.events import NEGATIVE, NET_READING, ZERO_OUT_OF_BAND, Evidence
+
 # A jump this large relative to the load (plus 50 e) cannot be a physical load change
 # between two frames, whatever the digits look like.
 IMPOSSIBLE_JUMP_FRACTION = 0.25
@@ -164,3 +166,44 @@ class FlickerWatch:
             return longest
         run = 2 + math.floor(math.log(chance) / math.log(1.0 - low))
         return min(longest, max(shortest, run))
+
+
+class ScaleCondition:
+    """What the empty deck showed that the next truck's weight would rest on.
+
+    A zero out of band (or negative) or a net display does not go away when a truck drives
+    on: the truck is read on that same zero. Each finding is kept with the samples it rests
+    on until a steady empty-deck zero in band is seen from gross readings.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[str, Evidence]] = {}
+
+    def __contains__(self, code: str) -> bool:
+        return code in self._found
+
+    def zero_seen(
+        self, at: float, zero: float, evidence: Evidence, *, band_kg: float, negative_kg: float
+    ) -> None:
+        """A steady empty-deck zero from gross readings; it replaces the zero seen before."""
+        self._found.pop(ZERO_OUT_OF_BAND, None)
+        self._found.pop(NEGATIVE, None)
+        if abs(zero) <= band_kg:
+            self._found.clear()  # gross and in band: the scale is fine again
+            return
+        seen = f"empty-deck zero {zero:.0f} kg seen at {at:.1f} s"
+        self._found[ZERO_OUT_OF_BAND] = (f"{seen} outside +-{band_kg:g} kg", evidence)
+        if zero <= negative_kg:
+            self._found[NEGATIVE] = (f"{seen} below {negative_kg:g} kg", evidence)
+
+    def net_seen(self, at: float, shown: float | None, evidence: Evidence) -> None:
+        """The indicator sent net (tare-subtracted) readings."""
+        value = "no number" if shown is None else f"{shown:.0f} kg"
+        self._found[NET_READING] = (f"net readings ({value}) seen at {at:.1f} s", evidence)
+
+    def carried(self) -> list[tuple[str, str, Evidence]]:
+        """(code, detail, evidence) of every finding a truck arriving now would rest on."""
+        return [
+            (code, f"carried over: {detail}; no steady gross zero in band since", evidence)
+            for code, (detail, evidence) in self._found.items()
+        ]

@@ -11,10 +11,18 @@ Invariants:
     live), and the repeats of a run too long for the scale are left out of every estimate.
     The first frames of a stall look like a quiet display; they never decide anything.
     On a scale never seen to flicker a stall cannot be told from stillness.
-  * After the commit the watcher keeps watching; a step, drift, freeze, overload, frame-error
-    burst or silence still raises an abnormality, and the lane turns its decision to hold.
+  * A net (tare-subtracted) reading is never weighed: no weight, zero or level is judged on
+    net frames or across a net/gross switch. Net frames still tell a loaded deck from an
+    empty one, and are an abnormality of their own.
+  * After the commit the watcher keeps watching; a step, drift, freeze, overload, net frame,
+    frame-error burst or silence still raises an abnormality, and the lane turns its decision
+    to hold.
+  * A scale fault seen on the empty deck is the next truck's too: while the last empty-deck
+    zero is out of band (or negative), or net frames came with no gross zero in band since,
+    a truck gets that abnormality right after its TruckOnDeck. Only a steady empty-deck zero
+    in band from live gross frames clears it; one out of band counts even on repeats.
   * Every abnormality carries the samples it rests on. Each code is raised once per truck
-    (per empty-deck spell for zero checks, per outage for communication loss).
+    (per empty-deck spell for zero and net checks, per outage for communication loss).
 
 States: EMPTY -> LOADING (TruckOnDeck) -> COMMITTED (WeightCommitted) -> LEAVING -> EMPTY
 (DeckCleared). A truck backing off before the commit goes LOADING -> EMPTY.
@@ -37,6 +45,7 @@ from edge_agent.weighing.detectors import (
     CommWatch,
     FlickerWatch,
     FrameErrorRate,
+    ScaleCondition,
     is_spike,
 )
 from edge_agent.weighing.events import (
@@ -128,6 +137,9 @@ class WeightWatcher:
         self._frames = FrameErrorRate(
             scale.checksum_window_s, scale.checksum_min_errors, scale.checksum_max_fraction
         )
+        self._net = False  # the readings since _mode_since are net (tare subtracted)
+        self._mode_since = -math.inf
+        self._condition = ScaleCondition()
 
     @property
     def scale(self) -> ScaleConfig:
@@ -149,9 +161,10 @@ class WeightWatcher:
 
     # ----------------------------------------------------------------- inputs
     def add_reading(
-        self, now: float, kg: float | None, *, motion: bool | None = None, overload: bool = False
+        self, now: float, kg: float | None, *, motion: bool | None = None,
+        overload: bool = False, net: bool = False,
     ) -> list[WeighEvent]:
-        """One decoded indicator frame that arrived at ``now``."""
+        """One decoded indicator frame that arrived at ``now`` (``net``: a tare subtracted)."""
         if self._t and now < self._t[-1]:
             now = self._t[-1]  # never let a clock step reorder the samples
         self._comm.start(now)
@@ -160,6 +173,8 @@ class WeightWatcher:
         self._last_motion = motion
         out: list[WeighEvent] = []
         if kg is not None:
+            if net != self._net:
+                self._switch_mode(now, kg, net)
             if not self._x or kg != self._x[-1] or now - self._t[-1] > self._scale.comm_loss_s:
                 if self._stuck():
                     # A run too long for this scale ended: its repeats (all but the first
@@ -180,8 +195,10 @@ class WeightWatcher:
             }[self.state]
             handler(out, now, kg)
             self._check_frozen(out, now)
-            if kg <= -UNDERLOAD_E * self._e:
+            if not net and kg <= -UNDERLOAD_E * self._e:
                 self._raise(out, now, ev.NEGATIVE, f"reading {kg:g} kg below -20 e")
+        if net:
+            self._check_net(out, now, kg)
         # A value over capacity counts once it repeats: a lone one may be a corrupt frame.
         over = len(self._x) >= 2 and min(self._x[-1], self._x[-2]) > self._scale.overload_kg
         if overload or (kg is not None and over and self._x[-1] == kg):
@@ -240,7 +257,7 @@ class WeightWatcher:
 
     @property
     def zero_kg(self) -> float | None:
-        """The last empty-deck reading found steady."""
+        """The empty-deck zero last found steady from gross readings."""
         return self._zero_ref
 
     # ---------------------------------------------------------------- states
@@ -258,28 +275,48 @@ class WeightWatcher:
             self._settler.reset()
             self._probe.reset()
             out.append(TruckOnDeck(now))
+            for code, detail, evidence in self._condition.carried():
+                self._raise(out, now, code, detail, evidence=evidence)
             return
         if len(self._x) >= 2 and self._t[-2] >= self._state_since:
             self._flicker_watch.add(self._x[-2], kg, self._e)
-        t, x = self._window(max(now - ZERO_WINDOW_S, self._state_since))
+        t, x = self._window(max(now - ZERO_WINDOW_S, self._state_since, self._mode_since))
         if len(x) < ZERO_MIN_SAMPLES or t[-1] - t[0] < 0.8 * ZERO_WINDOW_S:
             return
-        if float(np.max(np.abs(x - np.median(x)))) > self._e or self._unproven():
+        if float(np.max(np.abs(x - np.median(x)))) > self._e:
             return
         zero = float(np.mean(x))
+        evidence = tuple(zip(t.tolist(), x.tolist(), strict=True))
+        band, negative = self._scale.zero_band_e * self._e, -UNDERLOAD_E * self._e
+        if self._unproven():
+            # A repeat may be a stall and proves nothing is fine; but the zero shown by the
+            # run's first, live frame still counts against the next truck.
+            if not self._net and abs(zero) > band:
+                self._condition.zero_seen(now, zero, evidence, band_kg=band, negative_kg=negative)
+            return
         self._noise_kg = float(np.std(x))
-        if self._episode_zero is None:
+        episode = self._episode_zero
+        if episode is None:
             self._episode_zero = zero
             self._raised.clear()
-            out.append(DeckCleared(now, round(zero, 1)))
+            out.append(DeckCleared(now, round(zero, 1)))  # net or not, the deck is empty
+        if self._net:
+            # A net display hides the zero: the gross zero stays what it was.
+            self._condition.net_seen(now, zero, evidence)
+            self._raise(out, now, ev.NET_READING, f"empty deck reads {zero:.0f} kg net, no "
+                        "zero can be judged", evidence=evidence)
+            return
+        self._condition.zero_seen(now, zero, evidence, band_kg=band, negative_kg=negative)
+        if episode is None:
             if self._zero_ref is not None and abs(zero - self._zero_ref) > self._drift_kg():
                 self._raise(out, now, ev.ZERO_DRIFT,
                             f"empty-deck zero {zero:.0f} kg, was {self._zero_ref:.0f} kg")
             self._zero_ref = zero
-        elif abs(zero - self._episode_zero) > self._drift_kg():
+        elif abs(zero - episode) > self._drift_kg():
             self._raise(out, now, ev.ZERO_DRIFT,
-                        f"empty-deck zero moved from {self._episode_zero:.0f} to {zero:.0f} kg")
-        if abs(zero) > self._scale.zero_band_e * self._e:
+                        f"empty-deck zero moved from {episode:.0f} to {zero:.0f} kg")
+            self._zero_ref = zero  # reported once: the next spell is judged against this one
+        if abs(zero) > band:
             self._raise(out, now, ev.ZERO_OUT_OF_BAND,
                         f"empty-deck zero {zero:.0f} kg outside +-{self._scale.zero_band_e:g} e")
 
@@ -304,9 +341,9 @@ class WeightWatcher:
             self._check_off_deck(out, now)
             return
         self._blocked_settled_since = None
-        if self._unproven():
+        if self._unproven() or self._net:
             return
-        t, x = self._live_window(max(self._ramp_end, self._beams_clear_since))
+        t, x = self._live_window(max(self._ramp_end, self._beams_clear_since, self._mode_since))
         estimate = self._settler.propose(t, x, noise_kg=self._noise(), flicker=self._flicker())
         if estimate is None:
             return
@@ -327,7 +364,7 @@ class WeightWatcher:
         if now - self._last_probe < OFF_DECK_PROBE_S:
             return  # a seconds-long timer: no need to fit at every frame
         self._last_probe = now
-        t, x = self._live_window(self._ramp_end)
+        t, x = self._live_window(max(self._ramp_end, self._mode_since))
         settled = self._probe.propose(t, x, noise_kg=self._noise(), flicker=self._flicker())
         if settled is None:
             if now - self._blocked_settled_last > OFF_DECK_GAP_S:
@@ -349,7 +386,7 @@ class WeightWatcher:
             return
         # Judge only stretches where the deck holds still: a swing that is still dying
         # away would otherwise look like a step.
-        t, x = self._live_window(max(now - STEP_WINDOW_S, self._state_since))
+        t, x = self._live_window(max(now - STEP_WINDOW_S, self._state_since, self._mode_since))
         if len(x) < 4 or t[-1] - t[0] < 0.8 * STEP_WINDOW_S:
             return
         if float(np.std(x)) > max(FLAT_NOISE_FACTOR * self._noise(), FLAT_MIN_E * self._e):
@@ -387,6 +424,16 @@ class WeightWatcher:
                 and float(np.max(np.abs(x - self._ref_level))) < self._scale.step_e * self._e):
             self._enter(DeckState.COMMITTED, now)  # the truck only crept, it is still on
 
+    def _switch_mode(self, now: float, kg: float, net: bool) -> None:
+        # Net and gross differ by the tare: nothing learnt in one mode carries to the other.
+        self._net, self._mode_since = net, now
+        self._settler.reset()
+        self._probe.reset()
+        if self.state is DeckState.EMPTY:
+            self._episode_zero = None  # the zero is looked for afresh
+        else:
+            self._rebase(kg)
+
     def _back_to_empty(self, now: float) -> None:
         self._enter(DeckState.EMPTY, now)
         self._episode_zero = None
@@ -416,6 +463,18 @@ class WeightWatcher:
                     f"{middle:g} kg between {before:g} and {after:g} kg (discarded)",
                     evidence=evidence)
 
+    def _check_net(self, out: list[WeighEvent], now: float, kg: float | None) -> None:
+        if ev.NET_READING not in self._condition:
+            t, x = self._window(now - EVIDENCE_S)
+            self._condition.net_seen(now, kg, tuple(zip(t.tolist(), x.tolist(), strict=True)))
+        if self.state is DeckState.EMPTY:
+            return  # judged on the steady empty deck, once per spell (see _on_empty)
+        shown = "no number" if kg is None else f"{kg:g} kg"
+        if self._committed is not None:
+            shown += f" after the gross weight {self._committed.kg:g} kg was committed"
+        self._raise(out, now, ev.NET_READING,
+                    f"net-flagged reading {shown}: a net value is never weighed")
+
     def _check_frozen(self, out: list[WeighEvent], now: float) -> None:
         if not self._flicker() or now - self._run_start < self._scale.frozen_s:
             return
@@ -442,8 +501,8 @@ class WeightWatcher:
     def _unstable_deadline(self) -> float | None:
         if self.state is not DeckState.LOADING or self._overloaded:
             return None
-        if self._raised & {ev.UNSTABLE_TIMEOUT, ev.NOT_ON_DECK, ev.FROZEN}:
-            return None
+        if self._raised & {ev.UNSTABLE_TIMEOUT, ev.NOT_ON_DECK, ev.FROZEN, ev.NET_READING}:
+            return None  # the truck is held for what these name already
         if self._stuck():
             return None  # the output looks stalled: a truck that moves would show it
         return max(self._on_deck_at, self._ramp_end) + self._scale.unstable_timeout_s
@@ -501,10 +560,11 @@ class WeightWatcher:
         return self._run_suspect_at is not None
 
     def _loaded_kg(self) -> float:
-        return (self._zero_ref or 0.0) + self._scale.min_load_e * self._e
+        # A zero below 0 does not lower the bar: its return to 0 on the empty deck is no truck.
+        return max(self._zero_ref or 0.0, 0.0) + self._scale.min_load_e * self._e
 
     def _unloaded_kg(self) -> float:
-        return (self._zero_ref or 0.0) + 0.5 * self._scale.min_load_e * self._e
+        return max(self._zero_ref or 0.0, 0.0) + 0.5 * self._scale.min_load_e * self._e
 
     def _drift_kg(self) -> float:
         return self._scale.zero_drift_e * self._e

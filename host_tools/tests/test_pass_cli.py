@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,7 @@ def keys(tmp_path: Path) -> Path:
 ISSUE = ["--release-no", "REL-1", "--enterprise", "ACME Co", "--plate", "AB123CD",
          "--plate", "TR77", "--container", "MSCU1234565", "--gross-kg", "40000",
          "--tolerance-kg", "200", "--site", "SITE1", "--gate", "G1",
-         "--valid-from", "2026-03-01T08:00:00Z", "--valid-for", "2h"]
+         "--valid-from", "2026-03-01T08:00:00Z", "--valid-for", "2h", "--allow-expired"]
 
 
 def issue(keys: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
@@ -166,3 +168,103 @@ def test_bad_key_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     (tmp_path / "k.pem").write_text("not a key")
     assert lanectl("pass", "issue", "--key", str(tmp_path / "k.pem"), *ISSUE) == 2
     assert "issuer key" in capsys.readouterr().err
+
+
+def run_lanectl(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The installed entry point in a child process: what a technician sees, tracebacks too."""
+    return subprocess.run([sys.executable, "-m", "host_tools.lanectl", *argv],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def one_line_error(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("lanectl pass"), stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(("doc", "problem"), [
+    ("not json", "not JSON"),
+    ('{"keys": "none"}', "'keys' list"),
+    ('{"keys": [42]}', "keys[0]: expected an object"),
+    ('{"keys": [{"public_key": "%%%"}]}', "not base64"),
+    ('{"keys": [{"public_key": "-----BEGIN PUBLIC KEY-----\\nMCow\\n-----END"}]}', "PEM"),
+])
+def test_malformed_trust_file_is_one_line_exit_2(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 doc: str, problem: str) -> None:
+    path = tmp_path / "trust.json"
+    path.write_text(doc)
+    assert lanectl("pass", "verify", "GP1:X", "--trust", str(path), "--site", "S") == 2
+    captured = capsys.readouterr()
+    line = one_line_error(captured.err)
+    assert str(path) in line and problem in line and captured.out == ""
+
+
+def test_malformed_trust_dates_via_the_entry_point(keys: Path, tmp_path: Path) -> None:
+    doc = json.loads((keys / "trust.json").read_text())
+    doc["keys"][0]["valid_to"] = "next tuesday"
+    path = tmp_path / "trust.json"
+    path.write_text(json.dumps(doc))
+    proc = run_lanectl("pass", "verify", "GP1:X", "--trust", str(path), "--site", "S")
+    assert proc.returncode == 2 and proc.stdout == ""
+    line = one_line_error(proc.stderr)
+    assert str(path) in line and "valid_to" in line
+
+
+BAD_ISSUES = [
+    (["--valid-for", "0"], "valid_for"),
+    (["--valid-for=-1h"], "--valid-for"),
+    (["--valid-for", "9999999999d"], "validity period too long"),
+    (["--gross-kg", "0"], "gross"),
+    (["--gross-kg", "-40000"], "gross"),
+    (["--gross-kg", "999999999"], "gross"),
+    (["--gross-kg", "heavy"], "--gross-kg"),
+    (["--tolerance-kg", "-1"], "tolerance"),
+    (["--site", ""], "site"),
+    (["--site", "SITE1 "], "site"),
+    (["--release-no", ""], "release number"),
+    (["--enterprise", ""], "enterprise"),
+    (["--plate", ""], "plate"),
+    (["--plate", "P" * 65], "plate"),
+    (["--gate", "G" * 70], "gate"),
+    (["--valid-from", "1969-12-31T00:00:00Z"], "1970"),
+    (["--valid-from", "not a date"], "--valid-from"),
+    (["--direction", "sideways"], "--direction"),
+    ([arg for i in range(7) for arg in ("--container", f"{'C' * 62}{i:02d}")]
+     + [arg for i in range(7) for arg in ("--gate", f"{'G' * 62}{i:02d}")], "too large"),
+]
+
+
+@pytest.mark.parametrize(("extra", "problem"), BAD_ISSUES)
+def test_issue_refuses_passes_no_lane_accepts(keys: Path, capsys: pytest.CaptureFixture[str],
+                                              extra: list[str], problem: str) -> None:
+    argv = ["pass", "issue", "--key", str(keys / "issuer.key.pem"), *ISSUE, *extra]
+    try:
+        code = lanectl(*argv)
+    except SystemExit as exc:  # argparse refuses the value itself
+        code = int(str(exc.code))
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert problem in one_line_error(captured.err)
+
+
+def test_issue_refuses_an_already_expired_pass(keys: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["pass", "issue", "--key", str(keys / "issuer.key.pem"), *ISSUE[:-1]]
+    assert lanectl(*base) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "already be expired" in one_line_error(captured.err)
+    # A fresh pass (valid from now) issues without the flag.
+    fresh = [a for a in base if a not in ("--valid-from", "2026-03-01T08:00:00Z")]
+    assert lanectl(*fresh) == 0
+    assert capsys.readouterr().out.startswith("GP1:")
+
+
+def test_issue_errors_through_the_entry_point(keys: Path) -> None:
+    for extra, problem in (BAD_ISSUES[0], BAD_ISSUES[-2]):
+        proc = run_lanectl("pass", "issue", "--key", str(keys / "issuer.key.pem"), *ISSUE,
+                           *extra)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert problem in one_line_error(proc.stderr)

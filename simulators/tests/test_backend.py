@@ -24,6 +24,10 @@ SITE, LANE = "s1", "lane-a"
 TOPICS = LaneTopics(SITE, LANE)
 
 
+EPOCH = "00000000000000e1"
+ACK_1 = {"boot_id": 1, "epoch": EPOCH}
+
+
 def make_event(
     seq: int, *, lane: str = LANE, type: str = "vehicle_passed", data: dict[str, Any] | None = None
 ) -> bytes:
@@ -43,6 +47,7 @@ def make_event(
             transit_id=None,
             agent_version="1",
             data=data or {},
+            epoch=EPOCH,
         )
     )
 
@@ -113,7 +118,7 @@ def test_out_of_order_events_are_sorted_and_the_watermark_waits_for_gaps(
     assert backend.wait_for(lambda events: len(events) == 3, timeout=10)
     assert [e["seq"] for e in backend.events(LANE)] == [1, 2, 3]
     assert backend.gaps(LANE) == []
-    assert wait_until(lambda: acks_seen(lane)[-1:] == [{"upto_seq": 3, "boot_id": 1}])
+    assert wait_until(lambda: acks_seen(lane)[-1:] == [{"upto_seq": 3, **ACK_1}])
     assert all(ack["upto_seq"] in (1, 3) for ack in acks_seen(lane))
 
 
@@ -122,11 +127,11 @@ def test_the_ack_is_retained_for_a_lane_that_reconnects(
 ) -> None:
     lane.subscribe(TOPICS.ack)
     lane.publish(TOPICS.event("vehicle_passed"), make_event(1))
-    assert wait_until(lambda: acks_seen(lane) == [{"upto_seq": 1, "boot_id": 1}])
+    assert wait_until(lambda: acks_seen(lane) == [{"upto_seq": 1, **ACK_1}])
     late = RawClient(broker.url, "late-reader")
     try:
         late.subscribe(TOPICS.ack)
-        assert wait_until(lambda: acks_seen(late) == [{"upto_seq": 1, "boot_id": 1}])
+        assert wait_until(lambda: acks_seen(late) == [{"upto_seq": 1, **ACK_1}])
         assert late.messages[0].retain
     finally:
         late.close()
@@ -170,7 +175,7 @@ def test_a_backend_without_history_continues_from_the_retained_watermark(
         for seq in (1, 2):
             lane.publish(TOPICS.event("vehicle_passed"), make_event(seq))
         assert wait_until(lambda: first.watermark(LANE) == 2)
-        assert wait_until(lambda: acks_seen(lane)[-1:] == [{"upto_seq": 2, "boot_id": 1}])
+        assert wait_until(lambda: acks_seen(lane)[-1:] == [{"upto_seq": 2, **ACK_1}])
     with BackendSim(broker.url, client_id="backend-2") as fresh:
         assert wait_until(lambda: fresh.watermark(LANE) == 2)
         lane.publish(TOPICS.event("vehicle_passed"), make_event(3))

@@ -11,6 +11,7 @@ import pytest
 
 from edge_agent.protocols.indicators import (
     PROTOCOLS,
+    WITHOUT_NET_FLAG,
     FrameError,
     IndicatorReading,
     make_decoder,
@@ -164,3 +165,35 @@ def test_frozen_traces_stall_long_enough_anywhere_and_may_come_back():
 
 def test_other_faults_carry_no_stall():
     assert generate_truck_trace(1, fault="clean").frozen is None
+
+
+def sim_readings(protocol: str, fault: str | None, seconds: float = 3.0
+                 ) -> list[IndicatorReading]:
+    """Decode what the simulator would send over ``seconds`` of a 24 t truck at 10 Hz."""
+    sim = WeighbridgeSim(protocol, load_fn=lambda now: 24000.0, seed=5)
+    try:
+        if fault is not None:
+            sim.set_fault(fault)
+        frames = (sim.frame_at(i / 10) for i in range(int(seconds * 10)))
+        data = b"".join(f for f in frames if f is not None)
+        # A following start byte completes the last frame of the formats without a terminator.
+        return decoded(protocol, data + (b"=" if protocol.startswith("yaohua-eq") else b"\x02"))
+    finally:
+        sim.stop()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("fault", ["net_mode", "zero_offset_1000"])
+def test_tare_and_zero_faults_show_load_minus_1000(protocol: str, fault: str):
+    clean, faulty = sim_readings(protocol, None), sim_readings(protocol, fault)
+    assert len(faulty) == len(clean) >= 25
+    # Same seed, same deck: every frame reads exactly 1000 kg less.
+    assert [r.kg for r in faulty] == [r.kg - 1000.0 for r in clean if r.kg is not None]
+    has_flag = fault == "net_mode" and protocol not in WITHOUT_NET_FLAG
+    assert all(r.net == has_flag for r in faulty)
+    assert not any(r.net for r in clean)
+
+
+def test_net_mode_toledo_sends_the_preset_tare():
+    (reading, *_) = sim_readings("toledo", "net_mode", seconds=0.5)
+    assert reading.net and reading.raw[10:16] == b"001000"

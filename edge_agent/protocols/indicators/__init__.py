@@ -17,6 +17,7 @@ from edge_agent.protocols.indicators.registry import (
     POLLED,
     PROTOCOLS,
     WITHOUT_MOTION_FLAG,
+    WITHOUT_NET_FLAG,
     make_decoder,
     make_encoder,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "POLLED",
     "PROTOCOLS",
     "WITHOUT_MOTION_FLAG",
+    "WITHOUT_NET_FLAG",
     "FrameError",
     "IndicatorDecoder",
     "IndicatorEncoder",

@@ -95,7 +95,10 @@ def _decode_line(line: bytes, raw: bytes) -> IndicatorEvent:
 
 
 class AdAsciiEncoder:
-    """Encoder for the A&D line; ``unit`` is sent as given (``kg`` or `` kg``)."""
+    """Encoder for the A&D line; ``unit`` is sent as given (``kg`` or `` kg``).
+
+    A net reading is sent with H2 ``NT``; without the second header the line cannot say net.
+    """
 
     def __init__(
         self,

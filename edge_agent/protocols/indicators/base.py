@@ -17,6 +17,8 @@ from edge_agent.errors import LocalProtocolError
 MAX_BUFFER = 256
 
 LB_TO_KG = 0.45359237
+DIGITS = frozenset("0123456789")
+DIGIT_BYTES = frozenset(b"0123456789")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +73,32 @@ def require_kg(reading: IndicatorReading, protocol: str) -> float:
 
 
 def parse_number(text: str) -> float | None:
-    """Parse an indicator number field: optional sign, digits, at most one '.', spaces as
-    leading blanks or zeros. Returns None when the field is not a number."""
-    body = text.strip()
+    """Parse an indicator number field: optional sign, digits, at most one '.'.
+
+    Spaces may pad the field (a right-justified value, blanks between the sign and the
+    digits) but never sit between digits: ``0012 45`` is a damaged frame, not 12045.
+    Returns None when the field is not a number.
+    """
+    body = text.strip(" ")
     sign = 1.0
     if body[:1] in ("+", "-"):
         sign = -1.0 if body[0] == "-" else 1.0
-        body = body[1:].strip()
-    body = body.replace(" ", "0")
-    if not body or body.count(".") > 1 or not body.replace(".", "").isdigit():
-        return None
-    if body == ".":
+        body = body[1:].lstrip(" ")
+    digits = body.replace(".", "", 1)
+    if not digits or any(ch not in DIGITS for ch in digits):
         return None
     return sign * float(body)
+
+
+def parse_digits(field: bytes) -> int | None:
+    """An unsigned fixed-width digit field whose leading zeros may be sent as spaces.
+
+    All spaces reads as 0; a space after the first digit makes the field invalid (None).
+    """
+    body = field.lstrip(b" ")
+    if any(byte not in DIGIT_BYTES for byte in body):
+        return None
+    return int(body) if body else 0
 
 
 class BufferedDecoder:

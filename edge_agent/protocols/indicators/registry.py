@@ -15,6 +15,8 @@ PROTOCOLS = ("yaohua-tf0", "yaohua-eq", "yaohua-eq-rev", "toledo", "ad-ascii", "
 
 # Formats that send no motion flag: stability is decided by the weight watcher alone.
 WITHOUT_MOTION_FLAG = frozenset({"yaohua-tf0", "yaohua-eq", "yaohua-eq-rev"})
+# Formats with no gross/net flag: their readings always say gross (``net=False``).
+WITHOUT_NET_FLAG = frozenset({"yaohua-tf0", "yaohua-eq", "yaohua-eq-rev"})
 # Formats whose indicator must be polled (the driver sends the request).
 POLLED = frozenset({"sma"})
 # Usual line settings per format; the wire can differ per site (see `lanectl weigh detect`).

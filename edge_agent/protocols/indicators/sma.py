@@ -5,8 +5,9 @@ is ``<LF> s r n m f xxxxxx.xxx uuu <CR>``: s status (``Z`` centre of zero, ``O``
 under, ``E``/``I``/``T`` zero, initial-zero or tare error, space ok), r range, n ``G``/``N``
 (``g``/``n`` low resolution; ``T`` = a tare reply), m ``M`` in motion, f reserved, the weight
 right-justified in 10 characters (dashes when it cannot be shown), a 3-character unit.
-``<LF>?<CR>`` (command not understood) and ``<LF>!<CR>`` (parity or framing error at the
-indicator) are reported as frame errors naming the indicator's complaint.
+``<LF>?<CR>`` (command not understood), ``<LF>!<CR>`` (parity or framing error at the
+indicator) and a weight reply with status ``E``, ``I`` or ``T`` are reported as frame errors
+naming the indicator's complaint: none of them carries a weight to use.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ CR = 0x0D
 REPLY_BODY = 18
 UNIT_TO_KG = {"kg": 1.0, "g": 0.001, "t": 1000.0, "lb": LB_TO_KG}
 COMMANDS = frozenset("WZTMHRSQDABIN\x1b")
+STATUS_ERRORS = {
+    "E": "indicator reports a zero error",
+    "I": "indicator reports an initial-zero error",
+    "T": "indicator reports a tare error",
+}
 
 
 def sma_command(letter: str) -> bytes:
@@ -79,6 +85,9 @@ def _decode_reply(raw: bytes) -> IndicatorEvent:
         return FrameError("status, kind or motion character not understood", raw)
     if kind == "T":
         return FrameError("tare reply, not a weight", raw)
+    if status in STATUS_ERRORS:
+        # The indicator itself says the number is not a valid weight.
+        return FrameError(STATUS_ERRORS[status], raw)
     unit_key = unit.strip().lower()
     if unit_key not in UNIT_TO_KG:
         return FrameError(f"unit {unit!r} not understood", raw)

@@ -10,9 +10,10 @@ after the digits, 001 one, 010 none, 011..111 one to five decimals), SWB bit0 ne
 bit2 out of range, bit3 motion, bit4 kg (else lb); SWC bits 0-2 = 1 g, 2 t (a clone extension).
 Bit 7 of every character is the parity bit of a 7E1 line; we mask it, so a 7E1 stream read as
 8N1 still decodes. Clones disagree on the "constant" bits, so only the fields above are read.
-Leading zeros may come as spaces. The checksum is the two's complement of the 7-bit sum of
-everything from STX to CR; whether a device sends it is learnt from the stream (the byte after
-CR is either the checksum or the next STX) unless configured.
+Leading zeros may come as spaces; a space after a digit is an error, never a zero. The
+checksum is the two's complement of the 7-bit sum of everything from STX to CR; whether a
+device sends it is learnt from the stream (the byte after CR is either the checksum or the next
+STX) unless configured.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from edge_agent.protocols.indicators.base import (
     FrameError,
     IndicatorEvent,
     IndicatorReading,
+    parse_digits,
     require_kg,
 )
 
@@ -33,8 +35,10 @@ SHORT_CR_INDEX = 10
 FULL_CR_INDEX = 16
 DIGIT_FACTOR = {0: 100.0, 1: 10.0, 2: 1.0, 3: 0.1, 4: 0.01, 5: 0.001, 6: 1e-4, 7: 1e-5}
 INCREMENT_BITS = {1: 0x08, 2: 0x10, 5: 0x18}
-# Three frames in a row that agree on the checksum question settle it for good.
-CHECKSUM_LOCK_AFTER = 3
+# Frames in a row that must agree before the checksum question is settled.
+CHECKSUM_LOCK_AFTER = 4
+# Frames in a row that contradict the settled answer before it is learnt afresh.
+CHECKSUM_RECHECK_AFTER = 4
 
 
 def checksum(frame: bytes) -> int:
@@ -48,16 +52,30 @@ def _with_parity(byte: int) -> int:
 
 
 class ToledoDecoder(BufferedDecoder):
-    """Decoder for full and short Toledo frames, with or without checksum."""
+    """Decoder for full and short Toledo frames, with or without checksum.
+
+    With ``checksum=None`` the decoder learns whether the device sends one. Each frame votes
+    by what follows its CR: its valid checksum says yes, the next STX says no, anything else
+    (noise, a corrupted frame) says nothing. The answer settles only after
+    ``CHECKSUM_LOCK_AFTER`` agreeing votes in a row, so line noise on a fresh port cannot
+    settle it; once settled, ``CHECKSUM_RECHECK_AFTER`` frames in a row that contradict it
+    send the decoder back to learning, so a wrong answer (or a reconfigured device) costs a
+    few frames, not the port.
+    """
 
     def __init__(self, *, checksum: bool | None = None) -> None:
         super().__init__()
+        self._fixed = checksum is not None
         self._checksum = checksum
-        self._locked = checksum is not None
         self._streak: tuple[bool, int] = (False, 0)
+        self._against = 0
+        # Last frame taken without a checksum; the byte after it shows whether one was sent.
+        self._unchecked: bytes | None = None
 
     def _parse_one(self) -> tuple[int, IndicatorEvent | None]:
         masked = bytes(b & 0x7F for b in self._buf[: FULL_CR_INDEX + 3])
+        if self._unchecked is not None:
+            self._follow_up(masked[0])
         start = masked.find(STX)
         if start < 0:
             return (0, None) if len(self._buf) <= FULL_CR_INDEX else self._junk(len(masked))
@@ -69,14 +87,32 @@ class ToledoDecoder(BufferedDecoder):
         if cr_index < 0:
             end = next((i for i in range(1, len(masked)) if masked[i] == STX), FULL_CR_INDEX + 1)
             return end, FrameError("truncated or malformed frame", bytes(self._buf[:end]))
-        has_checksum = self._decide_checksum(masked, cr_index)
-        if has_checksum is None:
+        short = cr_index == SHORT_CR_INDEX
+        if self._checksum is False:
+            frame = bytes(self._buf[: cr_index + 1])
+            if not self._fixed:
+                self._unchecked = frame
+            return cr_index + 1, _decode_fields(frame, short=short)
+        if len(masked) <= cr_index + 1:
             return 0, None
-        end = cr_index + 2 if has_checksum else cr_index + 1
-        frame = bytes(self._buf[:end])
-        if has_checksum and sum(b & 0x7F for b in frame) & 0x7F:
-            return end, FrameError("checksum mismatch", frame)
-        return end, _decode_fields(frame, short=cr_index == SHORT_CR_INDEX)
+        if self._checksum is None:
+            if len(masked) <= cr_index + 2 and _checksum_is_stx(masked, cr_index):
+                return 0, None
+            vote = _vote(masked, cr_index)
+            if vote is not None:
+                self._tally(vote)
+            if vote is False:
+                return cr_index + 1, _decode_fields(bytes(self._buf[: cr_index + 1]), short=short)
+        elif masked[cr_index + 1] == STX != checksum(masked[: cr_index + 1]):
+            # The checksum is missing: keep the STX, it starts the next frame.
+            self._contradicted()
+            frame = bytes(self._buf[: cr_index + 1])
+            return cr_index + 1, FrameError("no checksum after CR", frame)
+        frame = bytes(self._buf[: cr_index + 2])
+        if sum(frame_byte & 0x7F for frame_byte in frame) & 0x7F:
+            return cr_index + 2, FrameError("checksum mismatch", frame)
+        self._against = 0
+        return cr_index + 2, _decode_fields(frame, short=short)
 
     def _junk(self, count: int) -> tuple[int, IndicatorEvent]:
         return count, FrameError("bytes before start byte", bytes(self._buf[:count]))
@@ -92,40 +128,57 @@ class ToledoDecoder(BufferedDecoder):
                 return cr_index
         return -1
 
-    def _decide_checksum(self, masked: bytes, cr_index: int) -> bool | None:
-        """Does a checksum byte follow the CR? None = need one more byte to tell."""
-        if self._locked:
-            if self._checksum and len(masked) <= cr_index + 1:
-                return None
-            return bool(self._checksum)
-        if len(masked) <= cr_index + 1:
-            return None
-        after = masked[cr_index + 1]
-        if after != STX:
-            guess = True
-        elif checksum(masked[: cr_index + 1]) != STX:
-            guess = False
-        elif len(masked) <= cr_index + 2:
-            return None
-        else:
-            guess = masked[cr_index + 2] == STX
+    def _tally(self, vote: bool) -> None:
         same, count = self._streak
-        self._streak = (guess, count + 1 if same == guess else 1)
+        self._streak = (vote, count + 1 if same == vote and count else 1)
         if self._streak[1] >= CHECKSUM_LOCK_AFTER:
-            self._checksum, self._locked = guess, True
-        return guess
+            self._checksum, self._against = vote, 0
+
+    def _follow_up(self, after: int) -> None:
+        """Judge the last unchecked frame by the byte that followed it."""
+        frame, self._unchecked = self._unchecked, None
+        if frame is None:
+            return
+        if after == STX:
+            self._against = 0
+        elif after == checksum(frame):
+            self._contradicted()
+
+    def _contradicted(self) -> None:
+        if self._fixed:
+            return
+        self._against += 1
+        if self._against >= CHECKSUM_RECHECK_AFTER:
+            self._checksum, self._streak, self._against = None, (False, 0), 0
+
+
+def _checksum_is_stx(masked: bytes, cr_index: int) -> bool:
+    """The byte after CR is STX and also the frame's checksum: only the next byte can tell."""
+    return masked[cr_index + 1] == STX == checksum(masked[: cr_index + 1])
+
+
+def _vote(masked: bytes, cr_index: int) -> bool | None:
+    """What the bytes after the CR say: True = a checksum follows, False = none does,
+    None = neither (noise or a corrupted frame)."""
+    after = masked[cr_index + 1]
+    if _checksum_is_stx(masked, cr_index):
+        return masked[cr_index + 2] == STX
+    if after == checksum(masked[: cr_index + 1]):
+        return True
+    return False if after == STX else None
 
 
 def _decode_fields(frame: bytes, *, short: bool) -> IndicatorEvent:
     masked = bytes(b & 0x7F for b in frame)
     swa, swb, swc = masked[1], masked[2], masked[3]
     digits = masked[4:10]
-    tare = masked[10:16] if not short else b"000000"
-    if not digits.replace(b" ", b"0").isdigit() or not tare.replace(b" ", b"0").isdigit():
+    count = parse_digits(digits)
+    tare = parse_digits(masked[10:16]) if not short else 0
+    if count is None or tare is None:
         return FrameError("weight or tare field is not digits", frame)
     out_of_range = bool(swb & 0x04)
-    blank = digits.strip() == b""
-    value = int(digits.replace(b" ", b"0")) * DIGIT_FACTOR[swa & 0x07]
+    blank = digits.strip(b" ") == b""
+    value = count * DIGIT_FACTOR[swa & 0x07]
     if swb & 0x02:
         value = -value
     unit_ext = swc & 0x07

@@ -12,8 +12,10 @@ and is caught by the watcher's implausible-jump check. No motion, net or overloa
 ``=`` formats (A26 format 1 / A23P format 2 and the forward variant), 9 bytes: ``=`` then 8
 characters of the displayed value including its decimal point, with the sign (``-`` or a
 ``0``) at the front; the reversed variant sends those 8 characters least significant first
-(3.000 -> ``=000.3000``, -1.00 -> ``=00.1000-``). No terminator, no checksum: a frame ends
-where the next ``=`` starts, and one with the wrong length is rejected rather than guessed.
+(3.000 -> ``=000.3000``, -1.00 -> ``=00.1000-``). No terminator, no checksum, no motion or
+net flag: a frame ends where the next ``=`` starts, and one with the wrong length is rejected
+rather than guessed. Blanks may pad the value in front (after the sign slot), never between
+its digits.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from edge_agent.protocols.indicators.base import (
     IndicatorEvent,
     IndicatorReading,
     format_fixed,
+    parse_digits,
     parse_number,
     require_kg,
 )
@@ -73,11 +76,11 @@ def _decode_tf0(frame: bytes) -> IndicatorEvent:
     if _hex_nibbles(_xor(body)) != frame[9:11]:
         return FrameError("XOR check failed", frame)
     sign = chr(body[0])
-    digits = body[1:7].replace(b" ", b"0")
+    count = parse_digits(body[1:7])
     decimals = body[7] - ord("0")
-    if sign not in "+-" or not digits.isdigit() or not 0 <= decimals <= 4:
+    if sign not in "+-" or count is None or not 0 <= decimals <= 4:
         return FrameError("bad sign, digits or decimal count", frame)
-    kg = int(digits) / 10**decimals
+    kg = count / 10**decimals
     return IndicatorReading(kg=-kg if sign == "-" else kg, motion=None, raw=frame)
 
 
@@ -129,7 +132,9 @@ class EqDecoder(BufferedDecoder):
         if self._reversed:
             text = text[::-1]
         negative = text.startswith("-")
-        value = parse_number(text[1:] if negative else text)
+        # The first character is the sign slot: a '0' there may precede blank padding.
+        unsigned = text[1:] if negative or text.startswith("0 ") else text
+        value = parse_number(unsigned)
         if value is None or value < 0 or "+" in text[1:] or "-" in text[1:]:
             return FrameError("not a number", frame)
         return IndicatorReading(kg=-value if negative else value, motion=None, raw=frame)
