@@ -51,6 +51,7 @@ from edge_agent.remote_config import apply_settings, reported
 from edge_agent.status import StatusBoard, serve_status
 from edge_agent.telemetry.commands import Command, Rejection, echo
 from edge_agent.telemetry.evidence import chunk_evidence
+from edge_agent.telemetry.outbox import HEALTH_EXPIRY_MS, OutboxError
 from edge_agent.telemetry.records import RecordKeeper, RefusalBudget
 from edge_agent.wiring import DeviceInputs, LaneDevices, open_devices, pass_trust
 
@@ -269,9 +270,15 @@ class LaneAgent:
         if devices.commands is not None:
             kinds = ("trust_update", "revocations", "config")
             data["applied"] = {kind: devices.commands.version(kind) for kind in kinds}
-        stored = devices.outbox.add_health(data, **_stamp(now))
+        try:
+            stored = devices.outbox.add_health(data, **_stamp(now))
+        except OutboxError:
+            stored = None
         if stored is None:
-            log.warning("health report shed: the outbox is at its disk budget")
+            # The disk budget or the disk itself refused it: the alarm still goes out.
+            log.warning("health report not stored (storage short): sent without keeping it")
+            topic, payload = devices.outbox.transient_health(data, **_stamp(now))
+            devices.publisher.publish_transient(topic, payload, HEALTH_EXPIRY_MS // 1000)
         devices.publisher.wake()
 
     # -- commands --------------------------------------------------------------------------------

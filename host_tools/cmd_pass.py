@@ -51,7 +51,7 @@ def parse_instant(text: str) -> datetime:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    one_line = " ".join(message.split("\n"))
+    one_line = " ".join(message.splitlines())
     print(f"lanectl pass: {one_line}", file=sys.stderr)
     return code
 

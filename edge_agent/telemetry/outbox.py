@@ -131,6 +131,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._shed_health = 0
         self._shed_evidence = 0
+        self._last_health = 0
         self._free: tuple[float, int] | None = None  # (checked at, free bytes)
         try:
             self._db = sqlite3.connect(
@@ -302,7 +303,27 @@ class Outbox:
             )
             self._set_meta("next_health", health_seq + 1)
             self._bytes += len(payload)
+        self._last_health = health_seq
         return envelope
+
+    def transient_health(
+        self,
+        data: Mapping[str, Any],
+        *,
+        mono_ms: int,
+        wall_ms: int,
+        clock_synced: bool,
+        clock_source: str = "system",
+    ) -> tuple[str, bytes]:
+        """A health report that is not stored, for when the disk cannot take one: the
+        backend still hears the alarm. Its seq is the last stored one's (a counter that
+        cannot be written cannot move)."""
+        envelope = self._envelope(
+            max(1, self._last_health), "health", data, None, mono_ms, wall_ms, clock_synced,
+            clock_source,
+        )
+        envelope["schema"] = HEALTH_SCHEMA
+        return self.topics.health, encode(envelope)
 
     # -- publisher side --------------------------------------------------------------------
 

@@ -189,6 +189,11 @@ class Publisher:
         client.loop_stop()
         self._connected = False
 
+    def publish_transient(self, topic: str, payload: bytes, expiry_s: int) -> None:
+        """Send a message that is not in the outbox (a health alarm while the disk is full),
+        once, if connected; nothing tracks it."""
+        self._post("transient", topic, payload, expiry_s)
+
     def status(self) -> dict[str, Any]:
         outbox = self.outbox.stats()
         return {
@@ -305,6 +310,12 @@ class Publisher:
                 self._ready_at = now + ACK_GRACE_S
                 if any(code >= 128 for code in item[2]):
                     self._last_error = f"subscription refused: {item[2]}"
+        elif kind == "transient":
+            if self._connected:
+                props = publish_properties()
+                props.ContentType = "application/json"
+                props.MessageExpiryInterval = item[3]
+                self._link.client.publish(item[1], item[2], qos=1, properties=props)
         elif kind == "message":
             if item[1] != self.topics.ack:
                 with self._commands_lock:

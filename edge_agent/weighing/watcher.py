@@ -288,25 +288,24 @@ class WeightWatcher:
         zero = float(np.mean(x))
         evidence = tuple(zip(t.tolist(), x.tolist(), strict=True))
         band, negative = self._scale.zero_band_e * self._e, -UNDERLOAD_E * self._e
-        if self._unproven():
-            # A repeat may be a stall and proves nothing is fine; but the zero shown by the
-            # run's first, live frame still counts against the next truck.
-            if not self._net and abs(zero) > band:
-                self._condition.zero_seen(now, zero, evidence, band_kg=band, negative_kg=negative)
+        live = not self._unproven()
+        # A repeat may be a stall and proves nothing is fine; but what the run's first, live
+        # frame showed still counts against the next truck.
+        if self._net:
+            self._condition.net_seen(now, zero, evidence)
+        elif live or abs(zero) > band:
+            self._condition.zero_seen(now, zero, evidence, band_kg=band, negative_kg=negative)
+        if not live:
             return
         self._noise_kg = float(np.std(x))
         episode = self._episode_zero
         if episode is None:
             self._episode_zero = zero
-            self._raised.clear()
+            # A net display already reported is the same fault going on, not a new one.
+            self._raised &= {ev.NET_READING} if self._net else set()
             out.append(DeckCleared(now, round(zero, 1)))  # net or not, the deck is empty
         if self._net:
-            # A net display hides the zero: the gross zero stays what it was.
-            self._condition.net_seen(now, zero, evidence)
-            self._raise(out, now, ev.NET_READING, f"empty deck reads {zero:.0f} kg net, no "
-                        "zero can be judged", evidence=evidence)
-            return
-        self._condition.zero_seen(now, zero, evidence, band_kg=band, negative_kg=negative)
+            return  # a net display hides the zero: the gross zero stays what it was
         if episode is None:
             if self._zero_ref is not None and abs(zero - self._zero_ref) > self._drift_kg():
                 self._raise(out, now, ev.ZERO_DRIFT,
@@ -467,10 +466,8 @@ class WeightWatcher:
         if ev.NET_READING not in self._condition:
             t, x = self._window(now - EVIDENCE_S)
             self._condition.net_seen(now, kg, tuple(zip(t.tolist(), x.tolist(), strict=True)))
-        if self.state is DeckState.EMPTY:
-            return  # judged on the steady empty deck, once per spell (see _on_empty)
         shown = "no number" if kg is None else f"{kg:g} kg"
-        if self._committed is not None:
+        if self._committed is not None and self.state is not DeckState.EMPTY:
             shown += f" after the gross weight {self._committed.kg:g} kg was committed"
         self._raise(out, now, ev.NET_READING,
                     f"net-flagged reading {shown}: a net value is never weighed")
