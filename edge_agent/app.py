@@ -46,6 +46,7 @@ from edge_agent.lane.events import (
 )
 from edge_agent.lane.machine import LaneMachine, MachineConfig
 from edge_agent.lane.policy import PolicyConfig
+from edge_agent.protocols import gp1
 from edge_agent.readers import CameraState, Readers
 from edge_agent.remote_config import apply_settings, reported
 from edge_agent.status import StatusBoard, serve_status
@@ -268,7 +269,7 @@ class LaneAgent:
             "time_floor": int(devices.time_floor.value),
         }
         if devices.commands is not None:
-            kinds = ("trust_update", "revocations", "config")
+            kinds = ("trust_update", "revocations", "config", "site_uses")
             data["applied"] = {kind: devices.commands.version(kind) for kind in kinds}
         try:
             stored = devices.outbox.add_health(data, **_stamp(now))
@@ -316,6 +317,12 @@ class LaneAgent:
                     "pass_revocations": len(devices.revoked),
                     "command_keys": sorted(devices.commands.trusted_keys()),
                 }
+                self._result(verdict.cmd_id, name, True, None, "applied", now, reported=applied)
+            case "site_uses":
+                hashes = [gp1.parse_revocation_hash(h) for h in verdict.args["pass_hashes"]]
+                learned = devices.ledger.learn_site_uses(hashes, now=time.time())
+                applied = {"version": verdict.args["version"], "site_uses": len(hashes),
+                           "new": learned}
                 self._result(verdict.cmd_id, name, True, None, "applied", now, reported=applied)
             case "config":
                 self._reconfigure(self._effective_config())

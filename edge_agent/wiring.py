@@ -420,6 +420,7 @@ class DeviceInputs:
             declared_gross_kg=claims.declared_gross_kg if claims else None,
             tolerance_kg=claims.tolerance_kg if claims else None,
             cti_hex=claims.cti.hex() if claims else "",
+            use_hash=gp1.revocation_hash(claims.cti).hex() if claims else "",
             exp=claims.exp if claims else 0,
         )
         log.info("pass read by %s in %.1f ms: %s", read.engine, read.ms, reason or "valid")

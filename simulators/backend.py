@@ -76,6 +76,10 @@ class BackendSim:
         self._lock = threading.Condition()
         self._by_lane: dict[str, dict[int, dict[str, Any]]] = {}
         self._republish: set[str] = set()  # lanes whose ack must be sent again
+        # pass_hash -> [(lane, transit_id)] of every pass_used event: a pass is single-use
+        # across the site, so two entries are a double use an officer must look at.
+        self._pass_uses: dict[str, list[tuple[str, str | None]]] = {}
+        self._double_uses: list[dict[str, Any]] = []
         # Every (re)connect asks for all acks again (the broker may have lost them).
         self._connects = self._acks_resent_for = 0
         self._states: dict[str, dict[str, Any]] = {}
@@ -318,6 +322,8 @@ class BackendSim:
         lane, seq = event["lane"], event["seq"]
         outcome = self._store.add(parsed.site, event, message.payload.decode(), time.time())
         if outcome is Stored.NEW:
+            if event["type"] == "pass_used":
+                self._note_pass_use(event)
             self._by_lane.setdefault(lane, {})[seq] = event
             self._arrival.setdefault(lane, {})[seq] = time.monotonic()
             self._counts["stored"] += 1
@@ -326,6 +332,30 @@ class BackendSim:
         self._counts["duplicates" if outcome is Stored.DUPLICATE else "conflicts"] += 1
         if outcome is not Stored.ID_CONFLICT:
             self._republish.add(lane)  # the lane is resending: our ack may not have reached it
+
+    def _note_pass_use(self, event: dict[str, Any]) -> None:
+        pass_hash = event["data"].get("pass_hash")
+        if not isinstance(pass_hash, str) or not pass_hash:
+            return
+        uses = self._pass_uses.setdefault(pass_hash, [])
+        use = (event["lane"], event.get("transit_id"))
+        if uses and use not in uses:
+            self._double_uses.append({
+                "pass_hash": pass_hash, "release_no": event["data"].get("release_no"),
+                "uses": [*uses, use],
+            })
+        if use not in uses:
+            uses.append(use)
+
+    def pass_uses(self) -> dict[str, list[tuple[str, str | None]]]:
+        """pass_hash -> the (lane, transit) of each use seen."""
+        with self._lock:
+            return {h: list(uses) for h, uses in self._pass_uses.items()}
+
+    def double_uses(self) -> list[dict[str, Any]]:
+        """Passes used by more than one transit (at one lane or across lanes): flagged."""
+        with self._lock:
+            return list(self._double_uses)
 
     def _learn_watermark(self, site: str, lane: str, payload: bytes) -> None:
         try:

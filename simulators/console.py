@@ -27,6 +27,8 @@ class Backend(Protocol):
 
     def publish_command(self, site: str, lane: str, name: str, payload: bytes) -> None: ...
 
+    def pass_uses(self) -> dict[str, list[tuple[str, str | None]]]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
@@ -77,6 +79,13 @@ class Console:
         """A desired-state command: the lists given replace the lane's, the others stay."""
         args = {"version": version, **{k: v for k, v in lists.items() if v is not None}}
         return self.send(lane, name, args)
+
+    def share_site_uses(self, lanes: list[str], version: int) -> dict[str, str]:
+        """Tell each lane of the site every pass the backend has seen used at any of them
+        (``site_uses``); returns lane -> cmd_id."""
+        hashes = sorted(self._backend.pass_uses())
+        return {lane: self.send(lane, "site_uses", {"version": version, "pass_hashes": hashes})
+                for lane in lanes}
 
     def config(self, lane: str, version: int, settings: Mapping[str, Any]) -> str:
         return self.send(lane, "config", {"version": version, "settings": dict(settings)})

@@ -22,6 +22,7 @@ class PassInfo:
     tolerance_kg: int | None = None
     cti_hex: str = ""
     exp: int = 0
+    use_hash: str = ""  # hex revocation hash of cti: names the pass's use to the backend
 
 
 @dataclass(frozen=True, slots=True)

@@ -270,7 +270,12 @@ class LaneMachine:
         by = transit.opened_by or "policy"
         if event.ok:
             transit.pass_marked = True
-            return self._commit_open(now, by=by)
+            info = transit.pass_info
+            used = Publish("pass_used", {
+                "pass_hash": info.use_hash if info else "",
+                "release_no": info.release_no if info else "",
+            }, transit.transit_id)
+            return [*self._commit_open(now, by=by), used]
         transit.opened_by = None
         code = event.code or "lane.storage_fault"
         return self._hold([code], now, event.detail or "the pass's use could not be recorded")

@@ -4,6 +4,7 @@
     trust_update    {version, pass_keys?, command_keys?}   at least one list
     revocations     {version, pass_hashes?, command_kids?} at least one list
     config          {version, settings}
+    site_uses       {version, pass_hashes}                  passes used at other lanes
 
 A list that is present replaces the one applied before (the backend always sends the whole
 list of that kind); a list that is absent leaves the applied one as it is. ``pass_keys`` are
@@ -28,12 +29,14 @@ ALLOWED_ARGS = {
     "trust_update": frozenset({"version", "pass_keys", "command_keys"}),
     "revocations": frozenset({"version", "pass_hashes", "command_kids"}),
     "config": frozenset({"version", "settings"}),
+    "site_uses": frozenset({"version", "pass_hashes"}),
 }
 LISTS = {
     "trust_update": ("pass_keys", "command_keys"),
     "revocations": ("pass_hashes", "command_kids"),
+    "site_uses": ("pass_hashes",),
 }
-VERSIONED = frozenset({"trust_update", "revocations", "config"})
+VERSIONED = frozenset({"trust_update", "revocations", "config", "site_uses"})
 MAX_LIST_ITEMS = 5000
 
 

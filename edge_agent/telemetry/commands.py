@@ -65,6 +65,7 @@ class KeyRole(Enum):
 REQUIRED_ROLE = {
     "remote_release": KeyRole.COMMAND,
     "config": KeyRole.COMMAND,
+    "site_uses": KeyRole.COMMAND,  # the backend's view of which passes the site used
     "trust_update": KeyRole.ROOT,
     "revocations": KeyRole.ROOT,
 }

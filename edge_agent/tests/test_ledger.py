@@ -59,3 +59,36 @@ def test_unopenable_path_is_a_device_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(DeviceError, match="pass ledger"):
         PassLedger(tmp_path / "file" / "l.db")
+
+
+def test_a_pass_used_at_another_lane_of_the_site_counts_as_used(tmp_path: Path) -> None:
+    from edge_agent.protocols.gp1 import revocation_hash
+
+    ledger = PassLedger(tmp_path / "passes.sqlite")
+    elsewhere, here = b"\x01" * 16, b"\x02" * 16
+    assert ledger.learn_site_uses([revocation_hash(elsewhere)], now=1.0) == 1
+    assert ledger.learn_site_uses([revocation_hash(elsewhere)], now=2.0) == 0  # known already
+    assert ledger.is_used(elsewhere) and not ledger.is_used(here)
+    assert ledger.mark_used(elsewhere, exp=2_000_000_000, now=3.0) is False
+    assert ledger.mark_used(here, exp=2_000_000_000, now=3.0) is True
+
+
+def test_a_damaged_ledger_is_quarantined_and_its_readable_uses_carried_over(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "passes.sqlite"
+    ledger = PassLedger(path)
+    for n in range(3000):
+        ledger.mark_used(n.to_bytes(16, "big"), exp=2_000_000_000, now=1.0)
+    ledger.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[page * 20 : page * 21] = b"\xa5" * page  # one page in the middle of the table
+    path.write_bytes(bytes(data))
+    reopened, moved, problem = PassLedger.open_checked(path)
+    assert moved is not None and moved.exists()
+    assert moved.name.startswith("passes.sqlite.corrupt-")
+    assert problem
+    assert 0 < reopened.count() <= 3000  # whatever was still readable
+    assert reopened.is_used((0).to_bytes(16, "big"))
+    assert reopened.mark_used(b"\xff" * 16, exp=2_000_000_000, now=2.0) is True
