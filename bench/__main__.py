@@ -1,6 +1,7 @@
 """Run every benchmark area, print its table, and write all figures to .bench/results.json.
 
-``python -m bench [AREA ...]`` runs the named areas only (weighing, vision, io, telemetry, lane).
+``python -m bench [AREA ...]`` runs the named areas only (weighing, vision, io, telemetry, lane,
+flood).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-AREAS = ("weighing", "vision", "io", "telemetry", "lane")
+AREAS = ("weighing", "vision", "io", "telemetry", "lane", "flood")
 RESULTS = Path(".bench/results.json")
 
 

@@ -36,9 +36,26 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class AgentRig:
-    def __init__(self, broker_url: str, workdir: Path, *, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        workdir: Path,
+        *,
+        state_dir: Path | None = None,
+        devices: dict[str, str] | None = None,
+    ) -> None:
+        """``devices`` may name ``io_board``, ``weighbridge`` (URLs), ``protocol`` and
+        ``camera`` (a source URL); by default none of them exists."""
         self.broker_url = broker_url
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.devices = {
+            "io_board": f"{workdir}/no-such-io-board",
+            "weighbridge": f"{workdir}/no-such-indicator",
+            "protocol": "yaohua-tf0",
+            "camera": "sim://127.0.0.1:9",
+            **(devices or {}),
+        }
         self.state_dir = state_dir or workdir / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.topics = LaneTopics(SITE, LANE)
@@ -71,13 +88,14 @@ gate = "G3"
 state_dir = "{self.state_dir}"
 
 [io_board]
-url = "{self.workdir}/no-such-io-board"
+url = "{self.devices['io_board']}"
 
 [weighbridge]
-url = "{self.workdir}/no-such-indicator"
+url = "{self.devices['weighbridge']}"
+protocol = "{self.devices['protocol']}"
 
 [camera]
-source = "sim://127.0.0.1:9"
+source = "{self.devices['camera']}"
 
 [passes]
 trust_list = "{self.trust_path}"

@@ -173,3 +173,15 @@ def test_resolution_guard_keeps_three_px_per_module() -> None:
     assert np.allclose(np.array(reduced[0].polygon), np.array(full[0].polygon), atol=6)
     assert decoder.decode(_frame(1, None, size=(1920, 1080))) == []
     assert decoder.downscale() == 1  # code lost: search at full resolution again
+
+
+def test_frames_too_small_for_a_code_are_not_decoded() -> None:
+    from edge_agent.vision.pipeline import QrPipeline
+
+    pipeline = QrPipeline(confirm_frames=1)
+    try:
+        for shape in ((0, 0), (1, 1), (1, 4000), (20, 640)):
+            assert pipeline.process(np.zeros(shape, np.uint8), 1.0) == []
+        assert pipeline.decoded_frames == 0
+    finally:
+        pipeline.close()

@@ -129,6 +129,9 @@ class _Candidate:
     read: RawRead
 
 
+MIN_FRAME_SIDE = 21
+
+
 class QrPipeline:
     """Live decoding with confirmation and debounce; feed it frames with their time.
 
@@ -207,7 +210,9 @@ class QrPipeline:
             ox, oy, w, h = self.roi
             gray = np.ascontiguousarray(gray[oy : oy + h, ox : ox + w])
         raw: list[RawRead] = []
-        if self._should_decode(gray):
+        # A frame too small to hold a version-1 code (21 modules) holds no pass, and the
+        # native decoders refuse empty images by raising: such frames are not decoded.
+        if min(gray.shape[:2], default=0) >= MIN_FRAME_SIDE and self._should_decode(gray):
             self.decoded_frames += 1
             raw = self.decoder.decode(gray, start)
             self._tracking = bool(raw)
