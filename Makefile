@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all demo test lint types fw-check unit bench sysdeps clean
+.PHONY: all demo test check lint types fw-check unit bench sysdeps clean
 
 all: test
 
@@ -26,6 +26,19 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(VENV)/bin/mypy
 	@$(PY) tools/check_firmware_types.py
+
+# The edit-test loop: lint and the pure cores (codecs, weighing, lane machine, passes, config,
+# stores, firmware core), no broker or subprocess; well under a minute.
+CHECK_TESTS := edge_agent/tests/test_indicator_codecs.py edge_agent/tests/test_weigh_*.py \
+	edge_agent/tests/test_lane_*.py edge_agent/tests/test_gp1*.py edge_agent/tests/test_config.py \
+	edge_agent/tests/test_remote_config.py edge_agent/tests/test_outbox.py \
+	edge_agent/tests/test_ledger.py edge_agent/tests/test_telemetry_commands.py \
+	edge_agent/tests/test_telemetry_command_state.py edge_agent/tests/test_telemetry_envelope.py \
+	edge_agent/tests/test_iolink.py firmware/tests/test_fw_core.py \
+	redteam/test_indicators.py redteam/test_passes.py
+
+check: $(STAMP) lint
+	$(PY) -m pytest -m "not slow" $(CHECK_TESTS)
 
 unit: sysdeps $(STAMP)
 	$(PY) -m pytest

@@ -118,9 +118,17 @@ class _Sampler:
             if self._stop.wait(SAMPLE_S):
                 return
 
+    def _values(self, key: str) -> list[float]:
+        return [v for s in self.samples if (v := s[key]) is not None]
+
     def peak(self, key: str) -> float | None:
-        values = [s[key] for s in self.samples if s[key] is not None]
-        return round(max(v for v in values if v is not None), 2) if values else None
+        values = self._values(key)
+        return round(max(values), 2) if values else None
+
+    def growth(self, key: str) -> float | None:
+        """Peak minus the first sample: what the window added."""
+        values = self._values(key)
+        return round(max(values) - values[0], 2) if values else None
 
     def agent_hwm_mb(self) -> float | None:
         """The kernel's high-water RSS of the agent since it started (VmHWM)."""
@@ -137,6 +145,7 @@ class _Flood:
         self._rng = random.Random(seed)
         self._pad = "x" * LARGE_BYTES
         self._connected = threading.Event()
+        self._closing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.counts = {"sent": 0, "small": 0, "large": 0, "qos0": 0, "qos1": 0, "bytes": 0,
@@ -176,6 +185,7 @@ class _Flood:
     def close(self) -> None:
         self._stop.set()
         self.join(10.0)
+        self._closing = True  # our own disconnect is not one to report
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -190,7 +200,8 @@ class _Flood:
         self, client: Client, userdata: Any, flags: DisconnectFlags, rc: ReasonCode, props: Any
     ) -> None:
         self._connected.clear()
-        self.counts["disconnects"] += 1
+        if not self._closing:
+            self.counts["disconnects"] += 1
 
     # -- the flood -------------------------------------------------------------------------
     def _guarded(self, duration_s: float) -> None:
@@ -305,7 +316,7 @@ def _health_counters(report: dict[str, Any] | None, flood_end: float) -> dict[st
     data = report.get("data", {})
     outbox = data.get("outbox", {})
     return {
-        "age_at_flood_end_s": round(flood_end - report.get("mono_ms", 0) / 1000.0, 1),
+        "stamped_after_flood_end_s": round(report.get("mono_ms", 0) / 1000.0 - flood_end, 1),
         "inbox_dropped": data.get("inbox_dropped"),
         "commands_unreported": data.get("commands_unreported"),
         "faults": data.get("faults"),
@@ -387,6 +398,7 @@ def _run_lane(lane: SimLane) -> dict[str, Any]:
             "agent_rss_mb_peak": before.peak("agent_rss_mb"),
             "agent_rss_mb_hwm": hwm_before,
             "outbox_mb_peak": before.peak("outbox_mb"),
+            "outbox_mb_growth": before.growth("outbox_mb"),
             "broker_rss_mb_peak": before.peak("broker_rss_mb"),
         },
         "during_flood": {
@@ -394,6 +406,7 @@ def _run_lane(lane: SimLane) -> dict[str, Any]:
             "agent_rss_mb_peak": sampler.peak("agent_rss_mb"),
             "agent_rss_mb_hwm": hwm_after,
             "outbox_mb_peak": sampler.peak("outbox_mb"),
+            "outbox_mb_growth": sampler.growth("outbox_mb"),
             "broker_rss_mb_peak": sampler.peak("broker_rss_mb"),
             "samples": sampler.samples,
         },
@@ -422,6 +435,8 @@ def _print(section: dict[str, Any]) -> None:
          ".1f"),
         ("outbox size peak, db + wal (MB)", calm["outbox_mb_peak"], flood["outbox_mb_peak"],
          ".2f"),
+        ("outbox growth in the window (MB)", calm["outbox_mb_growth"], flood["outbox_mb_growth"],
+         ".2f"),
         ("broker RSS peak (MB)", calm["broker_rss_mb_peak"], flood["broker_rss_mb_peak"], ".1f"),
     ]
     print(f"\n{'measure':34} {'no flood':>10} {'during flood':>13} {'ratio':>7}")
@@ -442,7 +457,8 @@ def _print(section: dict[str, Any]) -> None:
           f"{section['cmd_results_stored']} {section['cmd_result_codes']}")
     health = section["agent_health"]
     if health:
-        print(f"agent health (report {health['age_at_flood_end_s']} s after flood end): "
+        print(f"agent health (report stamped {health['stamped_after_flood_end_s']} s after the "
+              "flood ended): "
               f"inbox_dropped {health['inbox_dropped']}, commands_unreported "
               f"{health['commands_unreported']}, faults {health['faults']}, outbox "
               f"{health['outbox_events']} events / {health['outbox_bytes']} B, "
