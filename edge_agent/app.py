@@ -360,6 +360,8 @@ class LaneAgent:
 
     def _reconfigure(self, config: AgentConfig) -> None:
         self.config = config
+        # A shorter health interval takes effect now, not after the old one ran out.
+        self._next_health = min(self._next_health, self._clock() + config.mqtt.health_interval_s)
         assert self._inputs is not None
         self._inputs.reconfigure(config)
         self.machine.set_policy(_policy(config))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, DeviceError
 
 if TYPE_CHECKING:
     from edge_agent.lane.machine import LaneMachine
@@ -64,9 +65,14 @@ class StatusBoard:
         return doc
 
 
+class _Ipv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 def serve_status(listen: str, board: StatusBoard) -> ThreadingHTTPServer:
     """Serve ``GET /status`` on ``listen`` (``host:port``) in a daemon thread."""
     host, _, port_text = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:8787
     if not host or not port_text.isdigit():
         raise ConfigError(f"[status] listen = {listen!r}: expected host:port")
 
@@ -85,7 +91,11 @@ def serve_status(listen: str, board: StatusBoard) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:
             return  # the lane log is for the lane, not for status polls
 
-    server = ThreadingHTTPServer((host, int(port_text)), Handler)
+    server_class = _Ipv6Server if ":" in host else ThreadingHTTPServer
+    try:
+        server = server_class((host, int(port_text)), Handler)
+    except OSError as exc:
+        raise DeviceError(f"[status] listen = {listen!r}: {exc.strerror or exc}") from exc
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="status", daemon=True).start()
     return server

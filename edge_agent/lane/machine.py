@@ -434,32 +434,27 @@ class LaneMachine:
         if event.up == self._io_up:
             return []
         self._io_up = event.up
-        transit_id = self._transit_id
-        if not event.up:
-            data = {"code": "lane.io_link_lost", "detail": event.reason}
-            return [Publish("abnormality", data, transit_id)]
-        commands: list[LaneCommand] = [Publish("io_link_restored", {}, transit_id)]
-        transit = self.transit
-        if (
-            self.state is LaneState.HOLD
-            and transit is not None
-            and transit.hold_reasons
-            and set(transit.hold_reasons) <= _SELF_CLEARING
-        ):
-            self.state = LaneState.LOADING
-            transit.hold_reasons = ()
-            commands += self._try_decide(now)
-        return commands
+        return self._condition_changed(
+            event.up, "lane.io_link_lost", event.reason, "io_link_restored", now
+        )
 
     def _any_storage(self, event: StorageChanged, now: float) -> list[LaneCommand]:
         if event.ok == self._storage_ok:
             return []
         self._storage_ok = event.ok
+        return self._condition_changed(
+            event.ok, "lane.storage_fault", event.reason, "storage_restored", now
+        )
+
+    def _condition_changed(
+        self, ok: bool, code: str, reason: str, restored: str, now: float
+    ) -> list[LaneCommand]:
+        """A lane condition (IO link, storage) failed or came back; a hold that only it caused
+        is decided again once it is back."""
         transit_id = self._transit_id
-        if not event.ok:
-            data = {"code": "lane.storage_fault", "detail": event.reason}
-            return [Publish("abnormality", data, transit_id)]
-        commands: list[LaneCommand] = [Publish("storage_restored", {}, transit_id)]
+        if not ok:
+            return [Publish("abnormality", {"code": code, "detail": reason}, transit_id)]
+        commands: list[LaneCommand] = [Publish(restored, {}, transit_id)]
         transit = self.transit
         if (
             self.state is LaneState.HOLD

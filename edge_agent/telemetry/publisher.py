@@ -326,15 +326,17 @@ class Publisher:
         self._connected = True
         self._ready_at = None
         self._waiting_since = now if self._mids else None
-        birth = state_message(True, self.outbox.boot_id, self.outbox.agent_version)
         client = self._link.client
-        client.publish(self.topics.state, encode(birth), qos=1, retain=True)
         no_retained = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         result, self._sub_mid = client.subscribe(
             [(self.topics.ack, SubscribeOptions(qos=1)), (self.topics.commands, no_retained)]
         )
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._last_error = f"subscribe failed: {result}"
+        # Birth after SUBSCRIBE on the same connection: once a backend sees the lane online,
+        # a command it sends is delivered (a clean start has no subscription before this).
+        birth = state_message(True, self.outbox.boot_id, self.outbox.agent_version)
+        client.publish(self.topics.state, encode(birth), qos=1, retain=True)
         # paho resends its own queue after a reconnect; give everything a fresh timer. A new
         # client has no queue: what it never sent goes out as soon as the link is ready.
         fresh, self._fresh_client = self._fresh_client, False
