@@ -170,3 +170,39 @@ def test_a_hostile_value_stops_the_agent_with_one_line_naming_the_key(
     [line] = stderr.strip().splitlines()
     assert line.startswith(f"edge-agent: {path}: [{case.section}] {case.key} = {case.shown} ")
     assert "allowed: " in line
+
+
+def test_mutated_config_files_give_a_config_error_or_a_config_never_a_crash(
+    tmp_path: Path,
+) -> None:
+    """Byte-level fuzz of the lane's file: whatever it says, loading it either yields a
+    configuration or a ConfigError (which the agent prints as one line, exit 2)."""
+    import random
+
+    from edge_agent.errors import ConfigError
+
+    seed = _toml(BASE, None).encode()
+    (tmp_path / "trust.json").write_text('{"keys": []}')
+    rng = random.Random(7)
+    outcomes = {"config": 0, "error": 0}
+    for n in range(600):
+        data = bytearray(seed)
+        for _ in range(rng.randrange(1, 6)):
+            where = rng.randrange(len(data))
+            action = rng.randrange(3)
+            if action == 0:
+                data[where] = rng.randrange(256)
+            elif action == 1:
+                del data[where : where + rng.randrange(1, 8)]
+            else:
+                data[where:where] = rng.choice(
+                    [b"=", b"[", b"]", b'"', b"\n", b"nan", b"1e999", b"-", b"9" * 5000, b"\\u"]
+                )
+        path = tmp_path / f"fuzz-{n}.toml"
+        path.write_bytes(bytes(data))
+        try:
+            load_config(path)
+            outcomes["config"] += 1
+        except ConfigError:
+            outcomes["error"] += 1
+    assert outcomes["error"] > 0 and sum(outcomes.values()) == 600
