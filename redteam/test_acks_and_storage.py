@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from redteam.agent_rig import LANE, AgentRig
+from redteam.small_disk import fill, small_tmpfs
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 from simulators.polling import wait_until
@@ -87,27 +87,8 @@ def test_a_stale_ack_from_a_replaced_outbox_deletes_nothing_unsent(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MiB tmpfs for the lane's state (root only, as on CI and the dev machines)."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with filler.open("wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 65536)
-            out.flush()
-            os.fsync(out.fileno())
-    return filler
+    with small_tmpfs(tmp_path / "small-disk") as disk:
+        yield disk
 
 
 def test_a_full_disk_holds_the_lane_up_with_an_alarm_and_it_recovers(
@@ -117,7 +98,7 @@ def test_a_full_disk_holds_the_lane_up_with_an_alarm_and_it_recovers(
     try:
         agent.start()
         assert wait_until(lambda: _pending(agent, 2), timeout=20.0), agent.log()
-        filler = _fill(small_disk)
+        filler = fill(small_disk)
         # Something to record while the disk is full: a command result.
         cmd_id, payload = agent.command("config", {"version": 1, "settings": {}})
         agent.publish(agent.topics.command("config"), payload)

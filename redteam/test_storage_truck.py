@@ -11,8 +11,6 @@ transit delivered in order.
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from redteam.small_disk import fill, small_tmpfs
 from simulators.harness import SimLane, TruckOutcome
 from simulators.polling import wait_until
 from simulators.scenarios import Scenario, TruckPlan
@@ -28,39 +27,18 @@ from simulators.world import Phase, TruckSpec
 pytestmark = pytest.mark.slow
 
 
-def _mount(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
-
-
 @pytest.fixture
 def lane_on_small_disk(tmp_path: Path) -> Iterator[tuple[SimLane, Path]]:
-    mounted: list[Path] = []
+    disks = contextlib.ExitStack()
 
     def own_disk(state_dir: Path) -> None:
-        done = _mount(["-t", "tmpfs", "-o", "size=16m", "tmpfs", str(state_dir)])
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-        mounted.append(state_dir)
+        disks.enter_context(small_tmpfs(state_dir, "16m"))
 
     scenario = Scenario(name="storage", description="red team: storage", trucks=())
     lines: list[str] = []
-    try:
-        with SimLane(scenario, workdir=tmp_path / "lane", log=lines.append,
-                     prepare_state=own_disk) as lane:
-            yield lane, lane.state_dir
-    finally:
-        for path in mounted:
-            subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def _fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with filler.open("wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 65536)
-            out.flush()
-            os.fsync(out.fileno())
-    return filler
+    with disks, SimLane(scenario, workdir=tmp_path / "lane", log=lines.append,
+                        prepare_state=own_disk) as lane:
+        yield lane, lane.state_dir
 
 
 def _decisions(lane: SimLane, transit_id: str) -> list[dict[str, Any]]:
@@ -75,7 +53,7 @@ def test_a_disk_that_fails_under_a_truck_holds_it_and_lets_it_go_once_back(
     spec = TruckSpec(plate="SU-R0001", gross_kg=30_000, back_off_after_s=120.0)
     plan = TruckPlan("storage-fails", spec, expect_decision="open")
     outcome: list[TruckOutcome] = []
-    filler = _fill(state_dir)
+    filler = fill(state_dir)
     runner = threading.Thread(target=lambda: outcome.append(lane.run_truck(plan, timeout_s=90.0)))
     runner.start()
     try:
