@@ -223,3 +223,21 @@ def test_one_producer_and_one_publisher_thread_share_it_safely(tmp_path: Path) -
 def test_a_non_positive_quota_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="max_bytes"):
         _open(tmp_path, max_bytes=0)
+
+
+def test_below_the_disk_reserve_evidence_and_health_wait_but_events_are_kept(
+    tmp_path: Path,
+) -> None:
+    # A reserve larger than any disk: free space is always short of it.
+    outbox = _open(tmp_path, reserve_bytes=1 << 62)
+    assert outbox.space_short()
+    chunk = outbox.add_event("evidence", {"part": 1}, transit_id="t", mono_ms=1, wall_ms=WALL,
+                             clock_synced=True, sheddable=True)
+    assert chunk is None
+    decision = outbox.add_event("decision", {"decision": "hold"}, transit_id="t", mono_ms=1,
+                                wall_ms=WALL, clock_synced=True)
+    assert decision is not None and decision["seq"] == 1
+    assert outbox.add_health({"x": 1}, mono_ms=1, wall_ms=WALL, clock_synced=True) is None
+    stats = outbox.stats()
+    assert (stats["events"], stats["evidence_shed"], stats["health_shed"]) == (1, 1, 1)
+    assert stats["disk_alarm"] is True
