@@ -22,11 +22,10 @@ import base64
 import contextlib
 import json
 import random
-import statistics
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,12 @@ from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessageI
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from bench.common import Sampler, rss_mb, truck_figures
 from edge_agent.telemetry.mqtt import make_client, parse_broker_url
 from edge_agent.telemetry.topics import LaneTopics
 from simulators.harness import SimLane, TruckOutcome
 from simulators.lane_sim import render_table
+from simulators.polling import wait_until
 from simulators.scenarios import DEMO, TruckPlan
 
 FLOOD_S = 60.0
@@ -51,6 +52,15 @@ LARGE_EVERY = 10  # every 10th message is the 100 KB one
 LARGE_BYTES = 100 * 1024
 HEALTH_WAIT_S = 20.0  # for a health report stamped after the flood (the agent reports every 30 s)
 COMMANDS = ("config", "remote_release")
+MEASURES = (  # printed side by side: label, key in both windows' figures, format
+    ("decision latency median (ms)", "latency_ms_median", ".1f"),
+    ("decision latency max (ms)", "latency_ms_max", ".1f"),
+    ("agent RSS peak, 1 s samples (MB)", "agent_rss_mb_peak", ".1f"),
+    ("agent RSS high-water, VmHWM (MB)", "agent_rss_mb_hwm", ".1f"),
+    ("outbox size peak, db + wal (MB)", "outbox_mb_peak", ".2f"),
+    ("outbox growth in the window (MB)", "outbox_mb_growth", ".2f"),
+    ("broker RSS peak (MB)", "broker_rss_mb_peak", ".1f"),
+)
 
 
 def _valid_plans() -> list[TruckPlan]:
@@ -65,19 +75,6 @@ def _valid_plans() -> list[TruckPlan]:
     return plans
 
 
-def _rss_mb(pid: int | None, field: str = "VmRSS") -> float | None:
-    if pid is None:
-        return None
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return None
-
-
 def _outbox_mb(state_dir: Path) -> float:
     total = 0
     for name in ("outbox.sqlite", "outbox.sqlite-wal"):
@@ -86,53 +83,44 @@ def _outbox_mb(state_dir: Path) -> float:
     return total / (1024 * 1024)
 
 
-class _Sampler:
+def _agent_pid(lane: SimLane) -> int | None:
+    agent = lane._agent  # the harness keeps the agent's Popen private
+    return agent.pid if agent is not None else None
+
+
+def _sampler(lane: SimLane) -> Sampler:
     """Every ``SAMPLE_S``: the agent's RSS, its outbox files, the broker's RSS."""
+    agent_pid = _agent_pid(lane)
+    broker_pid: int | None = getattr(lane.broker, "pid", None)
+    return Sampler(
+        SAMPLE_S,
+        agent_rss_mb=lambda: rss_mb(agent_pid),
+        outbox_mb=lambda: _outbox_mb(lane.state_dir),
+        broker_rss_mb=lambda: rss_mb(broker_pid),
+    )
 
-    def __init__(self, lane: SimLane) -> None:
-        agent = lane._agent  # the harness keeps the agent's Popen private
-        self._agent_pid = agent.pid if agent is not None else None
-        self._broker_pid: int | None = getattr(lane.broker, "pid", None)
-        self._state_dir = lane.state_dir
-        self.samples: list[dict[str, float | None]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="flood-sampler", daemon=True)
 
-    def __enter__(self) -> _Sampler:
-        self._thread.start()
-        return self
+def _window(lane: SimLane, outcomes: list[TruckOutcome], sampler: Sampler) -> dict[str, Any]:
+    """The trucks of a window just ended and what ``sampler`` saw of the agent and broker
+    meanwhile, with the agent's high-water RSS (VmHWM) since it started."""
+    outbox = sampler.values("outbox_mb")
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        started = time.monotonic()
-        while True:
-            self.samples.append({
-                "t_s": round(time.monotonic() - started, 1),
-                "agent_rss_mb": _rss_mb(self._agent_pid),
-                "outbox_mb": _outbox_mb(self._state_dir),
-                "broker_rss_mb": _rss_mb(self._broker_pid),
-            })
-            if self._stop.wait(SAMPLE_S):
-                return
-
-    def _values(self, key: str) -> list[float]:
-        return [v for s in self.samples if (v := s[key]) is not None]
-
-    def peak(self, key: str) -> float | None:
-        values = self._values(key)
+    def peak(key: str) -> float | None:
+        values = sampler.values(key)
         return round(max(values), 2) if values else None
 
-    def growth(self, key: str) -> float | None:
-        """Peak minus the first sample: what the window added."""
-        values = self._values(key)
-        return round(max(values) - values[0], 2) if values else None
-
-    def agent_hwm_mb(self) -> float | None:
-        """The kernel's high-water RSS of the agent since it started (VmHWM)."""
-        return _rss_mb(self._agent_pid, "VmHWM")
+    return {
+        **truck_figures(outcomes, "latency_ms"),
+        "decisions": [o.decision for o in outcomes],
+        "all_open": all(o.decision == "open" for o in outcomes),
+        "problems": {o.name: o.problems for o in outcomes if o.problems},
+        "agent_rss_mb_peak": peak("agent_rss_mb"),
+        "agent_rss_mb_hwm": rss_mb(_agent_pid(lane), "VmHWM"),
+        "outbox_mb_peak": peak("outbox_mb"),
+        # what the window added: the peak over the first sample
+        "outbox_mb_growth": round(max(outbox) - outbox[0], 2) if outbox else None,
+        "broker_rss_mb_peak": peak("broker_rss_mb"),
+    }
 
 
 class _Flood:
@@ -273,25 +261,6 @@ class _Flood:
         return text.encode()
 
 
-def _latencies(outcomes: list[TruckOutcome]) -> list[float]:
-    return sorted(o.latency_ms for o in outcomes if o.latency_ms is not None)
-
-
-def _trucks(outcomes: list[TruckOutcome]) -> dict[str, Any]:
-    latencies = _latencies(outcomes)
-    return {
-        "trucks": len(outcomes),
-        "decisions": [o.decision for o in outcomes],
-        "all_open": all(o.decision == "open" for o in outcomes),
-        "as_expected": sum(o.ok for o in outcomes),
-        "problems": {o.name: o.problems for o in outcomes if o.problems},
-        "latency_ms": latencies,
-        "latency_ms_median": statistics.median(latencies) if latencies else None,
-        "latency_ms_max": max(latencies) if latencies else None,
-        "seconds_per_truck": [round(o.seconds, 1) for o in outcomes],
-    }
-
-
 def _cmd_results(lane: SimLane) -> list[dict[str, Any]]:
     return [e for e in lane.backend.events(lane.scenario.lane) if e.get("type") == "cmd_result"]
 
@@ -300,14 +269,14 @@ def _latest_health(lane: SimLane, after_mono_s: float, wait_s: float) -> dict[st
     """The agent's newest health report, waiting up to ``wait_s`` for one stamped after
     ``after_mono_s``; the newest one received otherwise."""
     lane_id = lane.scenario.lane
-    deadline = time.monotonic() + wait_s
-    while True:
+
+    def fresh() -> list[dict[str, Any]]:
         reports = lane.backend.health(lane_id)
-        fresh = [h for h in reports if h.get("mono_ms", 0) / 1000.0 >= after_mono_s]
-        if fresh or time.monotonic() >= deadline:
-            chosen = fresh or reports
-            return chosen[-1] if chosen else None
-        time.sleep(0.25)
+        return [h for h in reports if h.get("mono_ms", 0) / 1000.0 >= after_mono_s]
+
+    wait_until(lambda: bool(fresh()), wait_s, every=0.25)
+    chosen = fresh() or lane.backend.health(lane_id)
+    return chosen[-1] if chosen else None
 
 
 def _health_counters(report: dict[str, Any] | None, flood_end: float) -> dict[str, Any]:
@@ -347,7 +316,7 @@ def _ratio(during: float | None, before: float | None) -> str:
     return f"{during / before:.2f}x"
 
 
-def _fmt(value: float | int | None, spec: str = ".1f") -> str:
+def _fmt(value: float | int | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
@@ -355,18 +324,18 @@ def _run_lane(lane: SimLane) -> dict[str, Any]:
     plans = _valid_plans()
     site, lane_id = lane.scenario.site, lane.scenario.lane
 
-    with _Sampler(lane) as before:
+    with _sampler(lane) as before:
         baseline = [
             lane.run_truck(replace(plans[i % len(plans)], name=f"calm-{i + 1}"))
             for i in range(BASELINE_TRUCKS)
         ]
-    hwm_before = before.agent_hwm_mb()
+    calm = _window(lane, baseline, before)
     results_before = len(_cmd_results(lane))
 
     flooder = _Flood(lane.broker.url, site, lane_id)
     during: list[TruckOutcome] = []
     typical_s = max((o.seconds for o in baseline), default=15.0)
-    with flooder, _Sampler(lane) as sampler:
+    with flooder, _sampler(lane) as sampler:
         flood_started = time.monotonic()
         flooder.start(FLOOD_S)
         time.sleep(FLOOD_WARMUP_S)
@@ -378,44 +347,25 @@ def _run_lane(lane: SimLane) -> dict[str, Any]:
         status_during = _status(lane)
         flooder.join(max(0.0, flood_started + FLOOD_S - time.monotonic()) + 15.0)
         flood_end = time.monotonic()
-    hwm_after = sampler.agent_hwm_mb()
+    flood = {**_window(lane, during, sampler), "samples": sampler.samples}
     health = _latest_health(lane, flood_end, HEALTH_WAIT_S)
     status_after = _status(lane)
     refusals = _cmd_results(lane)[results_before:]
-    codes: dict[str, int] = {}
-    for event in refusals:
-        code = str(event.get("data", {}).get("code"))
-        codes[code] = codes.get(code, 0) + 1
+    codes = Counter(str(event.get("data", {}).get("code")) for event in refusals)
 
     print(render_table(baseline + during))
-    calm, flood = _trucks(baseline), _trucks(during)
     counts = dict(flooder.counts)
     seconds = flooder.seconds or FLOOD_S
     return {
         "flood_s": round(seconds, 1),
-        "no_flood": {
-            **calm,
-            "agent_rss_mb_peak": before.peak("agent_rss_mb"),
-            "agent_rss_mb_hwm": hwm_before,
-            "outbox_mb_peak": before.peak("outbox_mb"),
-            "outbox_mb_growth": before.growth("outbox_mb"),
-            "broker_rss_mb_peak": before.peak("broker_rss_mb"),
-        },
-        "during_flood": {
-            **flood,
-            "agent_rss_mb_peak": sampler.peak("agent_rss_mb"),
-            "agent_rss_mb_hwm": hwm_after,
-            "outbox_mb_peak": sampler.peak("outbox_mb"),
-            "outbox_mb_growth": sampler.growth("outbox_mb"),
-            "broker_rss_mb_peak": sampler.peak("broker_rss_mb"),
-            "samples": sampler.samples,
-        },
+        "no_flood": calm,
+        "during_flood": flood,
         "flood_messages": counts,
         "flood_messages_per_s": round(counts["sent"] / seconds),
         "flood_mb_per_s": round(counts["bytes"] / seconds / (1024 * 1024), 1),
         "flood_error": flooder.error,
         "cmd_results_stored": len(refusals),
-        "cmd_result_codes": codes,
+        "cmd_result_codes": dict(codes),
         "agent_health": _health_counters(health, flood_end),
         "agent_status_during": status_during,
         "agent_status_after": status_after,
@@ -425,22 +375,9 @@ def _run_lane(lane: SimLane) -> dict[str, Any]:
 
 def _print(section: dict[str, Any]) -> None:
     calm, flood = section["no_flood"], section["during_flood"]
-    rows: list[tuple[str, float | None, float | None, str]] = [
-        ("decision latency median (ms)", calm["latency_ms_median"], flood["latency_ms_median"],
-         ".1f"),
-        ("decision latency max (ms)", calm["latency_ms_max"], flood["latency_ms_max"], ".1f"),
-        ("agent RSS peak, 1 s samples (MB)", calm["agent_rss_mb_peak"],
-         flood["agent_rss_mb_peak"], ".1f"),
-        ("agent RSS high-water, VmHWM (MB)", calm["agent_rss_mb_hwm"], flood["agent_rss_mb_hwm"],
-         ".1f"),
-        ("outbox size peak, db + wal (MB)", calm["outbox_mb_peak"], flood["outbox_mb_peak"],
-         ".2f"),
-        ("outbox growth in the window (MB)", calm["outbox_mb_growth"], flood["outbox_mb_growth"],
-         ".2f"),
-        ("broker RSS peak (MB)", calm["broker_rss_mb_peak"], flood["broker_rss_mb_peak"], ".1f"),
-    ]
     print(f"\n{'measure':34} {'no flood':>10} {'during flood':>13} {'ratio':>7}")
-    for label, before, during, spec in rows:
+    for label, key, spec in MEASURES:
+        before, during = calm[key], flood[key]
         print(f"{label:34} {_fmt(before, spec):>10} {_fmt(during, spec):>13} "
               f"{_ratio(during, before):>7}")
     print(f"{'trucks (decisions)':34} {'/'.join(calm['decisions']) or '-':>10} "

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.common import truck_figures
 from simulators.harness import SimLane
 from simulators.lane_sim import render_table
 from simulators.scenarios import DEMO
@@ -19,18 +19,10 @@ def run(results: dict[str, Any]) -> None:
     ):
         outcomes = [lane.run_truck(plan) for plan in DEMO.trucks]
     print(render_table(outcomes))
-    latencies = sorted(o.latency_ms for o in outcomes if o.latency_ms is not None)
-    section = {
-        "scenario": DEMO.name,
-        "trucks": len(outcomes),
-        "as_expected": sum(o.ok for o in outcomes),
-        "decision_to_relay_ms": latencies,
-        "decision_to_relay_ms_median": statistics.median(latencies) if latencies else None,
-        "decision_to_relay_ms_max": max(latencies) if latencies else None,
-        "seconds_per_truck": [round(o.seconds, 1) for o in outcomes],
-    }
+    section = {"scenario": DEMO.name, **truck_figures(outcomes, "decision_to_relay_ms")}
     results["lane"] = section
     print(
         f"\ndecision -> open relay: median {section['decision_to_relay_ms_median']} ms, "
-        f"max {section['decision_to_relay_ms_max']} ms over {len(latencies)} opened trucks"
+        f"max {section['decision_to_relay_ms_max']} ms "
+        f"over {len(section['decision_to_relay_ms'])} opened trucks"
     )

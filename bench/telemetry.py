@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import Sampler, rss_mb
 from edge_agent.telemetry.envelope import build_envelope, encode, uuid7
 from edge_agent.telemetry.mqtt import ReconnectJitter, make_client, parse_broker_url
 from edge_agent.telemetry.outbox import Outbox
@@ -46,33 +47,6 @@ FLEET_LANES = 200
 FLEET_JITTERED = ReconnectJitter(first_min_s=0.5, first_max_s=10.0, max_s=20.0)
 FLEET_NARROW = ReconnectJitter(first_min_s=1.0, first_max_s=2.0, max_s=60.0)
 DATA = {"plate": "AB-123-CD", "gross_kg": 31_240, "decision": "ok", "pass": "R-2024-000123"}
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class _RssSampler:
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> _RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(_rss_mb())
-            self._stop.wait(0.1)
 
 
 class _Backend:
@@ -120,9 +94,9 @@ def _outbox_drain(broker: MosquittoBroker, workdir: Path) -> dict[str, Any]:
         )
     commit_rate = BACKLOG / (time.perf_counter() - started)
     backend = _Backend(broker.url, lane, BACKLOG)
-    rss_before = _rss_mb()
+    rss_before = rss_mb() or 0.0
     publisher = Publisher(outbox, broker_url=broker.url, site=SITE, lane=lane)
-    with _RssSampler() as rss:
+    with Sampler(0.1, rss_mb=rss_mb) as rss:
         started = time.perf_counter()
         publisher.start()
         deadline = started + 300
@@ -143,7 +117,7 @@ def _outbox_drain(broker: MosquittoBroker, workdir: Path) -> dict[str, Any]:
         "duplicates_at_backend": report["duplicates"],
         "resent": status["resent"],
         "rss_mb_before": round(rss_before, 1),
-        "rss_mb_peak": round(max(rss.samples, default=rss_before), 1),
+        "rss_mb_peak": round(max(rss.values("rss_mb"), default=rss_before), 1),
         "target_events_per_s": TARGET_DRAIN_PER_S,
         "target_met": BACKLOG / elapsed >= TARGET_DRAIN_PER_S and report["seq_contiguous"],
     }
@@ -168,8 +142,8 @@ def _naive_paho(broker: MosquittoBroker) -> dict[str, Any]:
         ))
         for n in range(BACKLOG)
     ]
-    rss_before = _rss_mb()
-    with _RssSampler() as rss:
+    rss_before = rss_mb() or 0.0
+    with Sampler(0.1, rss_mb=rss_mb) as rss:
         started = time.perf_counter()
         for payload in payloads:
             client.publish(topics.event("vehicle_passed"), payload, qos=1)
@@ -187,7 +161,7 @@ def _naive_paho(broker: MosquittoBroker) -> dict[str, Any]:
         "stored_by_backend": report["lane_events"],
         "lost_after_puback": BACKLOG - report["lane_events"],
         "rss_mb_before": round(rss_before, 1),
-        "rss_mb_peak": round(max(rss.samples, default=rss_before), 1),
+        "rss_mb_peak": round(max(rss.values("rss_mb"), default=rss_before), 1),
     }
 
 

@@ -38,7 +38,6 @@ from edge_agent.lane.commands import (
     TakeSnapshot,
 )
 from edge_agent.lane.events import (
-    CameraChanged,
     LaneEvent,
     PassUseRecorded,
     RemoteRelease,
@@ -47,7 +46,7 @@ from edge_agent.lane.events import (
 from edge_agent.lane.machine import LaneMachine, MachineConfig
 from edge_agent.lane.policy import PolicyConfig
 from edge_agent.protocols import gp1
-from edge_agent.readers import CameraState, Readers
+from edge_agent.readers import Readers
 from edge_agent.remote_config import apply_settings, reported
 from edge_agent.status import StatusBoard, serve_status
 from edge_agent.telemetry.commands import Command, Rejection, echo
@@ -88,6 +87,7 @@ class LaneAgent:
         self._next_status = 0.0
         self._next_retry = 0.0
         self._next_clock = 0.0
+        self._clock_synced = False  # the wall clock's state, looked at once a second
 
     # -- life ------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -112,6 +112,7 @@ class LaneAgent:
             devices.outbox.boot_id,
         )
         now = self._clock()
+        self._watch_clock(now)  # the clock's state is known before the first command
         for moved, problem in devices.quarantined:
             data = {"code": "lane.state_quarantined", "detail": f"{moved.name}: {problem}"}
             self._execute([Publish("abnormality", data)], now)
@@ -158,7 +159,7 @@ class LaneAgent:
             elif item is not None:
                 source, payload = item[1]
                 with faults.guard(f"input {source}"):
-                    events += self._translate(source, payload, now)
+                    events += inputs.translate(source, payload, now)
                 if self._inbox.devices_waiting():
                     # Readings still queued: timers run on the time of the input handled,
                     # so a backlog never looks like a silent indicator.
@@ -181,12 +182,6 @@ class LaneAgent:
                 self._next_health = now + self.config.mqtt.health_interval_s
                 with faults.guard("health"):
                     self._health(now)
-
-    def _translate(self, source: str, payload: Any, now: float) -> list[LaneEvent]:
-        assert self._inputs is not None
-        if isinstance(payload, CameraState):
-            return [CameraChanged(payload.at, payload.up, payload.reason)]
-        return self._inputs.translate(source, payload, now)
 
     def _step(self, event: LaneEvent, now: float) -> list[LaneCommand]:
         """One event through the machine, and what it asked for executed."""
@@ -222,8 +217,8 @@ class LaneAgent:
         self._next_clock = now + 1.0
         devices = self._devices
         assert devices is not None
-        synced, _source = wall_clock_status()
-        if synced:
+        self._clock_synced, _source = wall_clock_status()
+        if self._clock_synced:
             devices.time_floor.observe(time.time(), synced=True)
 
     # -- records ---------------------------------------------------------------------------------
@@ -290,10 +285,9 @@ class LaneAgent:
         if devices.commands is None:
             log.warning("command %s ignored: no command keys configured", echo(name))
             return
-        synced, _source = wall_clock_status()
         topic = devices.commands.topics.command(name)
         wall = devices.time_floor.now(time.time())
-        verdict = devices.commands.verify(topic, payload, wall, clock_synced=synced)
+        verdict = devices.commands.verify(topic, payload, wall, clock_synced=self._clock_synced)
         if isinstance(verdict, Rejection):
             # Anyone on the broker can send garbage: only a bounded number of unsigned
             # refusals cost a record; a refusal of a validly signed command always does.

@@ -13,24 +13,15 @@ import math
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.containment import Faults
+from edge_agent.drivers.camera import CameraState
 from edge_agent.drivers.ioboard import LinkLost
 from edge_agent.errors import EdgeAgentError
 from edge_agent.wiring import LaneDevices
 
 Put = Callable[[str, Any], None]
-
-
-@dataclass(frozen=True, slots=True)
-class CameraState:
-    """The camera source opened and delivered a frame (``up``), or failed (``reason``)."""
-
-    at: float
-    up: bool
-    reason: str = ""
 
 
 class Backoff:

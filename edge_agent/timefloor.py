@@ -16,7 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-from edge_agent.drivers.state_files import quarantine
+from edge_agent.drivers.state_files import StateDamaged
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,6 @@ class TimeFloor:
     def __init__(self, path: Path, *, save_every_s: float = 60.0) -> None:
         self.path = path
         self._save_every_s = save_every_s
-        self.quarantined: Path | None = None
         self._floor = 0.0
         self._saved = 0.0
         try:
@@ -36,8 +35,7 @@ class TimeFloor:
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            self.quarantined = quarantine(path)
-            log.error("time floor %s unreadable (%s): kept as %s", path, exc, self.quarantined)
+            raise StateDamaged(f"time floor {path.name} unreadable: {exc}") from exc
 
     @property
     def value(self) -> float:

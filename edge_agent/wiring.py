@@ -16,6 +16,7 @@ from typing import Any
 
 from edge_agent import weighing
 from edge_agent.config import AgentConfig
+from edge_agent.drivers.camera import CameraState
 from edge_agent.drivers.ioboard import (
     BoardSnapshot,
     CommandResult,
@@ -153,9 +154,8 @@ def open_devices(
         kept(moved, problem)
     ledger, moved, problem = PassLedger.open_checked(config.passes.ledger)
     kept(moved, problem)
-    time_floor = TimeFloor(state / "time_floor.json")
-    if time_floor.quarantined is not None:
-        quarantined.append((time_floor.quarantined, "unreadable"))
+    time_floor, moved, problem = open_state_db(state / "time_floor.json", TimeFloor, sqlite=False)
+    kept(moved, problem)
     if commands is not None:
         time_floor.observe(commands.time_floor)
     try:
@@ -294,9 +294,9 @@ class DeviceInputs:
         if source == "qr":
             return self._qr(payload)
         if source == "camera":
-            up, reason = payload
-            self._camera["up"] = up
-            return [CameraChanged(now, up, reason)]
+            state: CameraState = payload
+            self._camera["up"] = state.up
+            return [CameraChanged(state.at, state.up, state.reason)]
         raise ValueError(f"unknown input source {source!r}")
 
     def tick(self, now: float) -> list[LaneEvent]:

@@ -99,8 +99,8 @@ def _issue(args: argparse.Namespace) -> int:
     end = int(valid_from.timestamp()) + args.valid_for
     if end <= time.time() and not args.allow_expired:
         # Every lane would answer pass.expired; back-dated passes are only for lab checks.
-        until = datetime.fromtimestamp(end, UTC).isoformat().replace("+00:00", "Z")
-        return _fail(f"the pass would already be expired (valid until {until}); give a later "
+        return _fail(f"the pass would already be expired (valid until "
+                     f"{gp1.format_time(end)}); give a later "
                      "--valid-from or a longer --valid-for (--allow-expired for a lab pass "
                      "checked with verify --at)")
     if args.png:

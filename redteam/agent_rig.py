@@ -9,10 +9,7 @@ as anyone who can reach the broker.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +26,7 @@ from edge_agent.telemetry.commands import public_key_text, sign_command
 from edge_agent.telemetry.mqtt import make_client, parse_broker_url
 from edge_agent.telemetry.topics import LaneTopics
 from simulators.broker import free_port
+from simulators.harness import stop_agent_process
 from simulators.polling import wait_until
 
 SITE, LANE = "BZ01", "exit-03"
@@ -125,15 +123,7 @@ listen = "127.0.0.1:{free_port()}"
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        stop_agent_process(process, timeout=15.0)
 
     def restart(self) -> None:
         self.stop()

@@ -269,16 +269,7 @@ listen = "127.0.0.1:{self.status_port}"
 
     def _stop_agent(self) -> None:
         agent, self._agent = self._agent, None
-        if agent is None or agent.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(agent.pid, signal.SIGTERM)
-        try:
-            agent.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(agent.pid, signal.SIGKILL)
-            agent.wait(timeout=5)
+        stop_agent_process(agent)
 
     def restart_agent(self) -> None:
         """Stop the agent (it says goodbye: state offline) and start it again."""
@@ -491,6 +482,20 @@ listen = "127.0.0.1:{self.status_port}"
         with urllib.request.urlopen(url, timeout=2) as response:
             document: dict[str, Any] = json.loads(response.read())
         return document
+
+
+def stop_agent_process(agent: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """Stop an agent started in its own session: SIGTERM (it says goodbye), then SIGKILL."""
+    if agent is None or agent.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(agent.pid, signal.SIGTERM)
+    try:
+        agent.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(agent.pid, signal.SIGKILL)
+        agent.wait(timeout=5)
 
 
 def _free_port() -> int:

@@ -97,11 +97,13 @@ class IngestStore:
         """Offer one decoded envelope; call ``advance`` for its lane once a batch is in."""
         lane, seq, epoch = event["lane"], event["seq"], str(event.get("epoch", ""))
         current = self._epoch(lane)
-        retired = self._db.execute(
-            "SELECT 1 FROM retired_epochs WHERE lane = ? AND epoch = ?", (lane, epoch)
-        ).fetchone()
-        if current is not None and epoch != current and retired is None:
-            self._start_epoch(lane, current, epoch)
+        retired = None
+        if current is not None and epoch != current:  # rare: only after an outbox replacement
+            retired = self._db.execute(
+                "SELECT 1 FROM retired_epochs WHERE lane = ? AND epoch = ?", (lane, epoch)
+            ).fetchone()
+            if retired is None:
+                self._start_epoch(lane, current, epoch)
         held = self._db.execute(
             "SELECT event_id FROM events WHERE lane = ? AND epoch = ? AND seq = ?",
             (lane, epoch, seq),

@@ -120,6 +120,15 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
+@dataclass(frozen=True, slots=True)
+class CameraState:
+    """The camera source delivered a frame (``up``) or failed (``reason``), at ``at``."""
+
+    at: float
+    up: bool
+    reason: str = ""
+
+
 class SimFrameSource(FrameSource):
     """Client of the camera simulator; a background thread keeps the newest frame."""
 

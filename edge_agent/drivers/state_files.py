@@ -1,11 +1,12 @@
-"""The lane's state files (SQLite): a damaged one is quarantined, never silently deleted.
+"""The lane's state files: a damaged one is quarantined, never silently deleted.
 
-``open_state_db`` opens a store; if its file is corrupt (SQLite says CORRUPT or NOTADB, or
-``PRAGMA quick_check`` finds damage) the file and its WAL are renamed aside as
-``NAME.corrupt-<UTC time>`` (kept for analysis) and a fresh store is opened in its place. The
-caller gets the quarantined path so it can raise ``lane.state_quarantined`` and salvage what
-is still readable (``salvage_rows``). Errors that are not corruption (a full disk, a missing
-permission) are raised as they are: the data is fine, only the place is not.
+``open_state_db`` opens a store. If its file is damaged (SQLite says CORRUPT or NOTADB,
+``PRAGMA quick_check`` finds damage, or a store of another kind raises ``StateDamaged``), the
+file and its WAL are renamed aside as ``NAME.corrupt-<UTC time>`` (kept for analysis) and a
+fresh store is opened in its place. The caller gets the quarantined path, so it can raise
+``lane.state_quarantined`` and salvage what is still readable (``salvage_rows``). Errors that
+are not damage (a full disk, a missing permission) are raised as they are: the data is fine,
+only the place is not.
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ T = TypeVar("T")
 _CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 
+class StateDamaged(ValueError):
+    """A state file that is not SQLite could not be read back: its content is damaged."""
+
+
 def is_corruption(exc: BaseException) -> bool:
-    """True when ``exc`` (or what caused it) is SQLite saying the file is damaged."""
+    """True when ``exc`` (or what caused it) says the file itself is damaged."""
     while exc is not None:
+        if isinstance(exc, StateDamaged):
+            return True
         if isinstance(exc, sqlite3.DatabaseError):
             code = getattr(exc, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in _CORRUPT_CODES:
@@ -63,9 +70,13 @@ def quarantine(path: Path) -> Path:
     return target
 
 
-def open_state_db(path: Path, opener: Callable[[Path], T]) -> tuple[T, Path | None, str]:
-    """``(store, quarantined file or None, what was wrong)``; see the module docstring."""
-    problem = quick_check(path)
+def open_state_db(
+    path: Path, opener: Callable[[Path], T], *, sqlite: bool = True
+) -> tuple[T, Path | None, str]:
+    """``(store, quarantined file or None, what was wrong)``; see the module docstring.
+
+    ``sqlite=False`` for a store of another kind: only its own ``StateDamaged`` counts."""
+    problem = quick_check(path) if sqlite else None
     if problem is None:
         try:
             return opener(path), None, ""

@@ -160,7 +160,8 @@ def _json_type(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _iso(ts: int | None) -> str | None:
+def format_time(ts: int | None) -> str | None:
+    """ISO 8601 UTC text (``...Z``) for unix seconds, the inverse of ``parse_time``."""
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace(
         "+00:00", "Z")
 
@@ -197,8 +198,8 @@ class TrustEntry:
             "kid": self.kid.hex(),
             "alg": cose.ALG_NAMES[cose.alg_for_key(self.public_key)],
             "public_key": base64.b64encode(der).decode(),
-            "valid_from": _iso(self.valid_from),
-            "valid_to": _iso(self.valid_to),
+            "valid_from": format_time(self.valid_from),
+            "valid_to": format_time(self.valid_to),
             "issuer": self.issuer,
         }
 
@@ -279,7 +280,7 @@ def _trust_time(obj: Mapping[str, Any], field: str) -> int | None:
         raise ValueError(f"{field} must be an ISO 8601 UTC time or null, not {_shown(value)}")
     try:
         seconds = parse_time(value)
-        _iso(seconds)  # it must also be writable back as a date
+        format_time(seconds)  # it must also be writable back as a date
     except (ValueError, OverflowError, OSError):
         raise ValueError(f"{field} {_shown(value)} is not a valid ISO 8601 time") from None
     return seconds
@@ -418,8 +419,13 @@ def _issue_int(value: object, what: str, low: int, high: int | None = None,
     return value
 
 
-def _when(value: object) -> str:
-    return value.isoformat() if isinstance(value, datetime) else _shown(value)
+def _issue_time(value: datetime | int, what: str) -> int:
+    seconds = parse_time(value)
+    assert seconds is not None
+    if not 0 <= seconds < MAX_UINT:
+        shown = value.isoformat() if isinstance(value, datetime) else _shown(value)
+        raise ConfigError(f"{what} {shown}: a lane accepts only times from 1970 on")
+    return seconds
 
 
 def issue_pass(private_key: PrivateKey, *, release_no: str, enterprise: str,
@@ -452,20 +458,12 @@ def issue_pass(private_key: PrivateKey, *, release_no: str, enterprise: str,
     cti = os.urandom(CTI_BYTES) if cti is None else cti
     if not isinstance(cti, bytes) or len(cti) != CTI_BYTES:
         raise ConfigError(f"cti must be {CTI_BYTES} bytes")
-    nbf = parse_time(valid_from)
-    assert nbf is not None
-    if not 0 <= nbf < MAX_UINT:
-        raise ConfigError(f"valid from {_when(valid_from)}: a lane accepts only times from "
-                          "1970 on")
+    nbf = _issue_time(valid_from, "valid from")
     exp = nbf + valid_for_s
     if exp >= MAX_UINT:
         raise ConfigError(f"validity period too long: the pass would end at {exp} (unix "
                           f"seconds), a lane accepts times below {MAX_UINT}")
-    iat = parse_time(issued_at) if issued_at is not None else nbf
-    assert iat is not None
-    if not 0 <= iat < MAX_UINT:
-        raise ConfigError(f"issued at {_when(issued_at)}: a lane accepts only times from "
-                          "1970 on")
+    iat = _issue_time(issued_at, "issued at") if issued_at is not None else nbf
     claims = {CLAIM_ISS: issuer, CLAIM_EXP: exp, CLAIM_NBF: nbf,
               CLAIM_IAT: iat, CLAIM_CTI: cti, CLAIM_RELEASE: release}
     payload = cbor2.dumps(claims)
@@ -495,7 +493,7 @@ def _text(m: Mapping[Any, Any], key: int) -> str:
 def _uint(m: Mapping[Any, Any], key: int) -> int:
     value = m.get(key)
     # bool is an int subclass: refuse it where an integer is expected.
-    if type(value) is not int or not 0 <= value < 2**40:
+    if type(value) is not int or not 0 <= value < MAX_UINT:
         raise _ClaimError(f"claim {key}: expected an unsigned integer below 2**40")
     return value
 
@@ -590,9 +588,9 @@ def verify_pass(text: str, *, trust: TrustList, site: str, gate: str | None,
         return Verdict(False, UNKNOWN_KEY, claims,
                        f"key {entry.kid.hex()} is trusted for {entry.issuer!r}, not {claims.iss!r}")
     if now + skew_s < claims.nbf:
-        return Verdict(False, NOT_YET_VALID, claims, f"valid from {_iso(claims.nbf)}")
+        return Verdict(False, NOT_YET_VALID, claims, f"valid from {format_time(claims.nbf)}")
     if now - skew_s >= claims.exp:
-        return Verdict(False, EXPIRED, claims, f"expired at {_iso(claims.exp)}")
+        return Verdict(False, EXPIRED, claims, f"expired at {format_time(claims.exp)}")
     if claims.site != site:
         return Verdict(False, WRONG_SITE, claims, f"pass is for site {claims.site!r}")
     if gate is not None and claims.gates and gate not in claims.gates:

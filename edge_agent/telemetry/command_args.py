@@ -38,6 +38,7 @@ LISTS = {
 }
 VERSIONED = frozenset({"trust_update", "revocations", "config", "site_uses"})
 MAX_LIST_ITEMS = 5000
+MAX_INTEGER = (1 << 53) - 1  # times and versions: exact in JSON everywhere, and fit SQLite
 
 
 def structure_problems(name: str, args: Mapping[str, Any]) -> list[str]:
@@ -53,8 +54,9 @@ def structure_problems(name: str, args: Mapping[str, Any]) -> list[str]:
                 problems.append(f"{key} must be a string")
     if name in VERSIONED:
         version = args.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            problems.append(f"{name} needs a positive integer version")
+        if (not isinstance(version, int) or isinstance(version, bool)
+                or not 1 <= version <= MAX_INTEGER):
+            problems.append(f"{name} needs an integer version in 1..{MAX_INTEGER}")
     if name in LISTS:
         present = [key for key in LISTS[name] if key in args]
         if not present:

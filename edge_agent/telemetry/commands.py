@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edge_agent.errors import ConfigError, LocalProtocolError
 from edge_agent.telemetry.command_args import (
     LISTS,
+    MAX_INTEGER,
     VERSIONED,
     ArgsCheck,
     b64url_decode,
@@ -52,7 +53,6 @@ from edge_agent.telemetry.topics import LaneTopics, TopicKind, parse_topic
 
 SIGNING_CONTEXT = b"gate.cmd/1\n"
 MAX_PAYLOAD_BYTES = 256 * 1024  # room for a few thousand pass revocations
-MAX_INTEGER = (1 << 53) - 1  # times and versions: exact in JSON everywhere, and fit SQLite
 ECHO_CHARS = 32  # how much of an unverified field a refusal may repeat
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
 
@@ -202,17 +202,19 @@ class CommandVerifier:
     ) -> Command | Rejection:
         """Check ``payload`` received on ``topic``; ``now`` is wall-clock UTC seconds."""
         claims: Mapping[str, Any] = {}
-        authenticated = [False]
+        authenticated = False
         try:
             claims, kid, signature = _parse(payload)
             with self._lock:
-                return self._verify(topic, claims, kid, signature, now, clock_synced, authenticated)
+                key = self._authenticate(claims, kid, signature)
+                authenticated = True
+                return self._verify(topic, claims, key, now, clock_synced)
         except _Refused as refused:
-            return self._rejection(refused.code, refused.reason, claims, authenticated[0],
+            return self._rejection(refused.code, refused.reason, claims, authenticated,
                                    refused.problems)
         except sqlite3.Error as exc:  # the verifier's own state file failed: refuse, stay up
             return self._rejection("cmd.storage_fault", f"command state not writable: {exc}",
-                                   claims, authenticated[0])
+                                   claims, authenticated)
 
     @staticmethod
     def _rejection(
@@ -256,16 +258,10 @@ class CommandVerifier:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _verify(
-        self,
-        topic: str,
-        claims: Mapping[str, Any],
-        kid: str,
-        signature: bytes,
-        now: float,
-        clock_synced: bool,
-        authenticated: list[bool],
-    ) -> Command:
+    def _authenticate(
+        self, claims: Mapping[str, Any], kid: str, signature: bytes
+    ) -> TrustedKey:
+        """A known key signed exactly these claims; until then every field is unverified."""
         key = self._key_cache.get(kid)
         if key is None:
             raise _Refused("cmd.unknown_key", f"key {echo(kid)!r} is not trusted (or was revoked)")
@@ -273,7 +269,16 @@ class CommandVerifier:
             key.public_key.verify(signature, SIGNING_CONTEXT + canonical_json(dict(claims)))
         except (InvalidSignature, LocalProtocolError):
             raise _Refused("cmd.bad_signature", "signature does not match the claims") from None
-        authenticated[0] = True
+        return key
+
+    def _verify(
+        self,
+        topic: str,
+        claims: Mapping[str, Any],
+        key: TrustedKey,
+        now: float,
+        clock_synced: bool,
+    ) -> Command:
         name = _text(claims, "name")
         parsed = parse_topic(topic)
         if parsed is None or parsed.kind is not TopicKind.COMMAND or parsed.name != name:
@@ -304,9 +309,6 @@ class CommandVerifier:
         if not isinstance(args, dict):
             raise _Refused("cmd.bad_format", "args must be an object")
         problems = structure_problems(name, args)
-        version = args.get("version")
-        if name in VERSIONED and isinstance(version, int) and not 0 < version <= MAX_INTEGER:
-            problems = [*problems, f"version must be 1..{MAX_INTEGER}"]
         if problems:
             raise _Refused("cmd.bad_format", "; ".join(problems), problems)
         check = self._checks.get(name)
@@ -314,7 +316,7 @@ class CommandVerifier:
         if problems:
             raise _Refused("cmd.invalid_args", "; ".join(problems), problems)
         self._record(name, cmd_id, nonce, iat, exp, args, now, clock_synced)
-        return Command(cmd_id, name, issuer, kid, iat, exp, args)
+        return Command(cmd_id, name, issuer, key.kid, iat, exp, args)
 
     def _record(
         self,

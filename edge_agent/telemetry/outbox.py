@@ -288,11 +288,9 @@ class Outbox:
         """Store a health report (own counter, sheddable). None if the disk budget refused it."""
         with self._lock, self._transaction():
             health_seq = self._meta("next_health", 1)
-            envelope = self._envelope(
-                health_seq, "health", data, None, mono_ms, wall_ms, clock_synced, clock_source
+            envelope, payload = self._health_envelope(
+                health_seq, data, mono_ms, wall_ms, clock_synced, clock_source
             )
-            envelope["schema"] = HEALTH_SCHEMA
-            payload = encode(envelope)
             if self._space_short(len(payload)):
                 self._shed_health += 1
                 return None
@@ -318,12 +316,25 @@ class Outbox:
         """A health report that is not stored, for when the disk cannot take one: the
         backend still hears the alarm. Its seq is the last stored one's (a counter that
         cannot be written cannot move)."""
+        _envelope, payload = self._health_envelope(
+            max(1, self._last_health), data, mono_ms, wall_ms, clock_synced, clock_source
+        )
+        return self.topics.health, payload
+
+    def _health_envelope(
+        self,
+        health_seq: int,
+        data: Mapping[str, Any],
+        mono_ms: int,
+        wall_ms: int,
+        clock_synced: bool,
+        clock_source: str,
+    ) -> tuple[dict[str, Any], bytes]:
         envelope = self._envelope(
-            max(1, self._last_health), "health", data, None, mono_ms, wall_ms, clock_synced,
-            clock_source,
+            health_seq, "health", data, None, mono_ms, wall_ms, clock_synced, clock_source
         )
         envelope["schema"] = HEALTH_SCHEMA
-        return self.topics.health, encode(envelope)
+        return envelope, encode(envelope)
 
     # -- publisher side --------------------------------------------------------------------
 

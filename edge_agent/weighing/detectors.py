@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import TYPE_CHECKING
 
 from edge_agent.weighing.events import NEGATIVE, NET_READING, ZERO_OUT_OF_BAND, Evidence
+
+if TYPE_CHECKING:
+    from edge_agent.weighing.fit import FloatArray
 
 # A jump this large relative to the load (plus 50 e) cannot be a physical load change
 # between two frames, whatever the digits look like.
@@ -168,22 +172,30 @@ class FlickerWatch:
         return min(longest, max(shortest, run))
 
 
+def as_evidence(t: FloatArray, x: FloatArray) -> Evidence:
+    """The samples ``t``, ``x`` as an abnormality's evidence."""
+    return tuple(zip(t.tolist(), x.tolist(), strict=True))
+
+
 class ScaleCondition:
     """What the empty deck showed that the next truck's weight would rest on.
 
     A zero out of band (or negative) or a net display does not go away when a truck drives
     on: the truck is read on that same zero. Each finding is kept with the samples it rests
-    on until a steady empty-deck zero in band is seen from gross readings.
+    on until a steady empty-deck zero in band is seen from gross readings. Findings are
+    refreshed at every steady frame; their text and evidence are made only in ``carried``.
     """
 
     def __init__(self) -> None:
-        self._found: dict[str, tuple[str, Evidence]] = {}
+        # code -> (detail template, its arguments, sample times, sample values)
+        self._found: dict[str, tuple[str, tuple[float, ...], FloatArray, FloatArray]] = {}
 
     def __contains__(self, code: str) -> bool:
         return code in self._found
 
     def zero_seen(
-        self, at: float, zero: float, evidence: Evidence, *, band_kg: float, negative_kg: float
+        self, at: float, zero: float, t: FloatArray, x: FloatArray, *,
+        band_kg: float, negative_kg: float,
     ) -> None:
         """A steady empty-deck zero from gross readings; it replaces the zero seen before."""
         self._found.pop(ZERO_OUT_OF_BAND, None)
@@ -191,19 +203,23 @@ class ScaleCondition:
         if abs(zero) <= band_kg:
             self._found.clear()  # gross and in band: the scale is fine again
             return
-        seen = f"empty-deck zero {zero:.0f} kg seen at {at:.1f} s"
-        self._found[ZERO_OUT_OF_BAND] = (f"{seen} outside +-{band_kg:g} kg", evidence)
+        seen = "empty-deck zero {:.0f} kg seen at {:.1f} s"
+        self._found[ZERO_OUT_OF_BAND] = (seen + " outside +-{:g} kg", (zero, at, band_kg), t, x)
         if zero <= negative_kg:
-            self._found[NEGATIVE] = (f"{seen} below {negative_kg:g} kg", evidence)
+            self._found[NEGATIVE] = (seen + " below {:g} kg", (zero, at, negative_kg), t, x)
 
-    def net_seen(self, at: float, shown: float | None, evidence: Evidence) -> None:
+    def net_seen(self, at: float, shown: float | None, t: FloatArray, x: FloatArray) -> None:
         """The indicator sent net (tare-subtracted) readings."""
-        value = "no number" if shown is None else f"{shown:.0f} kg"
-        self._found[NET_READING] = (f"net readings ({value}) seen at {at:.1f} s", evidence)
+        if shown is None:
+            self._found[NET_READING] = ("net readings (no number) seen at {:.1f} s", (at,), t, x)
+        else:
+            template = "net readings ({:.0f} kg) seen at {:.1f} s"
+            self._found[NET_READING] = (template, (shown, at), t, x)
 
     def carried(self) -> list[tuple[str, str, Evidence]]:
         """(code, detail, evidence) of every finding a truck arriving now would rest on."""
         return [
-            (code, f"carried over: {detail}; no steady gross zero in band since", evidence)
-            for code, (detail, evidence) in self._found.items()
+            (code, f"carried over: {template.format(*args)}; no steady gross zero in band since",
+             as_evidence(t, x))
+            for code, (template, args, t, x) in self._found.items()
         ]

@@ -46,6 +46,7 @@ from edge_agent.weighing.detectors import (
     FlickerWatch,
     FrameErrorRate,
     ScaleCondition,
+    as_evidence,
     is_spike,
 )
 from edge_agent.weighing.events import (
@@ -286,15 +287,14 @@ class WeightWatcher:
         if float(np.max(np.abs(x - np.median(x)))) > self._e:
             return
         zero = float(np.mean(x))
-        evidence = tuple(zip(t.tolist(), x.tolist(), strict=True))
         band, negative = self._scale.zero_band_e * self._e, -UNDERLOAD_E * self._e
         live = not self._unproven()
         # A repeat may be a stall and proves nothing is fine; but what the run's first, live
         # frame showed still counts against the next truck.
         if self._net:
-            self._condition.net_seen(now, zero, evidence)
+            self._condition.net_seen(now, zero, t, x)
         elif live or abs(zero) > band:
-            self._condition.zero_seen(now, zero, evidence, band_kg=band, negative_kg=negative)
+            self._condition.zero_seen(now, zero, t, x, band_kg=band, negative_kg=negative)
         if not live:
             return
         self._noise_kg = float(np.std(x))
@@ -352,7 +352,7 @@ class WeightWatcher:
             kg=round(estimate.kg, 1),
             uncertainty_kg=round(estimate.uncertainty_kg, 1),
             stopped_at=estimate.start,
-            evidence=tuple(zip(used_t.tolist(), used_x.tolist(), strict=True)),
+            evidence=as_evidence(used_t, used_x),
         )
         self._rebase(estimate.kg)
         self._flat_levels.append((now, estimate.kg))
@@ -464,8 +464,9 @@ class WeightWatcher:
 
     def _check_net(self, out: list[WeighEvent], now: float, kg: float | None) -> None:
         if ev.NET_READING not in self._condition:
-            t, x = self._window(now - EVIDENCE_S)
-            self._condition.net_seen(now, kg, tuple(zip(t.tolist(), x.tolist(), strict=True)))
+            self._condition.net_seen(now, kg, *self._window(now - EVIDENCE_S))
+        if ev.NET_READING in self._raised:
+            return  # raised once: no need to word it again at every net frame
         shown = "no number" if kg is None else f"{kg:g} kg"
         if self._committed is not None and self.state is not DeckState.EMPTY:
             shown += f" after the gross weight {self._committed.kg:g} kg was committed"
@@ -513,8 +514,7 @@ class WeightWatcher:
             return
         self._raised.add(code)
         if evidence is None:
-            t, x = self._window(now - EVIDENCE_S)
-            evidence = tuple(zip(t.tolist(), x.tolist(), strict=True))
+            evidence = as_evidence(*self._window(now - EVIDENCE_S))
         out.append(WeightAbnormality(now, code, detail, evidence))
 
     def _append(self, now: float, kg: float) -> None:

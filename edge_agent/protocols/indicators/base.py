@@ -17,8 +17,6 @@ from edge_agent.errors import LocalProtocolError
 MAX_BUFFER = 256
 
 LB_TO_KG = 0.45359237
-DIGITS = frozenset("0123456789")
-DIGIT_BYTES = frozenset(b"0123456789")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +83,7 @@ def parse_number(text: str) -> float | None:
         sign = -1.0 if body[0] == "-" else 1.0
         body = body[1:].lstrip(" ")
     digits = body.replace(".", "", 1)
-    if not digits or any(ch not in DIGITS for ch in digits):
+    if not (digits.isascii() and digits.isdigit()):  # ASCII: str.isdigit takes '²' too
         return None
     return sign * float(body)
 
@@ -96,9 +94,9 @@ def parse_digits(field: bytes) -> int | None:
     All spaces reads as 0; a space after the first digit makes the field invalid (None).
     """
     body = field.lstrip(b" ")
-    if any(byte not in DIGIT_BYTES for byte in body):
-        return None
-    return int(body) if body else 0
+    if not body:
+        return 0
+    return int(body) if body.isdigit() else None  # bytes.isdigit is ASCII 0-9 only
 
 
 class BufferedDecoder:

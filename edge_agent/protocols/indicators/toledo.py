@@ -75,7 +75,7 @@ class ToledoDecoder(BufferedDecoder):
     def _parse_one(self) -> tuple[int, IndicatorEvent | None]:
         masked = bytes(b & 0x7F for b in self._buf[: FULL_CR_INDEX + 3])
         if self._unchecked is not None:
-            self._follow_up(masked[0])
+            self._follow_up(self._unchecked, masked[0])
         start = masked.find(STX)
         if start < 0:
             return (0, None) if len(self._buf) <= FULL_CR_INDEX else self._junk(len(masked))
@@ -95,21 +95,22 @@ class ToledoDecoder(BufferedDecoder):
             return cr_index + 1, _decode_fields(frame, short=short)
         if len(masked) <= cr_index + 1:
             return 0, None
+        after, expected = masked[cr_index + 1], checksum(masked[: cr_index + 1])
         if self._checksum is None:
-            if len(masked) <= cr_index + 2 and _checksum_is_stx(masked, cr_index):
-                return 0, None
-            vote = _vote(masked, cr_index)
+            if after == STX == expected and len(masked) <= cr_index + 2:
+                return 0, None  # the checksum is STX itself: only the next byte can tell
+            vote = _vote(masked, cr_index, expected)
             if vote is not None:
                 self._tally(vote)
             if vote is False:
                 return cr_index + 1, _decode_fields(bytes(self._buf[: cr_index + 1]), short=short)
-        elif masked[cr_index + 1] == STX != checksum(masked[: cr_index + 1]):
+        elif after == STX != expected:
             # The checksum is missing: keep the STX, it starts the next frame.
             self._contradicted()
             frame = bytes(self._buf[: cr_index + 1])
             return cr_index + 1, FrameError("no checksum after CR", frame)
         frame = bytes(self._buf[: cr_index + 2])
-        if sum(frame_byte & 0x7F for frame_byte in frame) & 0x7F:
+        if after != expected:
             return cr_index + 2, FrameError("checksum mismatch", frame)
         self._against = 0
         return cr_index + 2, _decode_fields(frame, short=short)
@@ -130,15 +131,13 @@ class ToledoDecoder(BufferedDecoder):
 
     def _tally(self, vote: bool) -> None:
         same, count = self._streak
-        self._streak = (vote, count + 1 if same == vote and count else 1)
+        self._streak = (vote, count + 1 if same == vote else 1)
         if self._streak[1] >= CHECKSUM_LOCK_AFTER:
             self._checksum, self._against = vote, 0
 
-    def _follow_up(self, after: int) -> None:
-        """Judge the last unchecked frame by the byte that followed it."""
-        frame, self._unchecked = self._unchecked, None
-        if frame is None:
-            return
+    def _follow_up(self, frame: bytes, after: int) -> None:
+        """Judge the last unchecked ``frame`` by the byte that followed it."""
+        self._unchecked = None
         if after == STX:
             self._against = 0
         elif after == checksum(frame):
@@ -152,19 +151,13 @@ class ToledoDecoder(BufferedDecoder):
             self._checksum, self._streak, self._against = None, (False, 0), 0
 
 
-def _checksum_is_stx(masked: bytes, cr_index: int) -> bool:
-    """The byte after CR is STX and also the frame's checksum: only the next byte can tell."""
-    return masked[cr_index + 1] == STX == checksum(masked[: cr_index + 1])
-
-
-def _vote(masked: bytes, cr_index: int) -> bool | None:
-    """What the bytes after the CR say: True = a checksum follows, False = none does,
-    None = neither (noise or a corrupted frame)."""
+def _vote(masked: bytes, cr_index: int, expected: int) -> bool | None:
+    """What the bytes after the CR say, given the ``expected`` checksum: True = a checksum
+    follows, False = none does, None = neither (noise or a corrupted frame)."""
     after = masked[cr_index + 1]
-    if _checksum_is_stx(masked, cr_index):
-        return masked[cr_index + 2] == STX
-    if after == checksum(masked[: cr_index + 1]):
-        return True
+    if after == expected:
+        # A checksum that happens to be STX is one only if the next frame's STX follows it.
+        return after != STX or masked[cr_index + 2] == STX
     return False if after == STX else None
 
 
