@@ -324,12 +324,14 @@ class IoBoard:
         self._link_up = True
         self._backoff = BACKOFF_FIRST_S
         self._events.append(LinkUp(now))
-        t_clear, travel, dead = self._config
-        self._command(lambda seq, _d: iolink.encode_config(seq, t_clear, travel, dead),
-                      1.0, internal=True)  # fmt: skip
+        # Waiting commands first: the CONFIG takes the next seq, and if it reached the board
+        # first the board's window would move past them (they would come back ``stale``).
         for pending in self._pending.values():
             if pending.sent_at is None and now <= pending.deadline:
                 self._send_pending(pending, now)
+        t_clear, travel, dead = self._config
+        self._command(lambda seq, _d: iolink.encode_config(seq, t_clear, travel, dead),
+                      1.0, internal=True)  # fmt: skip
 
     def _on_state(self, message: iolink.BoardState, now: float) -> None:
         if self._link_up and "handshake" not in message.flags:

@@ -408,3 +408,21 @@ def test_pulse_output_sounds_the_firmware_buzzer_for_about_the_asked_time() -> N
     assert [(name, value) for _at, name, value in changes] == [("buzzer", True), ("buzzer", False)]
     on_for = changes[1][0] - changes[0][0]
     assert 0.3 <= on_for <= 1.0, on_for  # generous: the board ends it at 400 ms by its own tick
+
+
+def test_after_a_new_handshake_the_waiting_command_goes_out_before_the_config(rig: Any) -> None:
+    """The CONFIG sent at every handshake takes the next seq: were it to reach the board first,
+    the board's window would move past the waiting command, which would then be ``stale``."""
+    driver, board, opener, clock = rig
+    board.drop_commands = 100
+    seq = driver.open_barrier(valid_for_s=5.0)
+    collect(driver, clock, 0.1)
+    opener.ports[-1].unplugged = True
+    opener.fail = 1
+    board.drop_commands = 0
+    collect(driver, clock, 3.0)
+    frames = [m for m in board.received if isinstance(m, iolink.Frame)]
+    last_hello = max(i for i, f in enumerate(frames) if f.type == iolink.MsgType.HELLO)
+    after = [f for f in frames[last_hello + 1 :] if f.type != iolink.MsgType.HEARTBEAT]
+    assert (after[0].type, after[0].seq) == (iolink.MsgType.OPEN, seq), after[:3]
+    assert any(f.type == iolink.MsgType.CONFIG for f in after[1:])
