@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all demo test check lint types fw-check unit bench sysdeps clean
+.PHONY: all demo test check lint types bench sysdeps clean
 
 all: test
 
@@ -27,21 +27,10 @@ types: $(STAMP)
 	$(VENV)/bin/mypy
 	@$(PY) tools/check_firmware_types.py
 
-# The edit-test loop: lint and the pure cores (codecs, weighing, lane machine, passes, config,
-# stores, firmware core), no broker or subprocess; well under a minute.
-CHECK_TESTS := edge_agent/tests/test_indicator_codecs.py edge_agent/tests/test_weigh_*.py \
-	edge_agent/tests/test_lane_*.py edge_agent/tests/test_gp1*.py edge_agent/tests/test_config.py \
-	edge_agent/tests/test_remote_config.py edge_agent/tests/test_outbox.py \
-	edge_agent/tests/test_ledger.py edge_agent/tests/test_telemetry_commands.py \
-	edge_agent/tests/test_telemetry_command_state.py edge_agent/tests/test_telemetry_envelope.py \
-	edge_agent/tests/test_iolink.py firmware/tests/test_fw_core.py \
-	redteam/test_indicators.py redteam/test_passes.py
-
-check: $(STAMP) lint
-	$(PY) -m pytest -m "not slow" $(CHECK_TESTS)
-
-unit: sysdeps $(STAMP)
-	$(PY) -m pytest
+# The edit-test loop: lint, types and every test that needs no broker and starts no other
+# program (the markers are set in conftest.py); well under a minute. `make test` runs all.
+check: $(STAMP) lint types
+	$(PY) -m pytest -m "not broker and not process"
 
 test: sysdeps $(STAMP) lint types
 	$(PY) -m pytest

@@ -1,8 +1,12 @@
 """Fixtures shared by every test folder: a private Mosquitto, the backend simulator on it, lanes
-(the real SQLite outbox + publisher) sending to it, and a deadline poll.
+(the real SQLite outbox + publisher) sending to it, and a deadline poll; and the test tiers.
 
 A test module that needs a differently configured broker (TLS, ACL) defines its own ``broker``,
 which takes precedence over this one.
+
+Tiers: a test that needs a broker is marked ``broker`` (it uses one of the broker fixtures, or
+its module starts Mosquitto itself); a test whose module starts another program (the agent, the
+MicroPython firmware, ``lanectl``) is marked ``process``. ``make check`` runs everything else.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
-from simulators.polling import wait_until
+from simulators.polling import wait_until as poll_until
 
 SITE, LANE = "site-1", "lane-01"
 AGENT_VERSION = "9.9.9"
@@ -29,9 +33,6 @@ FAST_RECONNECT = {"reconnect": ReconnectJitter(first_min_s=0.1, first_max_s=0.2,
 PASSAGE = {"plate": "AB-123-CD", "gross_kg": 31_240}
 
 WaitUntil = Callable[..., bool]
-
-
-poll_until = wait_until
 
 
 class LaneRig:
@@ -82,16 +83,16 @@ class LaneRig:
         for _ in range(count):
             n = self._produced
             self._produced += 1
-            envelopes.append(
-                self.outbox.add_event(
-                    "vehicle_passed",
-                    {"n": n, **PASSAGE},
-                    transit_id=f"t-{n}",
-                    mono_ms=int(time.monotonic() * 1000),
-                    wall_ms=int(time.time() * 1000) if wall_ms is None else wall_ms,
-                    clock_synced=synced,
-                )
+            envelope = self.outbox.add_event(
+                "vehicle_passed",
+                {"n": n, **PASSAGE},
+                transit_id=f"t-{n}",
+                mono_ms=int(time.monotonic() * 1000),
+                wall_ms=int(time.time() * 1000) if wall_ms is None else wall_ms,
+                clock_synced=synced,
             )
+            assert envelope is not None  # only sheddable events are ever refused
+            envelopes.append(envelope)
             self.publisher.wake()
         return envelopes
 
@@ -169,6 +170,30 @@ class LaneRigs:
     def close_all(self) -> None:
         for rig in reversed(self._opened):
             rig.close()
+
+
+_BROKER_FIXTURES = frozenset({"broker", "backend", "lane_rig", "agent", "demo_run"})
+# Modules whose tests start another program: MicroPython, the agent, lanectl, a whole lane.
+_PROCESS_MODULES = (
+    "firmware/tests/test_fw_micropython.py", "firmware/tests/test_fw_types.py",
+    "host_tools/tests/test_fw_deploy.py", "host_tools/tests/test_io_cli.py",
+    "host_tools/tests/test_pass_cli.py", "simulators/tests/test_iohost.py",
+    "simulators/tests/test_iohost_faults.py", "redteam/test_config_files.py",
+    "redteam/test_indicators.py", "redteam/test_passes.py", "redteam/test_storage_truck.py",
+    "redteam/test_trucks.py", "hil_tests/",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.as_posix()
+        module = getattr(item, "module", None)
+        if _BROKER_FIXTURES & set(getattr(item, "fixturenames", ())) or (
+            module is not None and hasattr(module, "MosquittoBroker")
+        ):
+            item.add_marker(pytest.mark.broker)
+        if any(part in path for part in _PROCESS_MODULES):
+            item.add_marker(pytest.mark.process)
 
 
 @pytest.fixture

@@ -1,1 +1,1 @@
-"""``make bench``: every target of DESIGN.md section 9, measured side by side in one run."""
+"""``make bench``: every performance target of the lane, measured side by side in one run."""

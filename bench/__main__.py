@@ -1,22 +1,42 @@
 """Run every benchmark area, print its table, and write all figures to .bench/results.json.
 
 ``python -m bench [AREA ...]`` runs the named areas only (weighing, vision, io, telemetry, lane,
-flood).
+flood). Each area runs in a process of its own (``bench.section``), so the memory it reports,
+and its high-water mark under ``sections``, are not what an earlier area left behind.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import platform
+import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 AREAS = ("weighing", "vision", "io", "telemetry", "lane", "flood")
 RESULTS = Path(".bench/results.json")
+
+
+def _write(results: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str))
+
+
+def run_in_own_process(area: str, results: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Run ``area`` in a fresh interpreter on the figures so far: the figures after, and
+    whether the area succeeded. Its tables print as it runs."""
+    results.setdefault("sections", {}).pop(area, None)
+    _write(results)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.section", area, str(RESULTS)], check=False
+    )
+    after: dict[str, Any] = json.loads(RESULTS.read_text())
+    ok = done.returncode == 0
+    if not ok and "error" not in after.get(area, {}):  # it died before it could say why
+        after[area] = {"error": f"the {area} process exited with status {done.returncode}"}
+    return after, ok
 
 
 def main(argv: list[str]) -> int:
@@ -37,15 +57,13 @@ def main(argv: list[str]) -> int:
     for area in areas:
         print(f"\n=== {area} ===", flush=True)
         started = time.monotonic()
-        try:
-            importlib.import_module(f"bench.{area}").run(results)
-        except Exception:
-            traceback.print_exc()
+        results, ok = run_in_own_process(area, results)
+        if not ok:
             failed.append(area)
-            results[area] = {"error": traceback.format_exc(limit=3)}
-        print(f"({area}: {time.monotonic() - started:.1f} s)")
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2, default=str))
+        peak = results.get("sections", {}).get(area, {}).get("rss_mb_hwm")
+        memory = f", peak RSS {peak} MB" if peak else ""
+        print(f"({area}: {time.monotonic() - started:.1f} s{memory})", flush=True)
+        _write(results)
     print(f"\nfigures written to {RESULTS}")
     return 1 if failed else 0
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from simulators.harness import TruckOutcome
+from simulators.outcomes import TruckOutcome
 
 Probe = Callable[[], float | None]
 

@@ -37,8 +37,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from bench.common import Sampler, rss_mb, truck_figures
 from edge_agent.telemetry.mqtt import make_client, parse_broker_url
 from edge_agent.telemetry.topics import LaneTopics
-from simulators.harness import SimLane, TruckOutcome
+from simulators.harness import SimLane
 from simulators.lane_sim import render_table
+from simulators.outcomes import TruckOutcome
 from simulators.polling import wait_until
 from simulators.scenarios import DEMO, TruckPlan
 
@@ -213,7 +214,7 @@ class _Flood:
                 continue
             large = n % LARGE_EVERY == LARGE_EVERY - 1
             qos = self._rng.choice((0, 1))
-            payload = self._payload(large)
+            payload = self._payload(large=large)
             info = self._client.publish(self._topics[n % len(self._topics)], payload, qos=qos)
             n += 1
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -236,7 +237,7 @@ class _Flood:
         else:
             self.counts["stalls"] += 1
 
-    def _payload(self, large: bool) -> bytes:
+    def _payload(self, *, large: bool) -> bytes:
         """Unsigned: a zero or random signature, or no JSON at all; always a random cmd_id."""
         rng = self._rng
         now = int(time.time())

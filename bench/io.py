@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_agent.drivers.ioboard import BoardSnapshot, InputChanged, IoBoard
+from edge_agent.drivers.ioboard import IoBoard
+from edge_agent.protocols.iolink_session import BoardSnapshot
 from simulators.iohost import IoBoardHost
 
 CYCLES = 500  # one OPEN and one CLOSE_WHEN_CLEAR each: 1,000 commands
@@ -41,11 +42,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 class _Collector:
-    """Reads the driver's events on its own thread, as the agent does, stamping arrival."""
+    """Reads the driver's events on its own thread, as the agent does, stamping arrival, and
+    keeps the worst firmware loop the board's periodic frames reported."""
 
     def __init__(self, board: IoBoard) -> None:
         self._board = board
         self.events: list[tuple[float, Any]] = []
+        self.loop_max_us = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -56,6 +59,9 @@ class _Collector:
             for event in self._board.read_events(0.02):
                 with self._lock:
                     self.events.append((time.monotonic(), event))
+            snapshot = self._board.snapshot  # the latest frame, changed or not
+            if snapshot is not None:
+                self.loop_max_us = max(self.loop_max_us, snapshot.loop_max_us)
 
     def wait(self, predicate: Any, after: int, timeout: float = 2.0) -> float | None:
         give_up = time.monotonic() + timeout
@@ -148,22 +154,20 @@ def run(results: dict[str, Any]) -> None:
                 mark = collector.count()
                 changed_at = time.monotonic()
                 host.set_inputs(photo_eye=blocked)
-                arrived = collector.wait(
-                    lambda e, b=blocked: isinstance(e, InputChanged)
-                    and e.name == "photo_eye"
-                    and e.value == b,
+                arrived = collector.wait(  # the board's state after the change
+                    lambda e, b=blocked: isinstance(e, BoardSnapshot)
+                    and e.inputs["photo_eye"] == b,
                     mark,
                 )
                 if arrived is not None:
                     input_ms.append((arrived - changed_at) * 1000)
                 time.sleep(0.01)
-            snapshots = [e for _, e in collector.events if isinstance(e, BoardSnapshot)]
-            loop_max_us = max((s.loop_max_us for s in snapshots), default=0)
+            loop_max_us = collector.loop_max_us
         finally:
             collector.stop()
             board.close()
     commands = open_ms + close_ms
-    section = {
+    section: dict[str, Any] = {
         "command_to_relay_ms": _percentiles(commands),
         "open_to_relay_ms": _percentiles(open_ms),
         "close_to_relay_ms": _percentiles(close_ms),

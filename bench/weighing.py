@@ -3,7 +3,7 @@
 Seeded generated trucks (clean and every fault, at 5, 10 and 25 Hz) run through the same
 watcher with each settler. Reported: time from the truck's stop to the decision, committed
 error in e, decisions taken while the truck still moved, and per abnormality code the recall
-on its fault and the false alarms everywhere else. Targets (DESIGN.md section 9): |error| <=
+on its fault and the false alarms everywhere else. Targets: |error| <=
 1 e on >= 99 % of clean traces, median time <= half the baseline's, no decision in motion;
 and no weight committed on the repeats of a stalled (frozen) indicator output.
 """

@@ -1,9 +1,14 @@
-"""The edge agent's imperative shell: drivers -> pure cores -> lane machine -> commands.
+"""The edge agent's imperative shell: drivers -> pure cores -> lane machine -> actions.
 
-One reader thread per device (``readers.py``) hands typed input to the inbox, device inputs
-ahead of commands; the main loop owns every piece of state (weight watcher, lane machine), so
-nothing else needs a lock. The barrier decision is taken on the main loop the moment the later
-of pass and weight arrives, and the OPEN command goes straight to the IO board's port.
+One reader thread per device (``readers.py``) hands the drivers' typed events to the inbox,
+device inputs ahead of commands; the main loop owns every piece of state (weight watcher, lane
+machine), so nothing else needs a lock. The barrier decision is taken on the main loop the
+moment the later of pass and weight arrives, and the OPEN command goes straight to the IO
+board's port.
+
+``LaneAgent`` can also run without its threads: ``attach(devices)`` and then ``handle``,
+``command`` and ``tick`` with any clock — the middle tier of tests runs whole trucks on fakes
+in virtual time that way.
 
 Containment: every stage of the loop runs under ``Faults.guard``; no input, stored file or
 internal error stops the agent. Storage fails closed: records that cannot be written wait in
@@ -24,64 +29,71 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from edge_agent import __version__
+from edge_agent.assembly import LaneDevices, open_devices, pass_trust
+from edge_agent.catalogue import Code, EventType
 from edge_agent.clock import wall_clock_status
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.containment import Faults
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.inbox import LaneInbox
-from edge_agent.lane.commands import (
+from edge_agent.lane.actions import (
     CloseWhenClear,
-    LaneCommand,
+    LaneAction,
     MarkPassUsed,
     OpenBarrier,
     Publish,
     TakeSnapshot,
 )
-from edge_agent.lane.events import (
-    LaneEvent,
-    PassUseRecorded,
-    RemoteRelease,
-    StorageChanged,
-)
+from edge_agent.lane.inputs import LaneInput, PassUseRecorded, StorageChanged
 from edge_agent.lane.machine import LaneMachine, MachineConfig
 from edge_agent.lane.policy import PolicyConfig
-from edge_agent.protocols import gp1
 from edge_agent.readers import Readers
+from edge_agent.remote_commands import RemoteCommands
 from edge_agent.remote_config import apply_settings, reported
 from edge_agent.status import StatusBoard, serve_status
-from edge_agent.telemetry.commands import Command, Rejection, echo
-from edge_agent.telemetry.evidence import chunk_evidence
+from edge_agent.telemetry.evidence_chunks import chunk_evidence
 from edge_agent.telemetry.outbox import HEALTH_EXPIRY_MS, OutboxError
-from edge_agent.telemetry.records import RecordKeeper, RefusalBudget
-from edge_agent.wiring import DeviceInputs, LaneDevices, open_devices, pass_trust
+from edge_agent.telemetry.records import RecordKeeper
+from edge_agent.translate import DeviceInput, DeviceInputs
 
 log = logging.getLogger("edge_agent")
 
 Clock = Callable[[], float]
+ClockStatus = Callable[[], tuple[bool, str]]
+STATUS_EVERY_S = 0.25
+STORAGE_RETRY_S = 2.0
+CLOCK_CHECK_S = 1.0
 
 
 class LaneAgent:
     """Runs one lane until ``stop`` is set."""
 
-    def __init__(self, config: AgentConfig, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        clock_status: ClockStatus = wall_clock_status,
+    ) -> None:
         self.local_config = config  # the lane's file; signed config commands go on top
         self.config = config
-        self._clock = clock
+        self._clock, self._wall_clock, self._clock_status = clock, wall_clock, clock_status
         self._inbox = LaneInbox()
         self._stop = threading.Event()
-        self._faults = Faults(clock)
-        self._refusals = RefusalBudget()
-        self.status = StatusBoard(config)
+        self.faults = Faults(clock)
         self.machine = LaneMachine(
             MachineConfig(
                 policy=_policy(config), pass_without_truck_s=config.lane.pass_without_truck_s
             ),
             new_id=_new_id,
         )
-        self._devices: LaneDevices | None = None
-        self._inputs: DeviceInputs | None = None
-        self._records: RecordKeeper | None = None
-        self._readers: Readers | None = None
+        self.devices: LaneDevices | None = None
+        self.inputs: DeviceInputs | None = None
+        self.records: RecordKeeper | None = None
+        self.commands: RemoteCommands | None = None
+        self.readers: Readers | None = None
+        self.status = StatusBoard(config, self._device_status)
         self._storage_ok = True
         self._next_health = 0.0
         self._next_status = 0.0
@@ -94,28 +106,15 @@ class LaneAgent:
         config = self.config
         config.lane.state_dir.mkdir(parents=True, exist_ok=True)
         devices = open_devices(config, self._clock, on_command=self._on_command)
-        self._devices = devices
-        self._records = RecordKeeper(devices.outbox)
-        self._inputs = DeviceInputs(config, devices, self._clock)
-        self._reconfigure(self._effective_config())
+        self.attach(devices)
         server = serve_status(config.status.listen, self.status)
-        readers = self._readers = Readers(
-            devices, self._put_device, self._clock, self._stop, self._faults, log
+        readers = self.readers = Readers(
+            devices, self._put_device, self._clock, self._stop, self.faults, log
         )
         devices.publisher.start()
         readers.start()
-        log.info(
-            "lane %s/%s running (agent %s, boot %s)",
-            config.lane.site,
-            config.lane.lane,
-            __version__,
-            devices.outbox.boot_id,
-        )
-        now = self._clock()
-        self._watch_clock(now)  # the clock's state is known before the first command
-        for moved, problem in devices.quarantined:
-            data = {"code": "lane.state_quarantined", "detail": f"{moved.name}: {problem}"}
-            self._execute([Publish("abnormality", data)], now)
+        log.info("lane %s/%s running (agent %s, boot %s)", config.lane.site, config.lane.lane,
+                 __version__, devices.outbox.boot_id)
         try:
             self._main_loop()
         finally:
@@ -126,13 +125,35 @@ class LaneAgent:
             devices.close()
             log.info("lane %s stopped", config.lane.lane)
 
+    def attach(self, devices: LaneDevices) -> None:
+        """Take the opened devices: from here ``handle``, ``command`` and ``tick`` work."""
+        self.devices = devices
+        self.records = RecordKeeper(devices.outbox)
+        self.inputs = DeviceInputs(
+            self.config, devices.passes, is_used=devices.ledger.is_used,
+            pass_time=lambda: devices.time_floor.now(self._wall_clock()),
+        )
+        self.commands = RemoteCommands(
+            devices.commands, local_config=self.local_config, passes=devices.passes,
+            ledger=devices.ledger, time_floor=devices.time_floor, wall_clock=self._wall_clock,
+            release=lambda event: self._step(event, event.at), reconfigure=self._apply_remote,
+            load_trust=pass_trust,
+        )
+        self._reconfigure(self._effective_config())
+        now = self._clock()
+        self._watch_clock(now)  # the clock's state is known before the first command
+        for moved, problem in devices.quarantined:
+            data = {"code": Code.LANE_STATE_QUARANTINED, "detail": f"{moved.name}: {problem}"}
+            self._execute([Publish(EventType.ABNORMALITY, data)], now)
+
     def stop(self) -> None:
         self._stop.set()
         self._inbox.wake()
 
-    def _put_device(self, source: str, payload: Any) -> None:
-        if not self._inbox.put("device", (source, payload)):
-            self._faults.record("inbox", OverflowError(f"device inbox full: {source} dropped"))
+    def _put_device(self, item: DeviceInput) -> None:
+        if not self._inbox.put("device", item):
+            self.faults.record("inbox", OverflowError(
+                f"device inbox full: {type(item).__name__} dropped"))
 
     def _on_command(self, name: str, payload: bytes) -> None:
         """From the MQTT sender thread: never blocks it; a flood is dropped and counted."""
@@ -140,63 +161,83 @@ class LaneAgent:
 
     # -- the loop --------------------------------------------------------------------------------
     def _main_loop(self) -> None:
-        inputs = self._inputs
-        assert inputs is not None
-        faults = self._faults
         while not self._stop.is_set():
             now = self._clock()
-            pending = (self.machine.next_deadline(), inputs.next_deadline())
-            deadlines = [d for d in pending if d is not None]
-            timeout = 0.2 if not deadlines else max(0.0, min(min(deadlines) - now, 0.2))
+            deadline = self.next_deadline()
+            timeout = 0.2 if deadline is None else max(0.0, min(deadline - now, 0.2))
             item = self._inbox.get(timeout)
             now = self._clock()
-            events: list[LaneEvent] = []
             timer_now = now
             if item is not None and item[0] == "command":
-                name, body = item[1]
-                with faults.guard("command"):
-                    self._command(name, body, now)
+                name, payload = item[1]
+                self.command(name, payload, now)
             elif item is not None:
-                source, payload = item[1]
-                with faults.guard(f"input {source}"):
-                    events += inputs.translate(source, payload, now)
+                self.handle(item[1], now)
                 if self._inbox.devices_waiting():
                     # Readings still queued: timers run on the time of the input handled,
                     # so a backlog never looks like a silent indicator.
-                    timer_now = min(now, _input_time(payload, now))
-            with faults.guard("weighing timers"):
-                events += inputs.tick(timer_now)
-            for event in events:
-                self._step(event, now)
-            with faults.guard("lane timers"):
-                self._execute(self.machine.handle_timer(timer_now), now)
-            with faults.guard("storage"):
-                self._watch_storage(now)
-            with faults.guard("clock"):
-                self._watch_clock(now)
-            if now >= self._next_status:
-                self._next_status = now + 0.25
-                with faults.guard("status"):
-                    self.status.update_lane(self.machine, inputs)
-            if now >= self._next_health:
-                self._next_health = now + self.config.mqtt.health_interval_s
-                with faults.guard("health"):
-                    self._health(now)
+                    timer_now = min(now, item[1].at)
+            self.tick(now, timer_now=timer_now)
 
-    def _step(self, event: LaneEvent, now: float) -> list[LaneCommand]:
-        """One event through the machine, and what it asked for executed."""
-        with self._faults.guard(f"lane {type(event).__name__}"):
+    def next_deadline(self) -> float | None:
+        assert self.inputs is not None
+        pending = (self.machine.next_deadline(), self.inputs.next_deadline())
+        deadlines = [d for d in pending if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def handle(self, item: DeviceInput, now: float) -> None:
+        """One device event: translated, and each lane input it gives stepped through."""
+        assert self.inputs is not None
+        events: list[LaneInput] = []
+        with self.faults.guard(f"input {type(item).__name__}"):
+            events = self.inputs.translate(item)
+        for event in events:
+            self._step(event, now)
+
+    def command(self, name: str, payload: bytes, now: float) -> None:
+        """A command message from the backend; its outcome is recorded as ``cmd_result``."""
+        assert self.commands is not None
+        with self.faults.guard("command"):
+            outcome = self.commands.handle(name, payload, now, clock_synced=self._clock_synced)
+            if outcome is not None:
+                self._record(EventType.CMD_RESULT, outcome.to_data(), None, now)
+
+    def tick(self, now: float, *, timer_now: float | None = None) -> None:
+        """Everything time drives: weighing and lane timers, storage, clock, status, health."""
+        assert self.inputs is not None
+        timer_now = now if timer_now is None else timer_now
+        with self.faults.guard("weighing timers"):
+            for event in self.inputs.tick(timer_now):
+                self._step(event, now)
+        with self.faults.guard("lane timers"):
+            self._execute(self.machine.handle_timer(timer_now), now)
+        with self.faults.guard("storage"):
+            self._watch_storage(now)
+        with self.faults.guard("clock"):
+            self._watch_clock(now)
+        if now >= self._next_status:
+            self._next_status = now + STATUS_EVERY_S
+            with self.faults.guard("status"):
+                self.status.update_lane(self.machine)
+        if now >= self._next_health:
+            self._next_health = now + self.config.mqtt.health_interval_s
+            with self.faults.guard("health"):
+                self._health(now)
+
+    def _step(self, event: LaneInput, now: float) -> list[LaneAction]:
+        """One input through the machine, and what it asked for executed."""
+        with self.faults.guard(f"lane {type(event).__name__}"):
             return self._execute(self.machine.handle(event, now), now)
         return []
 
     def _watch_storage(self, now: float) -> None:
         """L9: tell the machine when records stop (or start again) being writable."""
-        devices, records = self._devices, self._records
+        devices, records = self.devices, self.records
         assert devices is not None and records is not None
         if not records.ok and now >= self._next_retry:
-            self._next_retry = now + 2.0
+            self._next_retry = now + STORAGE_RETRY_S
             try:
-                devices.ledger.probe(time.time())
+                devices.ledger.probe(self._wall_clock())
             except EdgeAgentError as exc:
                 records.fail(str(exc))
             else:
@@ -214,136 +255,91 @@ class LaneAgent:
         """Raise the persisted time floor from the wall clock while it is synced."""
         if now < self._next_clock:
             return
-        self._next_clock = now + 1.0
-        devices = self._devices
-        assert devices is not None
-        self._clock_synced, _source = wall_clock_status()
+        self._next_clock = now + CLOCK_CHECK_S
+        assert self.devices is not None
+        self._clock_synced, _source = self._clock_status()
         if self._clock_synced:
-            devices.time_floor.observe(time.time(), synced=True)
+            self.devices.time_floor.observe(self._wall_clock(), synced=True)
 
     # -- records ---------------------------------------------------------------------------------
+    def _stamp(self, now: float) -> _Stamp:
+        """The times a record carries: monotonic ``now``, the wall clock and its status."""
+        synced, source = self._clock_status()
+        return _Stamp(mono_ms=int(now * 1000), wall_ms=int(self._wall_clock() * 1000),
+                      clock_synced=synced, clock_source=source)
+
     def _record(
-        self, type: str, data: dict[str, Any], transit_id: str | None, now: float, *,
+        self, type: EventType, data: dict[str, Any], transit_id: str | None, now: float, *,
         sheddable: bool = False,
     ) -> dict[str, Any] | None:
-        devices, records = self._devices, self._records
+        devices, records = self.devices, self.records
         assert devices is not None and records is not None
         envelope = records.add(
-            type, data, transit_id=transit_id, stamp=_stamp(now), sheddable=sheddable
+            type, data, transit_id=transit_id, stamp=self._stamp(now), sheddable=sheddable
         )
         devices.publisher.wake()
         return envelope
 
-    def _upload_evidence(self, ref: str, transit_id: str, path: Path, now: float) -> None:
-        """Queue the snapshot for the backend as bounded ``evidence`` events (sheddable)."""
-        media_type = "image/jpeg" if path.suffix == ".jpg" else "image/x-portable-graymap"
-        try:
-            chunks = chunk_evidence(ref, path.read_bytes(), media_type)
-        except (OSError, EdgeAgentError) as exc:
-            log.error("evidence %s not uploaded: %s", ref, exc)
-            return
-        for chunk in chunks:
-            if self._record("evidence", chunk, transit_id, now, sheddable=True) is None:
-                log.warning("evidence %s not queued: storage is short", ref)
-                return
-
     def _health(self, now: float) -> None:
         """Periodic health report: sheddable, on its own counter, expires at the broker."""
-        devices, inputs, records = self._devices, self._inputs, self._records
-        assert devices is not None and inputs is not None and records is not None
+        devices, records, commands = self.devices, self.records, self.commands
+        assert devices is not None and records is not None and commands is not None
         data: dict[str, Any] = {
             "state": self.machine.state.value,
-            "devices": inputs.describe(),
+            "devices": self._device_status(),
             "outbox": devices.outbox.stats(),
             "settings": reported(self.config),
             "storage": {"ok": records.ok, "error": records.error or None,
                         "parked": records.parked, "lost": records.lost},
             "inbox_dropped": dict(self._inbox.dropped),
-            "commands_unreported": self._refusals.suppressed,
-            "faults": dict(self._faults.counts),
+            "commands_unreported": commands.refusals.suppressed,
+            "faults": dict(self.faults.counts),
             "time_floor": int(devices.time_floor.value),
         }
-        if devices.commands is not None:
-            kinds = ("trust_update", "revocations", "config", "site_uses")
-            data["applied"] = {kind: devices.commands.version(kind) for kind in kinds}
+        versions = commands.versions()
+        if versions is not None:
+            data["applied"] = versions
+        stamp = self._stamp(now)
         try:
-            stored = devices.outbox.add_health(data, **_stamp(now))
+            stored = devices.outbox.add_health(data, **stamp)
         except OutboxError:
             stored = None
         if stored is None:
             # The disk budget or the disk itself refused it: the alarm still goes out.
             log.warning("health report not stored (storage short): sent without keeping it")
-            topic, payload = devices.outbox.transient_health(data, **_stamp(now))
+            topic, payload = devices.outbox.transient_health(data, **stamp)
             devices.publisher.publish_transient(topic, payload, HEALTH_EXPIRY_MS // 1000)
         devices.publisher.wake()
 
-    # -- commands --------------------------------------------------------------------------------
-    def _command(self, name: str, payload: bytes, now: float) -> None:
-        """A command from the backend: verify, run at most once, publish the result."""
-        devices = self._devices
-        assert devices is not None
-        if devices.commands is None:
-            log.warning("command %s ignored: no command keys configured", echo(name))
-            return
-        topic = devices.commands.topics.command(name)
-        wall = devices.time_floor.now(time.time())
-        verdict = devices.commands.verify(topic, payload, wall, clock_synced=self._clock_synced)
-        if isinstance(verdict, Rejection):
-            # Anyone on the broker can send garbage: only a bounded number of unsigned
-            # refusals cost a record; a refusal of a validly signed command always does.
-            if verdict.authenticated or self._refusals.allow(now):
-                log.warning("command %s refused: %s (%s)", echo(name), verdict.code,
-                            verdict.reason)
-                self._result(
-                    verdict.cmd_id or "", echo(name), False, verdict.code, verdict.reason, now,
-                    problems=verdict.problems,
-                )
-            return
-        devices.time_floor.observe(devices.commands.time_floor)
-        match verdict.name:
-            case "remote_release":
-                self._release(verdict, now)
-            case "trust_update" | "revocations":
-                devices.trust, devices.revoked = pass_trust(self.local_config, devices.commands)
-                applied = {
-                    "version": verdict.args["version"],
-                    "pass_keys": len(devices.trust.entries),
-                    "pass_revocations": len(devices.revoked),
-                    "command_keys": sorted(devices.commands.trusted_keys()),
-                }
-                self._result(verdict.cmd_id, name, True, None, "applied", now, reported=applied)
-            case "site_uses":
-                hashes = [gp1.parse_revocation_hash(h) for h in verdict.args["pass_hashes"]]
-                learned = devices.ledger.learn_site_uses(hashes, now=time.time())
-                applied = {"version": verdict.args["version"], "site_uses": len(hashes),
-                           "new": learned}
-                self._result(verdict.cmd_id, name, True, None, "applied", now, reported=applied)
-            case "config":
-                self._reconfigure(self._effective_config())
-                settings = {"version": verdict.args["version"], "settings": reported(self.config)}
-                self._result(verdict.cmd_id, name, True, None, "applied", now, reported=settings)
+    def _device_status(self) -> dict[str, Any]:
+        """The devices as they are now; read by health and by the status server's thread."""
+        devices, inputs = self.devices, self.inputs
+        if devices is None or inputs is None:
+            return {}
+        board = devices.board
+        snapshot = board.snapshot
+        camera_up = self.readers.camera_up if self.readers is not None else None
+        return {
+            "io_board": {
+                "link": "up" if board.link_up else "down",
+                "barrier": snapshot.barrier.value if snapshot else None,
+                "faults": sorted(snapshot.faults) if snapshot else [],
+                "inputs": dict(snapshot.inputs) if snapshot else {},
+                "outputs": dict(snapshot.outputs) if snapshot else {},
+                "loop_max_us": snapshot.loop_max_us if snapshot else None,
+                "link_stats": board.link_stats(),
+            },
+            "weighbridge": inputs.counts.to_json(),
+            "camera": {"up": camera_up, "reads": inputs.counts.qr_reads},
+            "telemetry": devices.publisher.status(),
+        }
 
-    def _release(self, verdict: Command, now: float) -> None:
-        release = RemoteRelease(
-            now, verdict.cmd_id, str(verdict.args["challenge"]), officer=verdict.issuer
-        )
-        commands = self._step(release, now)
-        if any(isinstance(c, OpenBarrier) for c in commands):
-            self._result(verdict.cmd_id, verdict.name, True, None, "barrier opened", now)
-            return
-        refused = [c for c in commands if isinstance(c, Publish) and c.type == "release_refused"]
-        held = [c for c in commands if isinstance(c, Publish) and c.type == "decision"]
-        why = (
-            str(refused[0].data["reason"]) if refused
-            else f"held: {', '.join(held[-1].data['reasons'])}" if held
-            else "no held truck with that challenge"
-        )
-        self._result(verdict.cmd_id, verdict.name, False, "cmd.precondition", why, now)
-
+    # -- remote settings -------------------------------------------------------------------------
     def _effective_config(self) -> AgentConfig:
         """The local file with the last applied remote settings on top."""
-        devices = self._devices
-        applied = devices.commands.applied("config") if devices and devices.commands else None
+        commands = self.commands
+        verifier = commands.verifier if commands is not None else None
+        applied = verifier.applied("config") if verifier is not None else None
         if applied is None:
             return self.local_config
         try:
@@ -352,123 +348,106 @@ class LaneAgent:
             log.error("remote settings (version %s) not applied: %s", applied.version, exc)
             return self.local_config
 
+    def _apply_remote(self) -> dict[str, Any]:
+        self._reconfigure(self._effective_config())
+        return reported(self.config)
+
     def _reconfigure(self, config: AgentConfig) -> None:
         self.config = config
         # A shorter health interval takes effect now, not after the old one ran out.
         self._next_health = min(self._next_health, self._clock() + config.mqtt.health_interval_s)
-        assert self._inputs is not None
-        self._inputs.reconfigure(config)
+        assert self.inputs is not None
+        self.inputs.reconfigure(config)
         self.machine.set_policy(_policy(config))
 
-    def _result(
-        self,
-        cmd_id: str,
-        name: str,
-        ok: bool,
-        code: str | None,
-        detail: str,
-        now: float,
-        *,
-        problems: tuple[str, ...] = (),
-        reported: dict[str, Any] | None = None,
-    ) -> None:
-        data: dict[str, Any] = {"cmd_id": cmd_id, "name": name, "accepted": ok, "code": code,
-                                "detail": detail}
-        if problems:
-            data["problems"] = list(problems)
-        if reported is not None:
-            data["reported"] = reported
-        self._record("cmd_result", data, None, now)
-        log.info("command %s %s: %s", name, "executed" if ok else "refused", code or detail)
-
-    # -- the machine's commands ------------------------------------------------------------------
-    def _execute(self, commands: list[LaneCommand], now: float) -> list[LaneCommand]:
-        """Run the machine's commands; returns them with every follow-up they caused."""
-        devices = self._devices
+    # -- the machine's actions -------------------------------------------------------------------
+    def _execute(self, actions: list[LaneAction], now: float) -> list[LaneAction]:
+        """Run the machine's actions; returns them with every follow-up they caused."""
+        devices = self.devices
         assert devices is not None
         # Barrier commands go out before the records of why: the relay must not wait for the
         # outbox's fsync. The pass ledger goes first of all (L3: recorded before it opens).
-        ordered = sorted(commands, key=_order)
-        done: list[LaneCommand] = []
-        for command in ordered:
-            done.append(command)
+        done: list[LaneAction] = []
+        for action in sorted(actions, key=_order):
+            done.append(action)
             try:
-                follow = self._execute_one(devices, command, now)
+                follow = self._execute_one(devices, action, now)
             except EdgeAgentError as exc:
                 # A failed device call must not stop the lane; the machine learns of link
                 # loss through the driver's own events.
-                log.error("command %s failed: %s", type(command).__name__, exc)
+                log.error("%s failed: %s", type(action).__name__, exc)
                 continue
             except Exception as exc:  # containment
-                self._faults.record(f"execute {type(command).__name__}", exc)
+                self.faults.record(f"execute {type(action).__name__}", exc)
                 continue
             if follow:
                 done += self._execute(follow, now)
         return done
 
     def _execute_one(
-        self, devices: LaneDevices, command: LaneCommand, now: float
-    ) -> list[LaneCommand]:
-        match command:
+        self, devices: LaneDevices, action: LaneAction, now: float
+    ) -> list[LaneAction]:
+        match action:
             case OpenBarrier():
                 seq = devices.board.open_barrier(valid_for_s=1.0)
-                log.info("barrier OPEN sent (seq %s) for %s", seq, command.transit_id)
+                log.info("barrier OPEN sent (seq %s) for %s", seq, action.transit_id)
             case CloseWhenClear():
                 devices.board.close_when_clear()
-                log.info("barrier close-when-clear sent for %s", command.transit_id)
+                log.info("barrier close-when-clear sent for %s", action.transit_id)
             case Publish():
-                envelope = self._record(command.type, command.data, command.transit_id, now)
+                envelope = self._record(action.type, action.data, action.transit_id, now)
                 if envelope is not None:
                     self.status.record_event(envelope)
-                if command.type == "transit_closed" and self._readers is not None:
-                    self._readers.new_truck.set()
+                if action.type == EventType.TRANSIT_CLOSED and self.readers is not None:
+                    self.readers.new_truck.set()
                 where = envelope.get("seq") if envelope else "held in memory"
-                log.info("event %s seq=%s %s", command.type, where, _brief(command))
+                log.info("event %s seq=%s %s", action.type, where, _brief(action))
             case MarkPassUsed():
-                return self.machine.handle(self._mark_used(devices, command, now), now)
+                return self.machine.handle(self._mark_used(devices, action, now), now)
             case TakeSnapshot():
-                if devices.outbox.space_short():
-                    log.warning("evidence %s not taken: storage is short", command.ref)
-                    return []
-                path = devices.evidence.snapshot(command.ref)
-                log.info("evidence %s for %s: %s", command.ref, command.reason, path or "no frame")
-                if path is not None:
-                    self._upload_evidence(command.ref, command.transit_id, path, now)
+                self._snapshot(devices, action, now)
         return []
 
+    def _snapshot(self, devices: LaneDevices, action: TakeSnapshot, now: float) -> None:
+        """Keep the evidence frame and queue it for the backend as ``evidence`` events."""
+        if devices.outbox.space_short():
+            log.warning("evidence %s not taken: storage is short", action.ref)
+            return
+        snapshot = devices.evidence.snapshot(action.ref)
+        log.info("evidence %s for %s: %s", action.ref, action.reason,
+                 snapshot.path if snapshot else "no frame")
+        if snapshot is None:
+            return
+        for chunk in chunk_evidence(action.ref, snapshot.data, snapshot.media_type):
+            if self._record(EventType.EVIDENCE, chunk, action.transit_id, now,
+                            sheddable=True) is None:
+                log.warning("evidence %s not queued: storage is short", action.ref)
+                return
+
     def _mark_used(
-        self, devices: LaneDevices, command: MarkPassUsed, now: float
+        self, devices: LaneDevices, action: MarkPassUsed, now: float
     ) -> PassUseRecorded:
         """Record the pass's use durably; the barrier opens only if this says ok (L3)."""
-        assert self._records is not None
+        assert self.records is not None
         try:
             fresh = devices.ledger.mark_used(
-                bytes.fromhex(command.cti_hex),
-                exp=command.exp,
-                now=time.time(),
+                bytes.fromhex(action.cti_hex), exp=action.exp, now=self._wall_clock(),
                 lane=self.config.lane.lane,
             )
         except EdgeAgentError as exc:
             log.error("pass use not recorded, truck held: %s", exc)
-            self._records.fail(str(exc))
-            return PassUseRecorded(now, False, "lane.storage_fault", f"pass ledger: {exc}")
+            self.records.fail(str(exc))
+            return PassUseRecorded(now, False, Code.LANE_STORAGE_FAULT, f"pass ledger: {exc}")
         if not fresh:
-            return PassUseRecorded(now, False, "pass.already_used", "the ledger holds this pass")
+            return PassUseRecorded(now, False, Code.PASS_ALREADY_USED,
+                                   "the ledger holds this pass")
         return PassUseRecorded(now, True)
 
 
-def _order(command: LaneCommand) -> int:
-    if isinstance(command, MarkPassUsed):
+def _order(action: LaneAction) -> int:
+    if isinstance(action, MarkPassUsed):
         return 0
-    return 1 if isinstance(command, OpenBarrier | CloseWhenClear) else 2
-
-
-def _input_time(payload: Any, default: float) -> float:
-    """When a device input happened: readings are ``(at, item)``, events carry ``at``."""
-    if isinstance(payload, tuple) and payload and isinstance(payload[0], int | float):
-        return float(payload[0])
-    at = getattr(payload, "at", None)
-    return float(at) if isinstance(at, int | float) else default
+    return 1 if isinstance(action, OpenBarrier | CloseWhenClear) else 2
 
 
 class _Stamp(TypedDict):
@@ -478,17 +457,6 @@ class _Stamp(TypedDict):
     clock_source: str
 
 
-def _stamp(now: float) -> _Stamp:
-    """The times an outbox record carries: monotonic ``now``, and the wall clock with its status."""
-    synced, source = wall_clock_status()
-    return _Stamp(
-        mono_ms=int(now * 1000),
-        wall_ms=int(time.time() * 1000),
-        clock_synced=synced,
-        clock_source=source,
-    )
-
-
 def _policy(config: AgentConfig) -> PolicyConfig:
     return PolicyConfig(
         e_kg=config.weighbridge.e_kg,
@@ -496,8 +464,8 @@ def _policy(config: AgentConfig) -> PolicyConfig:
     )
 
 
-def _brief(command: Publish) -> str:
-    data = command.data
+def _brief(action: Publish) -> str:
+    data = action.data
     keys = ("decision", "reasons", "code", "kg", "valid", "reason", "outcome", "by")
     parts = [f"{k}={data[k]}" for k in keys if k in data and data[k] not in (None, [], "")]
     return " ".join(parts)

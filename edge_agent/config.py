@@ -2,7 +2,9 @@
 
 Only URLs and numbers change between unit test, simulator, bench and lane. Every error names the
 file and the key that is wrong. Every number has a valid range, all of them in ``SETTING_RANGES``;
-a value outside it (NaN and infinity included) is refused before any device is opened.
+a value outside it (NaN and infinity included) is refused before any device is opened. A key
+the file leaves out takes its field's default in the section dataclasses below, the one place
+each default is written (``setting_default`` gives it to tools that run without a file).
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ import ipaddress
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
+from edge_agent import defaults
 from edge_agent.errors import ConfigError
-
-T = TypeVar("T")
+from edge_agent.telemetry.mqtt import ReconnectJitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +97,14 @@ class LaneSection:
     gate: str | None = None
     direction: str = "exit"
     state_dir: Path = Path("/var/lib/gatelane")
-    pass_without_truck_s: float = 120.0  # a pass shown with no truck on the deck is let go
+    pass_without_truck_s: float = defaults.PASS_WITHOUT_TRUCK_S
 
 
 @dataclass(frozen=True, slots=True)
 class IoBoardSection:
     url: str
     baudrate: int = 115200
-    t_clear_s: float = 0.5
+    t_clear_s: float = defaults.T_CLEAR_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,9 @@ class PassesSection:
     default_tolerance_kg: float | None = None
 
 
+_FLEET_SAFE = ReconnectJitter()
+
+
 @dataclass(frozen=True, slots=True)
 class MqttSection:
     broker: str
@@ -148,9 +153,16 @@ class MqttSection:
     outbox_max_mb: float | None = None
     # The first reconnect after a loss waits a random time in this window (a fleet that lost
     # its broker together must not come back in the same second), then doubles up to the cap.
-    reconnect_first_min_s: float = 1.0
-    reconnect_first_max_s: float = 30.0
-    reconnect_max_s: float = 120.0
+    reconnect_first_min_s: float = _FLEET_SAFE.first_min_s
+    reconnect_first_max_s: float = _FLEET_SAFE.first_max_s
+    reconnect_max_s: float = _FLEET_SAFE.max_s
+
+    @property
+    def reconnect(self) -> ReconnectJitter:
+        """The reconnect window; refuses (ConfigError) one that is not ordered."""
+        return ReconnectJitter(
+            self.reconnect_first_min_s, self.reconnect_first_max_s, self.reconnect_max_s
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,65 +203,66 @@ def load_config(path: Path) -> AgentConfig:
 def parse_config(raw: dict[str, Any], path: Path | None = None) -> AgentConfig:
     """Validate an already-parsed configuration mapping; paths resolve against the file's folder."""
     where = str(path) if path else "config"
-    base = path.parent if path else Path.cwd()
-    reader = _Reader(raw, where, base)
+    reader = _Reader(raw, where, path.parent if path else Path.cwd())
+    s = reader.section("lane", LaneSection)
     lane = LaneSection(
-        site=reader.text("lane", "site"),
-        lane=reader.text("lane", "lane"),
-        gate=reader.opt_text("lane", "gate"),
-        direction=reader.choice("lane", "direction", ("exit", "entry"), "exit"),
-        state_dir=reader.path("lane", "state_dir", Path("/var/lib/gatelane")),
-        pass_without_truck_s=reader.number("lane", "pass_without_truck_s", 120.0),
+        site=s.text("site"),
+        lane=s.text("lane"),
+        gate=s.opt_text("gate"),
+        direction=s.choice("direction", ("exit", "entry")),
+        state_dir=s.path("state_dir"),
+        pass_without_truck_s=s.number("pass_without_truck_s"),
     )
     state = lane.state_dir
-    config = AgentConfig(
-        lane=lane,
-        io_board=IoBoardSection(
-            url=reader.text("io_board", "url"),
-            baudrate=reader.integer("io_board", "baudrate", 115200),
-            t_clear_s=reader.number("io_board", "t_clear_s", 0.5),
-        ),
-        weighbridge=WeighbridgeSection(
-            url=reader.text("weighbridge", "url"),
-            protocol=reader.text("weighbridge", "protocol", "yaohua-tf0"),
-            baudrate=reader.integer("weighbridge", "baudrate", 9600),
-            line=reader.text("weighbridge", "line", "8N1"),
-            max_kg=reader.number("weighbridge", "max_kg", 60000.0),
-            e_kg=reader.number("weighbridge", "e_kg", 20.0),
-            unstable_timeout_s=reader.number("weighbridge", "unstable_timeout_s", 15.0),
-            not_on_deck_s=reader.number("weighbridge", "not_on_deck_s", 5.0),
-            frozen_s=reader.number("weighbridge", "frozen_s", 6.0),
-        ),
-        camera=CameraSection(
-            source=reader.text("camera", "source"),
-            confirm_frames=reader.integer("camera", "confirm_frames", 2),
-            snapshot_dir=reader.opt_path("camera", "snapshot_dir") or state / "snapshots",
-            snapshot_cap_mb=reader.number("camera", "snapshot_cap_mb", 200.0),
-        ),
-        passes=PassesSection(
-            trust_list=reader.path("passes", "trust_list"),
-            ledger=reader.opt_path("passes", "ledger") or state / "passes.sqlite",
-            revocations=reader.opt_path("passes", "revocations"),
-            skew_s=reader.integer("passes", "skew_s", 300),
-            default_tolerance_kg=reader.opt_number("passes", "default_tolerance_kg"),
-        ),
-        mqtt=MqttSection(
-            broker=reader.text("mqtt", "broker"),
-            lab=reader.flag("mqtt", "lab", False),
-            keepalive_s=reader.integer("mqtt", "keepalive_s", 10),
-            ca=reader.opt_path("mqtt", "ca"),
-            cert=reader.opt_path("mqtt", "cert"),
-            key=reader.opt_path("mqtt", "key"),
-            command_keys=reader.opt_path("mqtt", "command_keys"),
-            health_interval_s=reader.number("mqtt", "health_interval_s", 30.0),
-            outbox_max_mb=reader.opt_number("mqtt", "outbox_max_mb"),
-            reconnect_first_min_s=reader.number("mqtt", "reconnect_first_min_s", 1.0),
-            reconnect_first_max_s=reader.number("mqtt", "reconnect_first_max_s", 30.0),
-            reconnect_max_s=reader.number("mqtt", "reconnect_max_s", 120.0),
-        ),
-        status=StatusSection(listen=reader.listen("status", "listen", "127.0.0.1:8787")),
-        source=path,
+    s = reader.section("io_board", IoBoardSection)
+    io_board = IoBoardSection(
+        url=s.text("url"), baudrate=s.integer("baudrate"), t_clear_s=s.number("t_clear_s")
     )
+    s = reader.section("weighbridge", WeighbridgeSection)
+    weighbridge = WeighbridgeSection(
+        url=s.text("url"),
+        protocol=s.text("protocol"),
+        baudrate=s.integer("baudrate"),
+        line=s.text("line"),
+        max_kg=s.number("max_kg"),
+        e_kg=s.number("e_kg"),
+        unstable_timeout_s=s.number("unstable_timeout_s"),
+        not_on_deck_s=s.number("not_on_deck_s"),
+        frozen_s=s.number("frozen_s"),
+    )
+    s = reader.section("camera", CameraSection)
+    camera = CameraSection(
+        source=s.text("source"),
+        confirm_frames=s.integer("confirm_frames"),
+        snapshot_dir=s.opt_path("snapshot_dir") or state / "snapshots",
+        snapshot_cap_mb=s.number("snapshot_cap_mb"),
+    )
+    s = reader.section("passes", PassesSection)
+    passes = PassesSection(
+        trust_list=s.path("trust_list"),
+        ledger=s.opt_path("ledger") or state / "passes.sqlite",
+        revocations=s.opt_path("revocations"),
+        skew_s=s.integer("skew_s"),
+        default_tolerance_kg=s.opt_number("default_tolerance_kg"),
+    )
+    s = reader.section("mqtt", MqttSection)
+    mqtt = MqttSection(
+        broker=s.text("broker"),
+        lab=s.flag("lab"),
+        keepalive_s=s.integer("keepalive_s"),
+        ca=s.opt_path("ca"),
+        cert=s.opt_path("cert"),
+        key=s.opt_path("key"),
+        command_keys=s.opt_path("command_keys"),
+        health_interval_s=s.number("health_interval_s"),
+        outbox_max_mb=s.opt_number("outbox_max_mb"),
+        reconnect_first_min_s=s.number("reconnect_first_min_s"),
+        reconnect_first_max_s=s.number("reconnect_first_max_s"),
+        reconnect_max_s=s.number("reconnect_max_s"),
+    )
+    status = StatusSection(listen=reader.section("status", StatusSection).listen("listen"))
+    config = AgentConfig(lane=lane, io_board=io_board, weighbridge=weighbridge, camera=camera,
+                         passes=passes, mqtt=mqtt, status=status, source=path)  # fmt: skip
     _check_relations(config, where)
     _check_security(config, where)
     return config
@@ -265,12 +278,14 @@ def _check_relations(config: AgentConfig, where: str) -> None:
             f"0 < e_kg <= max_kg / 20 = {_num(scale.max_kg / 20)} kg"
         )
     mqtt = config.mqtt
-    window = (mqtt.reconnect_first_min_s, mqtt.reconnect_first_max_s, mqtt.reconnect_max_s)
-    if not 0 < window[0] <= window[1] <= window[2]:
+    try:
+        _ = mqtt.reconnect  # ReconnectJitter checks the window as it is made
+    except ConfigError as exc:
+        window = (mqtt.reconnect_first_min_s, mqtt.reconnect_first_max_s, mqtt.reconnect_max_s)
         raise ConfigError(
             f"{where}: [mqtt] needs 0 < reconnect_first_min_s <= reconnect_first_max_s <= "
             f"reconnect_max_s, got {window[0]:g}, {window[1]:g}, {window[2]:g}"
-        )
+        ) from exc
 
 
 def _check_security(config: AgentConfig, where: str) -> None:
@@ -285,102 +300,138 @@ def _check_security(config: AgentConfig, where: str) -> None:
         )
 
 
-_MISSING = object()
+_MISSING: Any = object()
+
+
+def _field_default(section: type[Any], name: str) -> Any:
+    """The default declared on ``section``'s field ``name``; ``_MISSING`` when it has none."""
+    for item in fields(section):
+        if item.name == name:
+            if item.default is not MISSING:
+                return item.default
+            if item.default_factory is not MISSING:
+                return item.default_factory()
+            return _MISSING
+    raise KeyError(f"{section.__name__} has no setting {name!r}")
+
+
+def setting_default(section: type[Any], name: str) -> Any:
+    """A setting's default as the file reader uses it (e.g. for a tool that runs without a file).
+
+    Raises:
+        KeyError: the section has no such setting, or the setting is required.
+    """
+    value = _field_default(section, name)
+    if value is _MISSING:
+        raise KeyError(f"{section.__name__}.{name} is required: it has no default")
+    return value
 
 
 class _Reader:
     def __init__(self, raw: dict[str, Any], where: str, base: Path) -> None:
         self._raw, self._where, self._base = raw, where, base
 
+    def section(self, name: str, shape: type[Any]) -> _Section:
+        """The ``[name]`` table, its settings' defaults taken from the dataclass ``shape``."""
+        table = self._raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{self._where}: [{name}] must be a table")
+        return _Section(table, f"{self._where}: [{name}]", name, shape, self._base)
+
+
+class _Section:
+    """One table of the file. A key the file leaves out takes its field's default; a key whose
+    field has no default is required."""
+
+    def __init__(
+        self, table: dict[str, Any], where: str, name: str, shape: type[Any], base: Path
+    ) -> None:
+        self._table, self._where, self._name = table, where, name
+        self._shape, self._base = shape, base
+
     def _get(
         self,
-        section: str,
         key: str,
-        default: Any,
         kind: type | tuple[type, ...],
         expected: str = "",
+        *,
+        optional: bool = False,
     ) -> Any:
-        table = self._raw.get(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{self._where}: [{section}] must be a table")
-        value = table.get(key, default)
+        default = None if optional else _field_default(self._shape, key)
+        value = self._table.get(key, default)
         if value is _MISSING:
-            raise ConfigError(f"{self._where}: [{section}] {key} is required")
+            raise ConfigError(f"{self._where} {key} is required")
         if value is not None and value is not default and not isinstance(value, kind):
-            raise ConfigError(
-                f"{self._where}: [{section}] {key} = {value!r} has the wrong type{expected}"
-            )
+            raise ConfigError(f"{self._where} {key} = {value!r} has the wrong type{expected}")
         if isinstance(value, bool) and kind in (int, float, (int, float)):
-            raise ConfigError(f"{self._where}: [{section}] {key} must be a number, not a boolean")
+            raise ConfigError(f"{self._where} {key} must be a number, not a boolean")
         return value
 
-    def text(self, section: str, key: str, default: Any = _MISSING) -> str:
-        value: str = self._get(section, key, default, str)
+    def text(self, key: str) -> str:
+        value: str = self._get(key, str)
         if not value:
-            raise ConfigError(f"{self._where}: [{section}] {key} must not be empty")
+            raise ConfigError(f"{self._where} {key} must not be empty")
         return value
 
-    def opt_text(self, section: str, key: str) -> str | None:
-        value: str | None = self._get(section, key, None, str)
+    def opt_text(self, key: str) -> str | None:
+        value: str | None = self._get(key, str, optional=True)
         return value
 
-    def _in_range(self, section: str, key: str, value: int | float) -> None:
-        allowed = SETTING_RANGES[f"{section}.{key}"]
+    def _in_range(self, key: str, value: float) -> None:
+        allowed = SETTING_RANGES[f"{self._name}.{key}"]
         if value not in allowed:
             finite = isinstance(value, int) or math.isfinite(value)
             problem = "is out of range" if finite else "is not a finite number"
             raise ConfigError(
-                f"{self._where}: [{section}] {key} = {value!r} {problem}; "
-                f"allowed: {allowed.describe(key)}"
+                f"{self._where} {key} = {value!r} {problem}; allowed: {allowed.describe(key)}"
             )
 
-    def integer(self, section: str, key: str, default: int) -> int:
-        allowed = SETTING_RANGES[f"{section}.{key}"]
+    def integer(self, key: str) -> int:
+        allowed = SETTING_RANGES[f"{self._name}.{key}"]
         expected = f"; allowed: an integer, {allowed.describe(key)}"
-        value: int = self._get(section, key, default, int, expected)
-        self._in_range(section, key, value)
+        value: int = self._get(key, int, expected)
+        self._in_range(key, value)
         return value
 
-    def number(self, section: str, key: str, default: float) -> float:
-        value: int | float = self._get(section, key, default, (int, float))
-        self._in_range(section, key, value)  # before float(): a huge integer would overflow
+    def number(self, key: str) -> float:
+        value: float = self._get(key, (int, float))
+        self._in_range(key, value)  # before float(): a huge integer would overflow
         return float(value)
 
-    def opt_number(self, section: str, key: str) -> float | None:
-        value: int | float | None = self._get(section, key, None, (int, float))
+    def opt_number(self, key: str) -> float | None:
+        value: float | None = self._get(key, (int, float), optional=True)
         if value is None:
             return None
-        self._in_range(section, key, value)
+        self._in_range(key, value)
         return float(value)
 
-    def flag(self, section: str, key: str, default: bool) -> bool:
-        value: bool = self._get(section, key, default, bool)
+    def flag(self, key: str) -> bool:
+        value: bool = self._get(key, bool)
         return value
 
-    def listen(self, section: str, key: str, default: str) -> str:
-        value = self.text(section, key, default)
+    def listen(self, key: str) -> str:
+        value = self.text(key)
         problem = _listen_problem(value)
         if problem:
             raise ConfigError(
-                f"{self._where}: [{section}] {key} = {value!r} {problem}; allowed: {_LISTEN_RULE}"
+                f"{self._where} {key} = {value!r} {problem}; allowed: {_LISTEN_RULE}"
             )
         return value
 
-    def choice(self, section: str, key: str, options: tuple[str, ...], default: str) -> str:
-        value = self.text(section, key, default)
+    def choice(self, key: str, options: tuple[str, ...]) -> str:
+        value = self.text(key)
         if value not in options:
             raise ConfigError(
-                f"{self._where}: [{section}] {key} = {value!r}: "
-                f"expected one of {', '.join(options)}"
+                f"{self._where} {key} = {value!r}: expected one of {', '.join(options)}"
             )
         return value
 
-    def path(self, section: str, key: str, default: Any = _MISSING) -> Path:
-        value = self._get(section, key, default, (str, Path))
+    def path(self, key: str) -> Path:
+        value = self._get(key, (str, Path))
         return self._base / value if not isinstance(value, Path) else value
 
-    def opt_path(self, section: str, key: str) -> Path | None:
-        value = self._get(section, key, None, str)
+    def opt_path(self, key: str) -> Path | None:
+        value = self._get(key, str, optional=True)
         return None if value is None else self._base / value
 
 

@@ -4,9 +4,8 @@
     ├── ConfigError (ValueError)        the configuration file or a setting is wrong
     ├── LocalProtocolError (ValueError) we asked a codec to send something illegal
     ├── RemoteProtocolError             a device or peer sent something we cannot accept
-    ├── DeviceError (OSError)           a port or device could not be opened or used
-    │   └── DeviceTimeout (TimeoutError)
-    └── PassError                       a release pass is unusable (carries a section-6 code)
+    └── DeviceError (OSError)           a port or device could not be opened or used
+        └── DeviceTimeout (TimeoutError)
 
 Codecs never raise on garbage from a device: they turn it into error events. These exceptions
 are for the shell (drivers, app) and for misuse by our own code.
@@ -37,11 +36,3 @@ class DeviceError(EdgeAgentError, OSError):
 
 class DeviceTimeout(DeviceError, TimeoutError):
     """A device did not answer in time."""
-
-
-class PassError(EdgeAgentError):
-    """A release pass cannot be used; ``code`` is a stable section-6 rejection code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code

@@ -1,4 +1,9 @@
-"""The agent's live status, served as JSON on a loopback port for ``lanectl status``."""
+"""The agent's live status, served as JSON on a loopback port for ``lanectl status``.
+
+The main loop publishes the lane's part (state, transit) a few times a second: a few fields,
+no I/O. The devices' part (IO link, weighbridge, camera, telemetry with the outbox figures) is
+read when a request comes, on the server's thread, so the decision loop never waits for it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +22,15 @@ from edge_agent.errors import ConfigError, DeviceError
 
 if TYPE_CHECKING:
     from edge_agent.lane.machine import LaneMachine
-    from edge_agent.wiring import DeviceInputs
 
 
 class StatusBoard:
     """A thread-safe snapshot of the lane that the main loop updates and the server reads."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(
+        self, config: AgentConfig, devices: Callable[[], dict[str, Any]] = dict
+    ) -> None:
+        self._devices = devices
         self._lock = threading.Lock()
         self._started = time.time()
         self._doc: dict[str, Any] = {
@@ -33,24 +41,14 @@ class StatusBoard:
         }
         self._recent: deque[dict[str, Any]] = deque(maxlen=20)
 
-    def update_lane(self, machine: LaneMachine, inputs: DeviceInputs) -> None:
+    def update_lane(self, machine: LaneMachine) -> None:
         transit = machine.transit
         lane = {
             "state": machine.state.value,
-            "transit": None
-            if transit is None
-            else {
-                "id": transit.transit_id,
-                "pass": None if transit.pass_info is None else transit.pass_info.release_no,
-                "pass_valid": None if transit.pass_info is None else transit.pass_info.valid,
-                "weight_kg": transit.weight_kg,
-                "hold_reasons": list(transit.hold_reasons),
-            },
+            "transit": None if transit is None else transit.to_status(),
         }
-        devices = inputs.describe()
         with self._lock:
             self._doc.update(lane)
-            self._doc["devices"] = devices
 
     def record_event(self, envelope: dict[str, Any]) -> None:
         brief = {k: envelope.get(k) for k in ("seq", "type", "occurred_at", "transit_id")}
@@ -61,6 +59,10 @@ class StatusBoard:
         with self._lock:
             doc = dict(self._doc)
             doc["recent_events"] = list(self._recent)
+        try:
+            doc["devices"] = self._devices()
+        except Exception as exc:  # a device being reopened must not break the status page
+            doc["devices"] = {"error": repr(exc)}
         doc["uptime_s"] = round(time.time() - self._started, 1)
         return doc
 

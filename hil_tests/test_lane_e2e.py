@@ -107,7 +107,7 @@ def test_agent_reports_health_with_its_devices(demo_run: Run) -> None:
 
 
 def test_held_trucks_evidence_reaches_the_backend_intact(demo_run: Run) -> None:
-    from edge_agent.telemetry.evidence import assemble_evidence
+    from edge_agent.telemetry.evidence_chunks import assemble_evidence
 
     lane, _outcomes = demo_run
     events = lane.backend.events(lane.scenario.lane)

@@ -22,85 +22,21 @@ edge agent must be stopped. Exit 0 on success, 1 otherwise (the JSON says what r
 from __future__ import annotations
 
 import argparse
-import ast
-import hashlib
 import json
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from edge_agent.drivers.serialport import LineSettings, open_port
 from edge_agent.errors import DeviceError
-from edge_agent.protocols import iolink
-
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
-BAUDRATE = 115200
-
-
-def manifest_of(files: dict[str, str]) -> str:
-    """The manifest hash (firmware/manifest.py) of files given as name -> SHA-256 hex."""
-    h = hashlib.sha256()
-    for name in sorted(n for n in files if n.endswith((".py", ".mpy"))):
-        h.update(name.encode() + b"\x00" + bytes.fromhex(files[name]))
-    return h.digest()[:8].hex()
-
-
-def manifest(folder: Path) -> tuple[str, dict[str, str]]:
-    """The manifest hash the board reports (firmware/manifest.py) and each file's SHA-256."""
-    names = sorted(p.name for p in folder.iterdir() if p.suffix in (".py", ".mpy"))
-    files = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
-    return manifest_of(files), files
-
-
-def release_version(folder: Path) -> str | None:
-    """FW_VERSION from main.py, read without running it."""
-    try:
-        tree = ast.parse((folder / "main.py").read_text(encoding="utf-8"))
-    except (OSError, SyntaxError):
-        return None
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "FW_VERSION" for t in node.targets
-        ):
-            return ".".join(str(part) for part in ast.literal_eval(node.value))
-    return None
-
-
-def ask_board(url: str, timeout: float) -> iolink.HelloAck:
-    """Send one HELLO and wait for the HELLO_ACK.
-
-    Raises:
-        DeviceError: the port cannot be used or the board did not answer.
-    """
-    port = open_port(url, LineSettings(baudrate=BAUDRATE), timeout=0.05)
-    try:
-        codec = iolink.LinkCodec()
-        boot = int.from_bytes(os.urandom(4), "big")
-        deadline = time.monotonic() + timeout
-        next_hello = 0.0
-        while time.monotonic() < deadline:
-            if time.monotonic() >= next_hello:
-                port.write(iolink.encode_hello(0, boot, int(time.monotonic() * 1000)))
-                next_hello = time.monotonic() + 0.5
-            for message in codec.receive_data(port.read(max(1, port.in_waiting))):
-                if isinstance(message, iolink.HelloAck) and message.host_boot == boot:
-                    return message
-    except DeviceError:
-        raise
-    except Exception as exc:  # SerialException: unplugged while asking
-        raise DeviceError(f"{url}: {exc}") from exc
-    finally:
-        port.close()
-    raise DeviceError(f"no HELLO_ACK from {url} within {timeout} s")
+from host_tools import fw_deploy
+from host_tools.errors import fail
+from host_tools.fw_release import FIRMWARE_DIR, ask_board, manifest, release_version
 
 
 def _info(args: argparse.Namespace) -> int:
     folder = Path(args.firmware_dir)
     if not (folder / "main.py").is_file():
-        print(f"lanectl fw info: {folder} holds no firmware (main.py missing)", file=sys.stderr)
-        return 2
+        return fail("fw info", f"{folder} holds no firmware (main.py missing)")
     digest, files = manifest(folder)
     report: dict[str, Any] = {
         "release": {"dir": str(folder), "version": release_version(folder), "manifest": digest,
@@ -110,8 +46,7 @@ def _info(args: argparse.Namespace) -> int:
         try:
             hello = ask_board(args.port, args.timeout)
         except DeviceError as exc:
-            print(f"lanectl fw info: {exc}", file=sys.stderr)
-            return 2
+            return fail("fw info", str(exc))
         report["board"] = {"protocol": hello.protocol, "version": hello.firmware,
                            "manifest": hello.manifest, "reset_cause": hello.reset_cause,
                            "uptime_ms": hello.uptime_ms}  # fmt: skip
@@ -133,7 +68,7 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _print_report(report: Any, as_json: bool) -> int:
+def _print_report(report: fw_deploy.Report, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(report.as_json()))
     else:
@@ -145,21 +80,16 @@ def _print_report(report: Any, as_json: bool) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from host_tools import fw_deploy
-
     folder = Path(args.firmware_dir)
     if not (folder / "main.py").is_file():
-        print(f"lanectl fw deploy: {folder} holds no firmware (main.py missing)", file=sys.stderr)
-        return 2
-    return _print_report(fw_deploy.deploy(args.port, folder, timeout=args.timeout,
-                                          log=_progress), args.json)  # fmt: skip
+        return fail("fw deploy", f"{folder} holds no firmware (main.py missing)")
+    report = fw_deploy.deploy(args.port, folder, timeout=args.timeout, log=_progress)
+    return _print_report(report, as_json=args.json)
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from host_tools import fw_deploy
-
-    return _print_report(fw_deploy.rollback(args.port, timeout=args.timeout, log=_progress),
-                         args.json)  # fmt: skip
+    report = fw_deploy.rollback(args.port, timeout=args.timeout, log=_progress)
+    return _print_report(report, as_json=args.json)
 
 
 def register(subparsers: Any) -> None:

@@ -14,7 +14,7 @@ again. ``--port`` takes any pyserial URL (/dev/serial/by-id/..., socket://host:p
 stderr as ``>>> INPUT -> on|off: what to do``, and each step waits for that input to change,
 so with ``--yes`` (or without a terminal) it runs unattended while something else drives the
 inputs. Checks: the limit switches agree with the barrier state; blocking the photo-eye is
-seen as an input event; with loop A (then B) occupied the barrier opens, CLOSE_WHEN_CLEAR is
+seen in the board's state; with loop A (then B) occupied the barrier opens, CLOSE_WHEN_CLEAR is
 answered ``pending`` and the barrier stays open, and it closes once the loop is clear.
 """
 
@@ -29,17 +29,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from edge_agent.drivers.ioboard import (
-    BoardEvents,
-    BoardSnapshot,
-    CommandResult,
-    InputChanged,
-    IoBoard,
-    IoEvent,
-)
+from edge_agent import defaults
+from edge_agent.drivers.ioboard import BoardEvents, IoBoard
 from edge_agent.drivers.serialport import LineSettings, open_port
 from edge_agent.errors import ConfigError, DeviceError, DeviceTimeout
 from edge_agent.protocols import iolink
+from edge_agent.protocols.iolink_session import BoardSnapshot, CommandResult, IoEvent
 
 BAUDRATE = 115200
 PULSE_LIMITS_S = (iolink.PULSE_MS_LIMITS[0] / 1000, iolink.PULSE_MS_LIMITS[1] / 1000)
@@ -132,7 +127,8 @@ class BoardSession:
     """The IO-board driver with its events kept in order, for commands that act on the board
     for a while (io test, io set, fw deploy). It holds the port: stop the edge agent first."""
 
-    def __init__(self, url: str, *, t_clear_s: float = 0.5, travel_timeout_s: float = 4.0):
+    def __init__(self, url: str, *, t_clear_s: float = defaults.T_CLEAR_S,
+                 travel_timeout_s: float = defaults.TRAVEL_TIMEOUT_S) -> None:  # fmt: skip
         self.board = IoBoard(url, t_clear_s=t_clear_s, travel_timeout_s=travel_timeout_s)
         self.stream = BoardEvents(self.board)
 
@@ -211,9 +207,8 @@ def _input_after_prompt(
     tech.ask(name, value, what)
     if session.snapshot.inputs[name] == value:
         return 0.0
-    event = session.wait(
-        lambda e: isinstance(e, InputChanged) and e.name == name and e.value == value,
-        tech.step_timeout_s,
+    event = session.wait(  # the board reports each change in a state of its own
+        lambda e: isinstance(e, BoardSnapshot) and e.inputs[name] == value, tech.step_timeout_s
     )
     return None if event is None else max(0.0, event.at - asked)
 
@@ -240,14 +235,14 @@ def check_photo_eye(session: BoardSession, tech: Technician) -> Check:
                          "stuck blocked, misaligned or miswired")  # fmt: skip
     on = _input_after_prompt(session, tech, name, True, "block the photo-eye beam")
     if on is None:
-        return Check(name, False, f"no input event within {wait_s:g} s of the prompt: the "
+        return Check(name, False, f"no change within {wait_s:g} s of the prompt: the "
                      "input stayed clear (stuck clear, miswired or not powered)")  # fmt: skip
     off = _input_after_prompt(session, tech, name, False, "clear the beam again")
     if off is None:
         return Check(name, False, f"blocked seen after {on:.2f} s, then it stayed blocked for "
                      f"{wait_s:g} s")  # fmt: skip
-    return Check(name, True, f"InputChanged photo_eye=on {on:.2f} s after the prompt, "
-                 f"off {off:.2f} s after the next")  # fmt: skip
+    return Check(name, True, f"photo_eye read blocked {on:.2f} s after the prompt, "
+                 f"clear {off:.2f} s after the next")  # fmt: skip
 
 
 def check_loop_blocks_close(
@@ -431,9 +426,11 @@ def register(subparsers: Any) -> None:
     test.add_argument("--yes", action="store_true", help="start without asking (unattended)")
     test.add_argument("--step-timeout", type=float, default=30.0,
                       help="seconds to wait for each input change (default 30)")  # fmt: skip
-    test.add_argument("--t-clear", type=float, default=0.5, help="T_clear sent to the board, s")
-    test.add_argument("--travel-timeout", type=float, default=4.0,
-                      help="barrier travel limit sent to the board, s (default 4)")  # fmt: skip
+    test.add_argument("--t-clear", type=float, default=defaults.T_CLEAR_S,
+                      help=f"T_clear sent to the board, s (default {defaults.T_CLEAR_S:g})")
+    test.add_argument("--travel-timeout", type=float, default=defaults.TRAVEL_TIMEOUT_S,
+                      help="barrier travel limit sent to the board, s "
+                      f"(default {defaults.TRAVEL_TIMEOUT_S:g})")  # fmt: skip
     test.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the board")
     test.set_defaults(func=_test)
     pulse = commands.add_parser("set", help="pulse the buzzer or the red lamp")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, NoReturn
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.protocols import gp1
+from host_tools.errors import fail
 
 _DURATION = re.compile(r"(\d+)\s*([smhd])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -50,12 +50,6 @@ def parse_instant(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _fail(message: str, code: int = 2) -> int:
-    one_line = " ".join(message.splitlines())
-    print(f"lanectl pass: {one_line}", file=sys.stderr)
-    return code
-
-
 class _OneLineParser(argparse.ArgumentParser):
     """Argument errors as one line and exit 2, like the command's other errors."""
 
@@ -67,7 +61,7 @@ def _keygen(args: argparse.Namespace) -> int:
     try:
         key_path, trust_path = gp1.write_keypair(Path(args.out), args.alg, issuer=args.issuer)
     except (OSError, EdgeAgentError) as exc:
-        return _fail(str(exc))
+        return fail("pass", str(exc))
     kid = gp1.TrustList.load(trust_path).entries[0].kid.hex()
     print(json.dumps({"key": str(key_path), "trust": str(trust_path), "kid": kid,
                       "alg": args.alg}))
@@ -95,11 +89,11 @@ def _issue(args: argparse.Namespace) -> int:
             valid_for_s=args.valid_for,
         )
     except (OSError, EdgeAgentError) as exc:
-        return _fail(str(exc))
+        return fail("pass", str(exc))
     end = int(valid_from.timestamp()) + args.valid_for
     if end <= time.time() and not args.allow_expired:
         # Every lane would answer pass.expired; back-dated passes are only for lab checks.
-        return _fail(f"the pass would already be expired (valid until "
+        return fail("pass", f"the pass would already be expired (valid until "
                      f"{gp1.format_time(end)}); give a later "
                      "--valid-from or a longer --valid-for (--allow-expired for a lab pass "
                      "checked with verify --at)")
@@ -107,7 +101,7 @@ def _issue(args: argparse.Namespace) -> int:
         try:
             write_png(text, Path(args.png))
         except (OSError, ValueError) as exc:
-            return _fail(f"cannot write {args.png}: {exc}")
+            return fail("pass", f"cannot write {args.png}: {exc}")
     print(text)
     return 0
 
@@ -133,7 +127,7 @@ def _text_from_image(path: Path) -> tuple[str | None, str]:
     return None, f"no QR code found in {path}"
 
 
-def _print_verdict(result: dict[str, Any], as_json: bool) -> None:
+def _print_verdict(result: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, ensure_ascii=False))
         return
@@ -147,36 +141,35 @@ def _print_verdict(result: dict[str, Any], as_json: bool) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     if (args.text is None) == (args.image is None):
-        return _fail("give the pass TEXT or --image IMG (exactly one)")
+        return fail("pass", "give the pass TEXT or --image IMG (exactly one)")
     try:
         trust = gp1.TrustList.load(Path(args.trust))
     except EdgeAgentError as exc:
-        return _fail(str(exc))
+        return fail("pass", str(exc))
     text, error = (args.text, "") if args.image is None else _text_from_image(Path(args.image))
     if text is None:
         _print_verdict({"valid": False, "reason": gp1.BAD_FORMAT, "pass": None,
-                        "detail": error}, args.json)
+                        "detail": error}, as_json=args.json)
         return 1
     now = args.at.timestamp() if args.at else time.time()
-    ledger = None
-    if args.ledger:
+    verdict = gp1.verify_pass(text, trust=trust, site=args.site, gate=args.gate,
+                              direction=args.direction, now=now)
+    if args.ledger and verdict.valid and verdict.claims is not None:
         from edge_agent.drivers.pass_ledger import PassLedger
 
         try:
-            ledger = PassLedger(Path(args.ledger))
+            with PassLedger(Path(args.ledger)) as ledger:
+                first_use = ledger.mark_used(verdict.claims.cti, exp=verdict.claims.exp,
+                                             now=now, lane="lanectl")
         except EdgeAgentError as exc:
-            return _fail(str(exc))
-    try:
-        verdict = gp1.verify_pass(text, trust=trust, site=args.site, gate=args.gate,
-                                  direction=args.direction, now=now, ledger=ledger,
-                                  lane="lanectl")
-    finally:
-        if ledger is not None:
-            ledger.close()
+            return fail("pass", str(exc))
+        if not first_use:
+            verdict = gp1.Verdict(valid=False, reason=gp1.ALREADY_USED, claims=verdict.claims,
+                                  detail="cti already used")
     result = verdict.to_json()
     if verdict.detail:
         result["detail"] = verdict.detail
-    _print_verdict(result, args.json)
+    _print_verdict(result, as_json=args.json)
     return 0 if verdict.valid else 1
 
 

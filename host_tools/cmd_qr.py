@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import EdgeAgentError
+from host_tools.errors import fail
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -55,8 +56,7 @@ def _live(args: argparse.Namespace) -> int:
     try:
         source = open_frame_source(args.source)
     except EdgeAgentError as exc:
-        print(f"lanectl qr: {exc}", file=sys.stderr)
-        return 2
+        return fail("qr live", str(exc))
     pipeline = QrPipeline(confirm_frames=args.confirm, debounce_s=args.debounce)
     deadline = time.monotonic() + args.seconds if args.seconds else None
     frames = 0

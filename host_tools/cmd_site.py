@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from host_tools import site_init
+from host_tools.errors import SiteError, fail
 
 RELOAD_CRL = "copy the CRL to the broker and send it SIGHUP"
 RELOAD_ACL = "copy the ACL to the broker and send it SIGHUP (it re-reads the ACL)"
-
-
-def _fail(message: str) -> int:
-    print(f"lanectl site: {message}", file=sys.stderr)
-    return 2
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -45,8 +40,8 @@ def _init(args: argparse.Namespace) -> int:
             broker_dir=Path(args.broker_dir) if args.broker_dir else None,
             force=args.force,
         )
-    except (site_init.SiteError, OSError) as exc:
-        return _fail(str(exc))
+    except (SiteError, OSError) as exc:
+        return fail("site", str(exc))
     out = out.resolve()
     keys = {entry["kid"]: {"role": entry["role"], "key": str(out / entry["file"])}
             for entry in doc["command_keys"]}
@@ -70,8 +65,8 @@ def _issue(args: argparse.Namespace) -> int:
     try:
         cn = site_init.next_ingest_worker(folder) if args.ingest_worker else args.cn
         issued = site_init.issue(folder, cn, days=args.days)
-    except (site_init.SiteError, OSError) as exc:
-        return _fail(str(exc))
+    except (SiteError, OSError) as exc:
+        return fail("site", str(exc))
     report: dict[str, Any] = {
         "cn": issued.cn,
         "kind": "ingest_worker" if issued.ingest_worker else "lane",
@@ -86,8 +81,8 @@ def _issue(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     try:
         serials = site_init.revoke(Path(args.dir), args.cn)
-    except (site_init.SiteError, OSError) as exc:
-        return _fail(str(exc))
+    except (SiteError, OSError) as exc:
+        return fail("site", str(exc))
     crl = Path(args.dir).resolve() / "broker" / "crl.pem"
     print(json.dumps({"cn": args.cn, "revoked_serials": serials, "crl": str(crl),
                       "next": RELOAD_CRL}))
@@ -97,8 +92,8 @@ def _revoke(args: argparse.Namespace) -> int:
 def _crl(args: argparse.Namespace) -> int:
     try:
         next_update = site_init.refresh_crl(Path(args.dir), days=args.days)
-    except (site_init.SiteError, OSError) as exc:
-        return _fail(str(exc))
+    except (SiteError, OSError) as exc:
+        return fail("site", str(exc))
     crl = Path(args.dir).resolve() / "broker" / "crl.pem"
     print(json.dumps({"crl": str(crl), "next_update": next_update.isoformat(),
                       "next": RELOAD_CRL}))
@@ -133,7 +128,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lanes", required=True, help="comma-separated lane ids, e.g. exit-01,exit-02")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--broker-host", default="localhost", help="name the lanes use for the broker")
-    p.add_argument("--broker-port", type=int, default=8883)
+    p.add_argument("--broker-port", type=int, default=site_init.DEFAULT_BROKER_PORT)
     p.add_argument("--days", type=_days, default=site_init.DEFAULT_DAYS,
                    help="validity of the broker and client certificates and of the CRL")
     p.add_argument("--ingest-workers", type=_positive("--ingest-workers"), metavar="N",

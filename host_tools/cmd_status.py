@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from edge_agent.config import StatusSection, load_config, setting_default
+from host_tools.errors import fail
+
+DEFAULT_LISTEN: str = setting_default(StatusSection, "listen")
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("status", help="show the running agent's live status")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--url", help="status URL (default http://127.0.0.1:8787/status)")
+    where.add_argument("--url", help=f"status URL (default http://{DEFAULT_LISTEN}/status)")
     where.add_argument("--config", type=Path, help="the agent's TOML file (reads [status] listen)")
     parser.add_argument("--json", action="store_true", help="print the raw JSON document")
     parser.set_defaults(func=run)
@@ -23,10 +27,8 @@ def register(subparsers: Any) -> None:
 def _status_url(args: argparse.Namespace) -> str:
     if args.url:
         return str(args.url)
-    listen = "127.0.0.1:8787"
+    listen = DEFAULT_LISTEN
     if args.config:
-        from edge_agent.config import load_config
-
         listen = load_config(args.config).status.listen
     return f"http://{listen}/status"
 
@@ -37,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(url, timeout=3) as response:
             doc = json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(f"lanectl status: cannot read the agent's status: {exc}", file=sys.stderr)
-        return 1
+        return fail("status", f"cannot read the agent's status: {exc}", 1)
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0

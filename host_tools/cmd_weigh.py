@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from edge_agent.config import WeighbridgeSection, setting_default
 from edge_agent.drivers.serialport import LineSettingsRefused
 from edge_agent.errors import EdgeAgentError
 from edge_agent.protocols.indicators import (
@@ -32,10 +34,18 @@ from edge_agent.protocols.indicators import (
     make_decoder,
 )
 from edge_agent.weighing import ScaleConfig, TraceError, analyze, read_trace
+from host_tools.errors import fail
+
+if TYPE_CHECKING:
+    from edge_agent.drivers.weighbridge import WeighbridgeReader
+    from edge_agent.weighing import WeightWatcher
 
 CHUNK = 4096
 DETECT_BAUDS = (1200, 2400, 4800, 9600)
 DETECT_LINES = ("8N1", "7E1")
+# A lane's defaults (edge_agent/config.py), so the tool and the agent read a scale alike.
+_SCALE_DEFAULT = {name: setting_default(WeighbridgeSection, name)
+                  for name in ("max_kg", "e_kg", "baudrate")}
 
 
 def event_json(event: IndicatorEvent) -> dict[str, Any]:
@@ -52,7 +62,7 @@ def event_json(event: IndicatorEvent) -> dict[str, Any]:
     }
 
 
-def _chunks(stream: IO[bytes], as_hex: bool) -> Iterator[bytes]:
+def _chunks(stream: IO[bytes], *, as_hex: bool) -> Iterator[bytes]:
     if as_hex:
         text = stream.read().decode("ascii", errors="replace")
         digits = "".join(ch for ch in text if ch in "0123456789abcdefABCDEF")
@@ -60,11 +70,6 @@ def _chunks(stream: IO[bytes], as_hex: bool) -> Iterator[bytes]:
         return
     while chunk := stream.read(CHUNK):
         yield chunk
-
-
-def _fail(command: str, message: str) -> int:
-    print(f"lanectl weigh {command}: {message}", file=sys.stderr)
-    return 2
 
 
 # ---------------------------------------------------------------------------- decode
@@ -77,8 +82,8 @@ def _decode(args: argparse.Namespace) -> int:
                 sys.stdin.buffer if live else stack.enter_context(Path(args.file).open("rb"))
             )
         except OSError as exc:
-            return _fail("decode", f"cannot read {args.file}: {exc.strerror or exc}")
-        for chunk in _chunks(stream, args.hex):
+            return fail("weigh decode", f"cannot read {args.file}: {exc.strerror or exc}")
+        for chunk in _chunks(stream, as_hex=args.hex):
             for event in decoder.receive_data(chunk):
                 print(json.dumps(event_json(event)), flush=live)
     return 0
@@ -95,11 +100,11 @@ def _analyze(args: argparse.Namespace) -> int:
         with Path(args.trace).open(encoding="utf-8", newline="") as handle:
             rows = read_trace(handle)
     except OSError as exc:
-        return _fail("analyze", f"cannot read {args.trace}: {exc.strerror or exc}")
+        return fail("weigh analyze", f"cannot read {args.trace}: {exc.strerror or exc}")
     except (TraceError, EdgeAgentError) as exc:
-        return _fail("analyze", f"{args.trace}: {exc}")
+        return fail("weigh analyze", f"{args.trace}: {exc}")
     if not rows:
-        return _fail("analyze", f"{args.trace}: no samples")
+        return fail("weigh analyze", f"{args.trace}: no samples")
     result = analyze(
         rows, scale, declared_kg=args.declared_kg, tolerance_kg=args.tolerance_kg
     )
@@ -145,7 +150,7 @@ def _detect(args: argparse.Namespace) -> int:
                                    "errors": 0, "bytes": 0, "unsupported": str(exc)})
                 continue
             except EdgeAgentError as exc:
-                return _fail("detect", str(exc))
+                return fail("weigh detect", str(exc))
             try:
                 port.reset_input_buffer()
                 data = _capture(port, args.seconds)
@@ -165,7 +170,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------- monitor and verify
-def _reader(args: argparse.Namespace) -> Any:
+def _reader(args: argparse.Namespace) -> WeighbridgeReader:
     from edge_agent.drivers.serialport import LineSettings
     from edge_agent.drivers.weighbridge import WeighbridgeReader
     from edge_agent.protocols.indicators import DEFAULT_LINE
@@ -190,11 +195,13 @@ def _monitor(args: argparse.Namespace) -> int:
     return 0
 
 
-def _monitor_loop(args: argparse.Namespace, reader: Any, watcher: Any, record: Any) -> None:
+def _monitor_loop(
+    args: argparse.Namespace, reader: WeighbridgeReader, watcher: WeightWatcher, record: Any
+) -> None:
     started = time.monotonic()
     while args.seconds <= 0 or time.monotonic() - started < args.seconds:
-        for at, item in reader.read(0.2):
-            t = at - started
+        for arrival in reader.read(0.2):
+            item, t = arrival.item, arrival.at - started
             if isinstance(item, FrameError):
                 events = watcher.add_frame_error(t, item.reason)
             else:
@@ -229,10 +236,11 @@ def _verify(args: argparse.Namespace) -> int:
     committed = None
     try:
         while committed is None and time.monotonic() - started < args.seconds:
-            for at, item in reader.read(0.2):
+            for arrival in reader.read(0.2):
+                item = arrival.item
                 if isinstance(item, IndicatorReading):
-                    for event in watcher.add_reading(at - started, item.kg, motion=item.motion,
-                                                     overload=item.overload):
+                    for event in watcher.add_reading(arrival.at - started, item.kg,
+                                                     motion=item.motion, overload=item.overload):
                         if isinstance(event, WeightCommitted):
                             committed = event
     finally:
@@ -255,9 +263,9 @@ def _plot(args: argparse.Namespace) -> int:
         with Path(args.trace).open(encoding="utf-8", newline="") as handle:
             rows = read_trace(handle)
     except OSError as exc:
-        return _fail("plot", f"cannot read {args.trace}: {exc.strerror or exc}")
+        return fail("weigh plot", f"cannot read {args.trace}: {exc.strerror or exc}")
     except TraceError as exc:
-        return _fail("plot", f"{args.trace}: {exc}")
+        return fail("weigh plot", f"{args.trace}: {exc}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,7 +273,8 @@ def _plot(args: argparse.Namespace) -> int:
 
     result = analyze(rows, _scale(args))
     fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot([r.t for r in rows], [r.kg for r in rows], ".-", lw=0.6, ms=2, label="reading")
+    kg = [math.nan if r.kg is None else r.kg for r in rows]  # a gap where a row has no reading
+    ax.plot([r.t for r in rows], kg, ".-", lw=0.6, ms=2, label="reading")
     if result.committed is not None:
         c = result.committed
         ax.axhline(c.kg, color="g", lw=0.8, label=f"committed {c.kg:.0f} +- {c.uncertainty_kg:.0f}")
@@ -285,8 +294,10 @@ def _plot(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------- register
 def _add_scale(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-kg", type=float, default=60000, help="capacity (default 60000)")
-    parser.add_argument("--e-kg", type=float, default=20, help="scale interval e (default 20)")
+    parser.add_argument("--max-kg", type=float, default=_SCALE_DEFAULT["max_kg"],
+                        help="capacity (default %(default)g)")
+    parser.add_argument("--e-kg", type=float, default=_SCALE_DEFAULT["e_kg"],
+                        help="scale interval e (default %(default)g)")
 
 
 def _add_port(parser: argparse.ArgumentParser, *, protocol: bool = True) -> None:
@@ -294,7 +305,7 @@ def _add_port(parser: argparse.ArgumentParser, *, protocol: bool = True) -> None
     if protocol:
         parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
         parser.add_argument("--line", help="8N1 or 7E1 (default: the format's usual)")
-        parser.add_argument("--baud", type=int, default=9600)
+        parser.add_argument("--baud", type=int, default=_SCALE_DEFAULT["baudrate"])
 
 
 def register(subparsers: Any) -> None:

@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import DeviceError
-from host_tools.cmd_fw import manifest, manifest_of, release_version
 from host_tools.cmd_io import BoardSession
+from host_tools.errors import DeployError, Refused
+from host_tools.fw_release import manifest, manifest_of, release_version
 
 LINK_QUIET_S = 1.3  # the board treats its host as gone after 1 s; only then may Ctrl-C work
 MPREMOTE_TIMEOUT_S = 60.0
@@ -114,14 +115,6 @@ _CLEAN_UP = '_rm("app.new")\n_rm("app.trial")\n_say(1)'
 _ROLL_BACK = '_swap_back()\nif _isdir("app"):\n    _touch("app.trial")\n_say(1)'
 
 
-class DeployError(Exception):
-    """A step failed; the message says what was seen."""
-
-
-class Refused(DeployError):
-    """The board is not in a state where its firmware may be changed; nothing was done."""
-
-
 @dataclass(frozen=True, slots=True)
 class Release:
     folder: Path
@@ -150,9 +143,15 @@ class Report:
         wanted = ("deployed",) if self.action == "deploy" else ("rolled_back", "unchanged")
         return self.outcome in wanted
 
-    def step(self, name: str, ok: bool, detail: str) -> None:
-        """Record a step that took the time since the previous one; the first failure is
-        the report's error."""
+    def passed(self, name: str, detail: str) -> None:
+        """Record a step that succeeded, taking the time since the previous one."""
+        self._step(name, detail, ok=True)
+
+    def failed(self, name: str, detail: str) -> None:
+        """Record a step that failed; the first failure is the report's error."""
+        self._step(name, detail, ok=False)
+
+    def _step(self, name: str, detail: str, *, ok: bool) -> None:
         now = time.monotonic()
         took, self._mark = round(now - self._mark, 2), now
         self.steps.append({"step": name, "ok": ok, "detail": detail, "s": took})
@@ -265,18 +264,18 @@ def enter_maintenance(url: str, report: Report, timeout: float) -> BoardRepl:
     report.before = _board_json(session)
     if snap.barrier != "closed" or snap.faults:
         session.close()
-        report.step("safe_state", False, f"barrier {snap.barrier}, faults "
-                    f"{sorted(snap.faults) or '-'}: the firmware is changed only with the "
-                    "barrier closed at rest and no fault")  # fmt: skip
+        report.failed("safe_state", f"barrier {snap.barrier}, faults "
+                      f"{sorted(snap.faults) or '-'}: the firmware is changed only with the "
+                      "barrier closed at rest and no fault")  # fmt: skip
         raise Refused(report.error)
-    report.step("safe_state", True, f"barrier closed, no fault, running "
-                f"{report.before['version']} ({report.before['manifest']})")  # fmt: skip
+    report.passed("safe_state", f"barrier closed, no fault, running "
+                  f"{report.before['version']} ({report.before['manifest']})")  # fmt: skip
     try:
         _maintenance(session)
     except Refused as exc:
-        report.step("maintenance", False, str(exc))
+        report.failed("maintenance", str(exc))
         raise
-    report.step("maintenance", True, "relays off, red; the link went quiet")
+    report.passed("maintenance", "relays off, red; the link went quiet")
     return BoardRepl(url)
 
 
@@ -354,12 +353,12 @@ def _put_back(url: str, report: Report, previous: str | None, timeout: float,
     try:
         how, report.after = _restore(url, previous, timeout, repl)
     except DeployError as exc:
-        report.step("rollback", False, f"{exc}; the board falls back by itself at its next "
-                    "reset (the new release was never committed)")  # fmt: skip
+        report.failed("rollback", f"{exc}; the board falls back by itself at its next "
+                      "reset (the new release was never committed)")  # fmt: skip
         return
     report.outcome = "rolled_back"
-    report.step("rollback", True, f"{how}: {report.after['version']} "
-                f"({report.after['manifest']}) runs, barrier closed")  # fmt: skip
+    report.passed("rollback", f"{how}: {report.after['version']} "
+                  f"({report.after['manifest']}) runs, barrier closed")  # fmt: skip
 
 
 def deploy(url: str, folder: Path, *, timeout: float = 15.0,
@@ -368,11 +367,11 @@ def deploy(url: str, folder: Path, *, timeout: float = 15.0,
     try:
         release = build(folder)
     except DeployError as exc:
-        report.step("compile", False, str(exc))
+        report.failed("compile", str(exc))
         return report
     report.release = {"dir": str(folder), "version": release.version,
                       "manifest": release.manifest, "files": release.files}  # fmt: skip
-    report.step("compile", True, f"{len(release.files)} files compile with mpy-cross")
+    report.passed("compile", f"{len(release.files)} files compile with mpy-cross")
     try:
         repl = enter_maintenance(url, report, timeout)
     except Refused as exc:
@@ -382,37 +381,37 @@ def deploy(url: str, folder: Path, *, timeout: float = 15.0,
     step = "repl"
     try:
         repl.call(_PREPARE)
-        report.step(step, True, "REPL reached; app.new/ prepared")
+        report.passed(step, "REPL reached; app.new/ prepared")
         step = "stage"
         repl.run("fs", "cp", "-f", *[str(folder / name) for name in release.files], ":app.new/")
-        report.step(step, True, f"{len(release.files)} files copied to app.new/")
+        report.passed(step, f"{len(release.files)} files copied to app.new/")
         step = "verify"
         staged = repl.call(_VERIFY) or {}
         wrong = sorted(n for n, h in release.files.items() if staged.get(n) != h)
         if wrong:
             raise DeployError(f"SHA-256 on the board differs for {', '.join(wrong)}")
-        report.step(step, True, f"SHA-256 of {len(staged)} files computed on the board match")
+        report.passed(step, f"SHA-256 of {len(staged)} files computed on the board match")
         step = "manifest"
         record = json.dumps({"version": release.version, "manifest": release.manifest,
                              "files": release.files})  # fmt: skip
         repl.call(f'with open("app.new/release.json", "w") as f:\n    f.write({record!r})\n'
                   "_say(1)")  # fmt: skip
-        report.step(step, True, "app.new/release.json written last")
+        report.passed(step, "app.new/release.json written last")
         step = "swap"
         repl.call(_SWAP)
-        report.step(step, True, "app -> app.prev, app.new -> app, on trial")
+        report.passed(step, "app -> app.prev, app.new -> app, on trial")
         step = "reset"
         repl.reset()
-        report.step(step, True, "machine.reset()")
+        report.passed(step, "machine.reset()")
         step = "self_test"
         report.after = self_test(url, release.manifest, timeout)
     except DeployError as exc:
-        report.step(step, False, str(exc))
+        report.failed(step, str(exc))
         _put_back(url, report, previous, timeout, None if step == "self_test" else repl)
         return report
     report.outcome = "deployed"
-    report.step(step, True, f"HELLO {report.after['version']} manifest "
-                f"{report.after['manifest']}, barrier closed")  # fmt: skip
+    report.passed(step, f"HELLO {report.after['version']} manifest "
+                  f"{report.after['manifest']}, barrier closed")  # fmt: skip
     return report
 
 
@@ -438,26 +437,26 @@ def rollback(url: str, *, timeout: float = 15.0,
         if failed or (there["app"] is None and prev is None):
             why = ("app.prev holds a release that failed its trial" if failed
                    else "nothing deployed: the board runs the release it was installed with")
-            report.step(step, True, f"nothing to roll back to ({why})")
+            report.passed(step, f"nothing to roll back to ({why})")
             repl.call(_CLEAN_UP)
             repl.reset()
             report.after = self_test(url, None, timeout)
             report.outcome, report.error = "refused" if failed else "unchanged", why
             return report
         target = manifest_of(prev) if prev else None
-        report.step(step, True, "previous release: " + (target or "the installed one"))
+        report.passed(step, "previous release: " + (target or "the installed one"))
         step = "swap"
         repl.call(_ROLL_BACK)
         repl.reset()
-        report.step(step, True, "app <-> app.prev, on trial; machine.reset()")
+        report.passed(step, "app <-> app.prev, on trial; machine.reset()")
         step = "self_test"
         report.after = self_test(url, target, timeout)
     except DeployError as exc:
-        report.step(step, False, str(exc))
+        report.failed(step, str(exc))
         with contextlib.suppress(DeployError):
             report.after = self_test(url, None, timeout)  # what runs now (maybe a fallback)
         return report
     report.outcome = "rolled_back"
-    report.step("self_test", True, f"HELLO {report.after['version']} manifest "
-                f"{report.after['manifest']}, barrier closed")  # fmt: skip
+    report.passed("self_test", f"HELLO {report.after['version']} manifest "
+                  f"{report.after['manifest']}, barrier closed")  # fmt: skip
     return report

@@ -1,7 +1,9 @@
 """``lanectl``: the field technician's tool for one lane.
 
 Each command family lives in its own module with a ``register(subparsers)`` function; every
-handler returns an exit code, prints JSON where asked, and never shows a traceback for bad input.
+handler returns an exit code and prints JSON where asked. A ``ToolError`` or ``EdgeAgentError``
+that escapes a handler becomes one line on stderr and an exit code (host_tools/errors.py): bad
+input never shows a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from edge_agent.errors import EdgeAgentError
+from host_tools.errors import ToolError, fail
 
 COMMAND_MODULES = (
     "host_tools.cmd_status",
@@ -41,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = handler(args)
+    except ToolError as exc:
+        return fail(args.command, str(exc), exc.exit_code)
+    except EdgeAgentError as exc:
+        return fail(args.command, str(exc))
     except KeyboardInterrupt:
         return 130
     return code

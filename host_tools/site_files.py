@@ -15,15 +15,12 @@ from pathlib import Path
 
 from edge_agent.errors import ConfigError
 from edge_agent.telemetry.topics import check_segment
+from host_tools.errors import SiteError
 
 COMMAND_KEYS_FILE = "command_keys.json"
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
 _SECTION = re.compile(r"^\s*\[([A-Za-z0-9_]+)\]")
 _SETTING = re.compile(r'^(\s*(#\s*)?([A-Za-z0-9_]+)\s*=\s*)("(?:[^"\\]|\\.)*"|[^#\s]+)(.*)$')
-
-
-class SiteError(Exception):
-    """The site material cannot be generated or changed as asked; the message says why."""
 
 
 # -- names ------------------------------------------------------------------------------------

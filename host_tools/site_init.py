@@ -39,11 +39,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge_agent.errors import ConfigError
 from edge_agent.telemetry.commands import KeyRole
-from edge_agent.telemetry.mqtt import TlsFiles
+from edge_agent.telemetry.mqtt import DEFAULT_PORTS, TlsFiles
 from edge_agent.telemetry.topics import check_segment
+from host_tools.errors import SiteError
 from host_tools.site_files import (
     COMMAND_KEYS_FILE,
-    SiteError,
     acl_text,
     agent_template,
     agent_toml_text,
@@ -78,6 +78,7 @@ _OLD_FORMAT = "gatelane.site/1"  # one backend identity, no command keys
 BACKEND_PREFIX = "backend-ingest"
 BACKEND_CN = ingest_worker_cn(BACKEND_PREFIX, 1)  # the identity a single ingest process uses
 DEFAULT_INGEST_WORKERS = 2
+DEFAULT_BROKER_PORT = DEFAULT_PORTS["mqtts"]
 MAX_INGEST_WORKERS = 100
 COMMAND_KEYS = {"root": KeyRole.ROOT, "officer-console": KeyRole.COMMAND}
 DEFAULT_DAYS = 730
@@ -111,7 +112,7 @@ def init_site(
     site: str,
     lanes: Sequence[str],
     broker_host: str = "localhost",
-    broker_port: int = 8883,
+    broker_port: int = DEFAULT_BROKER_PORT,
     days: int = DEFAULT_DAYS,
     ingest_workers: int = DEFAULT_INGEST_WORKERS,
     backend_prefix: str = BACKEND_PREFIX,

@@ -281,7 +281,7 @@ def test_6_revocations_command_accepts_good_hashes() -> None:
 
 
 def test_6_local_revocation_file_refuses_spaced_hash(tmp_path: Path) -> None:
-    from edge_agent.wiring import load_revocations
+    from edge_agent.assembly import load_revocations
 
     path = tmp_path / "revoked.txt"
     path.write_text(f"{HASH}\n{SPACED[0]}  # typed by hand\n")

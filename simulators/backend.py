@@ -44,9 +44,16 @@ from edge_agent.telemetry.mqtt import (
     parse_broker_url,
     publish_properties,
 )
-from edge_agent.telemetry.topics import ACK_FILTER, INGEST_FILTERS, LaneTopics, TopicKind
+from edge_agent.telemetry.topics import (
+    ACK_FILTER,
+    INGEST_FILTERS,
+    LaneTopics,
+    ParsedTopic,
+    TopicKind,
+)
 from edge_agent.telemetry.topics import parse_topic as parse_lane_topic
 from edge_agent.telemetry.topics import shared as shared_filter
+from simulators.errors import SimulatorError, SimulatorTimeout
 from simulators.ingest_store import IngestStore, Stored
 
 ACK_CONFIRM_TIMEOUT_S = 2.0
@@ -98,7 +105,7 @@ class BackendSim:
     def start(self, timeout: float = 10.0) -> None:
         """Connect, subscribe and return once the subscriptions are in place."""
         if self._client is not None:
-            raise RuntimeError("backend simulator already started")
+            raise SimulatorError("backend simulator already started")
         self._subscribed.clear()
         client = make_client(self._client_id, self._address, self._tls)
         client.on_connect = self._cb_connect
@@ -123,7 +130,7 @@ class BackendSim:
         client.loop_start()
         if not self._subscribed.wait(timeout):
             self.stop()
-            raise TimeoutError(f"backend simulator could not subscribe at {self._address}")
+            raise SimulatorTimeout(f"backend simulator could not subscribe at {self._address}")
 
     def stop(self) -> None:
         """Leave the ingest group, store what was received, publish the final acks, disconnect.
@@ -216,7 +223,7 @@ class BackendSim:
     ) -> None:
         """Send a (signed, by the caller) command to a lane, QoS1, with a message expiry."""
         if self._client is None:
-            raise RuntimeError("backend simulator is not started")
+            raise SimulatorError("backend simulator is not started")
         props = publish_properties()
         props.MessageExpiryInterval = expiry_s
         self._client.publish(LaneTopics(site, lane).command(name), payload, qos=1, properties=props)
@@ -296,23 +303,22 @@ class BackendSim:
 
     def _ingest(self, message: MQTTMessage, touched: set[str]) -> None:
         parsed = parse_lane_topic(message.topic)
+        payload = bytes(message.payload)
         if parsed is None:
             self._counts["rejected"] += 1
-            return
-        if parsed.kind is TopicKind.ACK:
+        elif parsed.kind in (TopicKind.EVENT, TopicKind.CMD_RESULT):
+            self._ingest_event(parsed, payload, touched)
+        elif parsed.kind is TopicKind.ACK:
             if message.retain:
-                self._learn_watermark(parsed.site, parsed.lane, message.payload)
-            return
-        if parsed.kind is TopicKind.STATE:
-            self._states[parsed.lane] = _json_or_error(message.payload)
-            return
-        if parsed.kind is TopicKind.HEALTH:
-            self._health.setdefault(parsed.lane, []).append(_json_or_error(message.payload))
-            return
-        if parsed.kind not in (TopicKind.EVENT, TopicKind.CMD_RESULT):
-            return
+                self._learn_watermark(parsed.site, parsed.lane, payload)
+        elif parsed.kind is TopicKind.STATE:
+            self._states[parsed.lane] = _json_or_error(payload)
+        elif parsed.kind is TopicKind.HEALTH:
+            self._health.setdefault(parsed.lane, []).append(_json_or_error(payload))
+
+    def _ingest_event(self, parsed: ParsedTopic, payload: bytes, touched: set[str]) -> None:
         try:
-            event = envelope_codec.decode(message.payload)
+            event = envelope_codec.decode(payload)
         except RemoteProtocolError:
             self._counts["rejected"] += 1
             return
@@ -320,7 +326,7 @@ class BackendSim:
             self._counts["rejected"] += 1  # a lane may only speak for itself
             return
         lane, seq = event["lane"], event["seq"]
-        outcome = self._store.add(parsed.site, event, message.payload.decode(), time.time())
+        outcome = self._store.add(parsed.site, event, payload.decode(), time.time())
         if outcome is Stored.NEW:
             if event["type"] == "pass_used":
                 self._note_pass_use(event)
@@ -424,14 +430,3 @@ def _json_or_error(payload: bytes) -> dict[str, Any]:
         return {"error": "not JSON", "raw": payload[:200].decode(errors="replace")}
     return value if isinstance(value, dict) else {"value": value}
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m simulators.backend``: one worker until a lane's events are in (see
-    ``simulators.backend_cli``)."""
-    from simulators.backend_cli import main as run
-
-    return run(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

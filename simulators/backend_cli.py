@@ -1,4 +1,4 @@
-"""``python -m simulators.backend``: one backend worker until a lane's events are in.
+"""``python -m simulators.backend_cli``: one backend worker until a lane's events are in.
 
 The telemetry benchmark runs it as a child process and reads its JSON report.
 """
@@ -17,11 +17,11 @@ from simulators.backend import BackendSim
 def main(argv: list[str] | None = None) -> int:
     """Run the backend until a lane's events are complete (or stall); print a JSON report.
 
-    ``python -m simulators.backend --broker URL --lane L --expect N [--idle-timeout S]``.
+    ``python -m simulators.backend_cli --broker URL --lane L --expect N [--idle-timeout S]``.
     Prints ``ready`` once subscribed. Latencies use the system-wide monotonic clock, which
     the envelope's ``mono_ms`` also uses when the producer runs on the same machine.
     """
-    parser = argparse.ArgumentParser(prog="python -m simulators.backend")
+    parser = argparse.ArgumentParser(prog="python -m simulators.backend_cli")
     parser.add_argument("--broker", required=True)
     parser.add_argument("--lane", required=True)
     parser.add_argument("--expect", type=int, required=True)
@@ -59,3 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report), flush=True)
     return 0
 
+
+if __name__ == "__main__":
+    raise SystemExit(main())

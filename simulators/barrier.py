@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulators.errors import SimulatorSetupError
+
 _LIMIT_MARGIN = 0.01  # fraction of travel where a limit switch is already made
 
 
@@ -23,16 +25,16 @@ class BarrierPosition:
 class BarrierMotor:
     def __init__(self, travel_s: float = 1.5, *, fraction: float = 0.0) -> None:
         if travel_s <= 0:
-            raise ValueError(f"travel_s must be positive, got {travel_s}")
+            raise SimulatorSetupError(f"travel_s must be positive, got {travel_s}")
         if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"fraction must be within 0..1, got {fraction}")
+            raise SimulatorSetupError(f"fraction must be within 0..1, got {fraction}")
         self.travel_s = travel_s
         self._fraction = fraction
         self._last: float | None = None
         self._direction = 0
         self.conflicts = 0  # steps seen with both relays on
 
-    def step(self, now: float, open_relay: bool, close_relay: bool) -> BarrierPosition:
+    def step(self, now: float, *, open_relay: bool, close_relay: bool) -> BarrierPosition:
         """Advance to ``now`` under the relay state held since the previous step."""
         if self._last is not None and now > self._last:
             self._fraction += self._direction * (now - self._last) / self.travel_s

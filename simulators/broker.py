@@ -30,14 +30,12 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from simulators.errors import BrokerError, SimulatorSetupError
+
 START_TIMEOUT_S = 10.0
 _PR_SET_PDEATHSIG = 1
 _LISTENER = re.compile(r"^\s*listener\s+\S+.*$", re.MULTILINE)
 _TLS_OPTION = re.compile(r"^\s*certfile\s+\S", re.MULTILINE)
-
-
-class BrokerError(RuntimeError):
-    """The private broker could not be found or started."""
 
 
 def find_mosquitto() -> str:
@@ -273,7 +271,7 @@ class FaultProxy:
 
     def set_mode(self, mode: str) -> None:
         if mode not in ("forward", "blackhole", "drop_down"):
-            raise ValueError(f"unknown proxy mode {mode!r}")
+            raise SimulatorSetupError(f"unknown proxy mode {mode!r}")
         if self.mode != "forward" and mode == "forward":
             self.cut()  # streams that lost bytes cannot be resumed
         self.mode = mode

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.drivers.camera import encode_frame
+from simulators.errors import SimulatorSetupError
 from simulators.pass_render import STYLES, render_pass_frame
 
 
@@ -66,7 +67,7 @@ class CameraSim:
         consecutive frames look like one hand holding one phone.
         """
         if style not in STYLES:
-            raise ValueError(f"style must be one of {STYLES}, not {style!r}")
+            raise SimulatorSetupError(f"style must be one of {STYLES}, not {style!r}")
         rng = self._rng
         hold: dict[str, Any] = {
             "px_per_module": float(rng.uniform(3.6, 5.0)),

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.telemetry.commands import sign_command
+from simulators.errors import SimulatorSetupError
 
 COMMAND_LIFETIME_S = 60
 
@@ -96,7 +97,7 @@ class Console:
         """Sign ``name`` with the tier it needs and publish it; returns the cmd_id."""
         signer = self._root if name in ("trust_update", "revocations") else self._officer
         if signer is None:
-            raise ValueError(f"{name} needs the site's root key, which this console lacks")
+            raise SimulatorSetupError(f"{name} needs the site's root key, which this console lacks")
         cmd_id = cmd_id or f"{name}-{os.urandom(6).hex()}"
         now = int(time.time())
         claims = {

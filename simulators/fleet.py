@@ -1,7 +1,7 @@
 """Many lightweight simulated lanes in one process, for fleet-scale broker and ingest tests.
 
 Each lane is one paho-mqtt client (client id = lane id) that speaks the lane's contract
-(DESIGN.md 4.4): events in the standard envelope on ``gate/v1/{site}/{lane}/evt/{type}``,
+(docs/asyncapi.yaml): events in the standard envelope on ``gate/v1/{site}/{lane}/evt/{type}``,
 QoS 1, kept until the backend's retained ``ack`` watermark covers their seq and sent again
 when it does not in time; a retained birth on ``state`` and the offline will. What it leaves
 out of a real lane: the SQLite outbox (events wait in memory), commands, health and TLS.
@@ -32,6 +32,7 @@ from typing import Any
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_agent.backoff import Backoff
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry import envelope
 from edge_agent.telemetry.mqtt import (
@@ -41,6 +42,7 @@ from edge_agent.telemetry.mqtt import (
     publish_properties,
 )
 from edge_agent.telemetry.topics import LaneTopics
+from simulators.errors import SimulatorError, SimulatorSetupError, SimulatorTimeout
 from simulators.polling import wait_until
 
 NO_MATCHING_SUBSCRIBERS = 16
@@ -101,7 +103,7 @@ class _Lane:
     topics: LaneTopics
     client: Client
     next_event_at: float
-    rng: random.Random  # reconnect delays
+    reconnect: Backoff  # delays between connection attempts
     seq: int = 0
     acked: int = 0
     pending: dict[int, _Pending] = field(default_factory=dict)  # seq order
@@ -111,7 +113,6 @@ class _Lane:
     connected: bool = False
     ready_at: float | None = None
     sub_mid: int | None = None
-    backoff: float = 0.0
     reconnect_at: float | None = 0.0  # None while connected or connecting
     attempts: list[float] = field(default_factory=list)
     connects: list[float] = field(default_factory=list)
@@ -136,7 +137,9 @@ class Fleet:
         event_type: str = "vehicle_passed",
     ) -> None:
         if lanes < 1 or rate_hz <= 0 or resend_after_s <= 0:
-            raise ValueError("a fleet needs lanes >= 1, rate_hz > 0 and resend_after_s > 0")
+            raise SimulatorSetupError(
+                "a fleet needs lanes >= 1, rate_hz > 0 and resend_after_s > 0"
+            )
         self._address = parse_broker_url(broker_url)
         self._jitter = jitter or ReconnectJitter()
         self._rate_hz = rate_hz
@@ -169,7 +172,7 @@ class Fleet:
     def start(self, timeout: float = 30.0) -> None:
         """Connect every lane, start producing, return once every lane is connected."""
         if self._driver is not None:
-            raise RuntimeError("fleet already started")
+            raise SimulatorError("fleet already started")
         for lane in self._lanes:
             lane.client.connect_async(
                 self._address.host, self._address.port, keepalive=self._keepalive_s
@@ -177,7 +180,7 @@ class Fleet:
         self._driver = threading.Thread(target=self._drive, name="fleet-driver", daemon=True)
         self._driver.start()
         if not wait_until(lambda: self.connected() == len(self._lanes), timeout):
-            raise TimeoutError(f"only {self.connected()} of {len(self._lanes)} lanes connected")
+            raise SimulatorTimeout(f"only {self.connected()} of {len(self._lanes)} lanes connected")
         with self._lock:
             now = time.monotonic()
             for lane in self._lanes:  # random phase, so lanes do not produce in lockstep
@@ -253,7 +256,7 @@ class Fleet:
         client.on_publish = self._cb_publish
         client.on_message = self._cb_message
         return _Lane(topics, client, next_event_at=math.inf,
-                     rng=random.Random(self._rng.getrandbits(64)))
+                     reconnect=self._jitter.backoff(random.Random(self._rng.getrandbits(64))))
 
     # Socket callbacks run inside paho calls made by the driver thread: keep the selector
     # in step with paho's socket.
@@ -342,11 +345,7 @@ class Fleet:
             self._retry_later(lane, time.monotonic())
 
     def _retry_later(self, lane: _Lane, now: float) -> None:
-        if lane.backoff:
-            lane.backoff = self._jitter.next_delay(lane.backoff)
-        else:  # the very first connect failed
-            lane.backoff = self._jitter.first_delay(lane.rng)
-        lane.reconnect_at = now + lane.backoff
+        lane.reconnect_at = now + lane.reconnect.next()  # the first draw, or the last doubled
 
     def _shut_down(self) -> None:
         """Clean disconnects (no will), a moment to send them, then close what is left."""
@@ -382,8 +381,8 @@ class Fleet:
         elif kind == "lost":
             lane.losses.append(item[2])
             if lane.connected:  # a fresh draw on every loss
-                lane.backoff = self._jitter.first_delay(lane.rng)
-                lane.reconnect_at = item[2] + lane.backoff
+                lane.reconnect.reset()
+                lane.reconnect_at = item[2] + lane.reconnect.next()
             elif lane.reconnect_at is None:  # an attempt that got no CONNACK
                 self._retry_later(lane, item[2])
             lane.connected, lane.ready_at = False, None

@@ -22,6 +22,8 @@ from simulators.broker import MosquittoBroker
 from simulators.fleet import Fleet
 from simulators.polling import wait_until
 
+_CAP_S = ReconnectJitter().max_s  # the lane's default cap, unless the window reaches past it
+
 
 def restart_drill(
     workdir: Path,
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     low, _, high = args.jitter.partition(":")
     try:
-        jitter = ReconnectJitter(float(low), float(high), max(120.0, float(high)))
+        jitter = ReconnectJitter(float(low), float(high), max(_CAP_S, float(high)))
     except ValueError as exc:
         parser.error(f"--jitter {args.jitter!r}: {exc}")
     with tempfile.TemporaryDirectory(prefix="fleet-") as tmp:

@@ -17,60 +17,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from simulators.errors import SimulatorTimeout
+from simulators.outcomes import TruckOutcome, collect_outcome
 from simulators.scenarios import Scenario, TruckPlan
 from simulators.world import Phase, World
 
+__all__ = ["SimLane", "TruckOutcome", "stop_agent_process"]
+
 Log = Callable[[str], None]
-
-
-@dataclass
-class TruckOutcome:
-    """What happened to one truck, as seen by the world, the firmware and the backend."""
-
-    name: str
-    plate: str
-    expected: str
-    expected_reason: str | None
-    pass_verdict: str = "-"
-    decision: str = "-"
-    reasons: list[str] = field(default_factory=list)
-    weight_kg: float | None = None
-    latency_ms: float | None = None
-    barrier: list[str] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)
-    transit_id: str | None = None
-    seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "plate": self.plate,
-            "expected": self.expected,
-            "expected_reason": self.expected_reason,
-            "pass": self.pass_verdict,
-            "decision": self.decision,
-            "reasons": self.reasons,
-            "weight_kg": self.weight_kg,
-            "latency_ms": self.latency_ms,
-            "barrier": self.barrier,
-            "events": self.events,
-            "transit_id": self.transit_id,
-            "seconds": round(self.seconds, 2),
-            "ok": self.ok,
-            "problems": self.problems,
-            "notes": self.notes,
-        }
 
 
 class SimLane:
@@ -166,7 +124,9 @@ class SimLane:
         self._log(f"IO board    MicroPython firmware on {self.iohost.port}")
 
         self.barrier = BarrierMotor(travel_s=0.8)
-        self.barrier_position = self.barrier.step(time.monotonic(), False, False)
+        self.barrier_position = self.barrier.step(
+            time.monotonic(), open_relay=False, close_relay=False
+        )
         self.weighbridge = WeighbridgeSim(
             self._protocol, rate_hz=10, load_fn=lambda now: self.world.deck_load_kg(),
             seed=self._seed,
@@ -211,7 +171,6 @@ state_dir = "{state}"
 
 [io_board]
 url = "{self.iohost.port}"
-t_clear_s = 0.3
 
 [weighbridge]
 url = "{self.weighbridge.port}"
@@ -262,7 +221,7 @@ listen = "127.0.0.1:{self.status_port}"
             timeout=30.0,
         )
         if not online:
-            raise RuntimeError(
+            raise SimulatorTimeout(
                 "edge-agent did not come online within 30 s; its log:\n" + self.agent_log()
             )
         self._log("edge-agent  online (birth message received by the backend)")
@@ -297,7 +256,9 @@ listen = "127.0.0.1:{self.status_port}"
             now = time.monotonic()
             outputs = self.iohost.outputs()
             position = self.barrier.step(
-                now, outputs.get("barrier_open", False), outputs.get("barrier_close", False)
+                now,
+                open_relay=outputs.get("barrier_open", False),
+                close_relay=outputs.get("barrier_close", False),
             )
             self.barrier_position = position
             self.world.step(now, position.fraction)
@@ -370,8 +331,6 @@ listen = "127.0.0.1:{self.status_port}"
         For a plan released remotely, ``on_hold(hold_event)`` takes the officer's place: it
         runs once the hold reaches the backend, while the truck waits on the deck.
         """
-        from simulators.outcomes import collect_outcome
-
         outcome = TruckOutcome(
             plan.name, plan.truck.plate, plan.expect_decision, plan.expect_reason
         )
@@ -418,7 +377,8 @@ listen = "127.0.0.1:{self.status_port}"
         self._wait_lane_idle(deadline=time.monotonic() + 8.0)
         finished = time.monotonic()
         outcome.seconds = finished - started
-        collect_outcome(self, plan, outcome, started, finished)
+        collect_outcome(self.backend, self.iohost, self.world, self.scenario.lane, plan, outcome,
+                        started, finished)
         self._log(
             f"[{plan.name}] {outcome.decision}"
             + (f" ({', '.join(outcome.reasons)})" if outcome.reasons else "")

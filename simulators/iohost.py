@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from simulators.errors import IoHostError, SimulatorSetupError
+
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 DEFAULT_INPUTS = {
     "loop_a": False,
@@ -39,10 +41,6 @@ DEFAULT_INPUTS = {
 _START_TIMEOUT_S = 15.0
 
 OutputCallback = Callable[[float, str, bool], None]
-
-
-class IoHostError(RuntimeError):
-    """The simulated board could not be started or died."""
 
 
 def micropython_executable() -> Path:
@@ -250,7 +248,8 @@ class IoBoardHost:
         """Set inputs by logical meaning (see DEFAULT_INPUTS for names)."""
         unknown = sorted(set(logical) - set(self._input_pins))
         if unknown:
-            raise ValueError(f"unknown input(s) {unknown}; known: {sorted(self._input_pins)}")
+            known = sorted(self._input_pins)
+            raise SimulatorSetupError(f"unknown input(s) {unknown}; known: {known}")
         with self._lock:
             text = ""
             for name, value in logical.items():
@@ -381,7 +380,8 @@ class BarrierLoop:
         last: dict[str, bool] = {}
         while not self._stop.is_set():
             out = self.host.outputs()
-            p = self.motor.step(time.monotonic(), out["barrier_open"], out["barrier_close"])
+            p = self.motor.step(time.monotonic(), open_relay=out["barrier_open"],
+                                close_relay=out["barrier_close"])
             limits = {"limit_open": p.limit_open, "limit_closed": p.limit_closed}
             if limits != last:
                 self.host.set_inputs(**limits)

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from simulators.harness import SimLane, TruckOutcome
+from simulators.errors import SimulatorError, SimulatorSetupError
+from simulators.harness import SimLane
+from simulators.outcomes import TruckOutcome
 from simulators.scenarios import SCENARIOS, get_scenario
 
 
@@ -32,7 +34,7 @@ def _interrupt(*_: object) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         scenario = get_scenario(args.scenario, args.trucks)
-    except ValueError as exc:
+    except SimulatorSetupError as exc:
         print(f"lane-sim: {exc}", file=sys.stderr)
         return 2
     if args.broker and not args.broker.startswith("mqtt://"):
@@ -51,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _log("interrupted; everything started has been stopped")
         return 130
+    except SimulatorError as exc:
+        _log(f"lane-sim failed: {exc}")
+        return 1
     except Exception as exc:
         _log(f"lane-sim failed: {type(exc).__name__}: {exc}")
         return 1

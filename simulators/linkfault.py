@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from simulators.errors import SimulatorError
+
 
 @dataclass
 class FaultPlan:
@@ -176,7 +178,7 @@ class LinkFaults:
             self._actions.append((action, done))
         self._wake()
         if not done.wait(5.0):
-            raise RuntimeError("link fault relay did not respond")
+            raise SimulatorError("link fault relay did not respond")
 
     def pause_board_reading(self, paused: bool) -> None:
         """Stop (or resume) reading what the board sends: its TX path backs up."""

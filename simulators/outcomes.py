@@ -3,40 +3,97 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from simulators.harness import SimLane, TruckOutcome
+    from simulators.backend import BackendSim
+    from simulators.iohost import IoBoardHost
     from simulators.scenarios import TruckPlan
+    from simulators.world import World
+
+
+@dataclass
+class TruckOutcome:
+    """What happened to one truck, as seen by the world, the firmware and the backend."""
+
+    name: str
+    plate: str
+    expected: str
+    expected_reason: str | None
+    pass_verdict: str = "-"
+    decision: str = "-"
+    reasons: list[str] = field(default_factory=list)
+    weight_kg: float | None = None
+    latency_ms: float | None = None
+    barrier: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    transit_id: str | None = None
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "plate": self.plate,
+            "expected": self.expected,
+            "expected_reason": self.expected_reason,
+            "pass": self.pass_verdict,
+            "decision": self.decision,
+            "reasons": self.reasons,
+            "weight_kg": self.weight_kg,
+            "latency_ms": self.latency_ms,
+            "barrier": self.barrier,
+            "events": self.events,
+            "transit_id": self.transit_id,
+            "seconds": round(self.seconds, 2),
+            "ok": self.ok,
+            "problems": self.problems,
+            "notes": self.notes,
+        }
 
 
 def collect_outcome(
-    lane: SimLane, plan: TruckPlan, outcome: TruckOutcome, started: float, finished: float
+    backend: BackendSim,
+    iohost: IoBoardHost,
+    world: World,
+    site_lane: str,
+    plan: TruckPlan,
+    outcome: TruckOutcome,
+    started: float,
+    finished: float,
 ) -> None:
-    """Fill ``outcome`` and list every way it differs from ``plan``'s expectation."""
-    site_lane = lane.scenario.lane
-    transit_id = _find_transit(lane, site_lane, started, finished)
+    """Fill ``outcome`` from what ``backend`` stored for ``site_lane`` and what the firmware's
+    pins did, and list every way it differs from ``plan``'s expectation."""
+    transit_id = _find_transit(backend, site_lane, started, finished)
     if transit_id is None:
         outcome.problems.append("the backend received no truck_arrived event for this truck")
         return
     outcome.transit_id = transit_id
-    lane.backend.wait_for(
+    backend.wait_for(
         lambda events: any(
             e.get("transit_id") == transit_id and e.get("type") == "transit_closed" for e in events
         ),
         timeout=15.0,  # generous: a loaded machine delays the backend, not the lane
     )
-    events = [e for e in lane.backend.events(site_lane) if e.get("transit_id") == transit_id]
+    events = [e for e in backend.events(site_lane) if e.get("transit_id") == transit_id]
     outcome.events = [e["type"] for e in events]
     _read_events(outcome, events)
-    _read_barrier(lane, outcome, events, started, finished)
-    _check(lane, plan, outcome)
+    _read_barrier(iohost, outcome, events, started, finished)
+    _check(world, plan, outcome)
 
 
-def _find_transit(lane: SimLane, site_lane: str, started: float, finished: float) -> str | None:
+def _find_transit(
+    backend: BackendSim, site_lane: str, started: float, finished: float
+) -> str | None:
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
-        for event in lane.backend.events(site_lane):
+        for event in backend.events(site_lane):
             mono_s = event.get("mono_ms", 0) / 1000.0
             if event.get("type") == "truck_arrived" and started - 0.5 <= mono_s <= finished:
                 transit: str | None = event.get("transit_id")
@@ -59,13 +116,13 @@ def _read_events(outcome: TruckOutcome, events: list[dict[str, Any]]) -> None:
 
 
 def _read_barrier(
-    lane: SimLane,
+    iohost: IoBoardHost,
     outcome: TruckOutcome,
     events: list[dict[str, Any]],
     started: float,
     finished: float,
 ) -> None:
-    changes = [c for c in lane.iohost.output_changes() if started <= c[0] <= finished + 1.0]
+    changes = [c for c in iohost.output_changes() if started <= c[0] <= finished + 1.0]
     for _t, name, value in changes:
         if value and name in ("barrier_open", "barrier_close"):
             outcome.barrier.append("open" if name == "barrier_open" else "close")
@@ -77,7 +134,7 @@ def _read_barrier(
             outcome.latency_ms = round((relay[0] - input_at) * 1000.0, 1)
 
 
-def _check(lane: SimLane, plan: TruckPlan, outcome: TruckOutcome) -> None:
+def _check(world: World, plan: TruckPlan, outcome: TruckOutcome) -> None:
     if outcome.decision != plan.expect_decision:
         outcome.problems.append(
             f"decision {outcome.decision!r}, expected {plan.expect_decision!r}"
@@ -95,6 +152,6 @@ def _check(lane: SimLane, plan: TruckPlan, outcome: TruckOutcome) -> None:
         outcome.problems.append("the barrier did not close after the truck")
     if "transit_closed" not in outcome.events:
         outcome.problems.append("no transit_closed event reached the backend")
-    if lane.world.violations:
-        outcome.problems.extend(lane.world.violations)
-        lane.world.violations.clear()
+    if world.violations:
+        outcome.problems.extend(world.violations)
+        world.violations.clear()

@@ -15,6 +15,7 @@ import segno
 from PIL import Image, ImageDraw, ImageFilter
 
 from edge_agent.protocols.base45 import ALPHABET
+from simulators.errors import SimulatorSetupError
 
 QUIET_MODULES = 4
 STYLES = ("phone", "paper")
@@ -58,7 +59,7 @@ def _card(text: str | None, style: str, px_per_module: float, invert: bool) -> n
         top, left = margin, margin
         lines_at = top + side + margin // 2
     else:
-        raise ValueError(f"style must be one of {STYLES}, not {style!r}")
+        raise SimulatorSetupError(f"style must be one of {STYLES}, not {style!r}")
     for i in range(2):
         y = lines_at + i * max(4, side // 14)
         if y + 3 < h:
@@ -169,7 +170,7 @@ def render_pass_frame(
     out = np.asarray(frame).copy()
     if bx1 <= bx0 or by1 <= by0:
         return out
-    region = out[by0:by1, bx0:bx1].astype(np.float32)
+    region: np.ndarray = out[by0:by1, bx0:bx1].astype(np.float32)
     rh, rw = region.shape
     if occlusion > 0:
         thumb_w = int(occlusion * (x1 - x0) * 0.8)

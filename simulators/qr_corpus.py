@@ -1,4 +1,4 @@
-"""The real QR photo corpus (shared test data): each photo with the text it holds."""
+"""The real QR photo corpus (tests_data/qr-photos): each photo with the text it holds."""
 
 from __future__ import annotations
 
@@ -7,16 +7,35 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CORPUS = Path("/work/shared/corpora/qr-photos")
+from simulators.errors import SimulatorError
+
+CORPUS = Path(__file__).resolve().parent.parent / "tests_data" / "qr-photos"
+PHOTOS = 137
+"""How many photos the corpus holds; fewer means a damaged or partial checkout."""
+
+Photo = tuple[Path, str, np.ndarray]
 
 
-def load_corpus(root: Path = CORPUS) -> list[tuple[Path, str, np.ndarray]]:
-    """Every ``qrcode-*/NAME.txt`` with its photo: (photo path, expected text, greyscale)."""
+class CorpusMissing(SimulatorError):
+    """The photo corpus is not where it belongs, or is incomplete."""
+
+
+def load_corpus(root: Path = CORPUS, *, expect: int = PHOTOS) -> list[Photo]:
+    """Every ``qrcode-*/NAME.txt`` with its photo: (photo path, expected text, greyscale).
+
+    Raises:
+        CorpusMissing: ``root`` holds fewer than ``expect`` photos, or a text without its photo.
+    """
     items = []
     for txt in sorted(root.glob("qrcode-*/*.txt")):
         if txt.name.endswith(".result.txt"):
             continue
-        image = next(p for p in txt.parent.glob(txt.stem + ".*") if p.suffix != ".txt")
-        gray = np.asarray(Image.open(image).convert("L"))
+        image = next((p for p in txt.parent.glob(txt.stem + ".*") if p.suffix != ".txt"), None)
+        if image is None:
+            raise CorpusMissing(f"{txt} has no photo beside it")
+        with Image.open(image) as img:
+            gray = np.asarray(img.convert("L"))
         items.append((image, txt.read_bytes().decode("utf-8"), gray))
+    if len(items) < expect:
+        raise CorpusMissing(f"{root} holds {len(items)} photos, expected {expect}")
     return items

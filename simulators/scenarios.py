@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from simulators.errors import SimulatorSetupError
 from simulators.world import DECK_END_M, TruckSpec
 
 
@@ -17,7 +18,7 @@ class TruckPlan:
     declared_kg: int | None = None  # defaults to the truck's true gross
     tolerance_kg: int | None = 300
     expect_decision: str = "open"  # open | hold
-    expect_reason: str | None = None  # the first hold reason, a section-6 code
+    expect_reason: str | None = None  # the first hold reason (edge_agent/catalogue.py)
     faults: tuple[str, ...] = ()  # weighbridge faults from the truck's stop until it leaves
     release: str | None = None  # how a hold ends: None = backs off; "remote"; "technician"
     broker_outage: bool = False  # the broker is down from drive-on until the truck has gone
@@ -118,10 +119,10 @@ def get_scenario(name: str, trucks: int | None = None) -> Scenario:
         scenario = SCENARIOS[name]
     except KeyError:
         known = ", ".join(sorted(SCENARIOS))
-        raise ValueError(f"unknown scenario {name!r}; known: {known}") from None
+        raise SimulatorSetupError(f"unknown scenario {name!r}; known: {known}") from None
     if trucks is None or trucks == len(scenario.trucks):
         return scenario
     if trucks < 1:
-        raise ValueError("--trucks must be at least 1")
+        raise SimulatorSetupError("--trucks must be at least 1")
     plans = [scenario.trucks[i % len(scenario.trucks)] for i in range(trucks)]
     return replace(scenario, trucks=tuple(plans))

@@ -32,6 +32,7 @@ from edge_agent.protocols.indicators import (
     IndicatorReading,
     make_encoder,
 )
+from simulators.errors import SimulatorSetupError
 from simulators.weight_dynamics import DeckDynamics
 
 FAULTS = {
@@ -78,9 +79,9 @@ class WeighbridgeSim:
         encoder_options: dict[str, Any] | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+            raise SimulatorSetupError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
         if rate_hz <= 0:
-            raise ValueError("rate_hz must be positive")
+            raise SimulatorSetupError("rate_hz must be positive")
         self.protocol = protocol
         options = dict(encoder_options or {})
         self._encoder = make_encoder(protocol, **options)
@@ -137,7 +138,8 @@ class WeighbridgeSim:
         names = PROFILES.get(name, (name,))
         for fault in names:
             if fault not in FAULTS:
-                raise ValueError(f"unknown fault {fault!r}; known: {', '.join(sorted(FAULTS))}")
+                known = ", ".join(sorted(FAULTS))
+                raise SimulatorSetupError(f"unknown fault {fault!r}; known: {known}")
         with self._lock:
             for fault in names:
                 if on:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simulators.errors import SimulatorSetupError
+
 HEAVE_HZ = (1.0, 3.0)
 HEAVE_FRACTION = (0.005, 0.03)
 HEAVE_TAU_S = (0.7, 1.7)
@@ -221,7 +223,8 @@ class TruckTrace:
 def _ramp(x: np.ndarray) -> np.ndarray:
     """Smooth 0..1 ramp (a tyre rolling over the deck edge)."""
     x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
+    ramp: np.ndarray = x * x * (3 - 2 * x)
+    return ramp
 
 
 def _swap_digits(value: float, rng: np.random.Generator, min_jump: float) -> float | None:
@@ -238,19 +241,23 @@ def _swap_digits(value: float, rng: np.random.Generator, min_jump: float) -> flo
     return options[int(rng.integers(len(options)))] if options else None
 
 
-def generate_truck_trace(
-    seed: int,
-    *,
-    fault: str = "clean",
-    rate_hz: float = 10.0,
-    e_kg: float = 20.0,
-    max_kg: float = 60000.0,
-    after_stop_s: float = 15.0,
-) -> TruckTrace:
-    """A seeded trace of one truck driving on, stopping and standing, with ``fault``."""
-    if fault not in FAULTS:
-        raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
-    rng = np.random.default_rng(seed)
+@dataclass(frozen=True)
+class _Timeline:
+    """When the truck's axles roll on, when it stops, when the trace ends (and stalls)."""
+
+    gross: float
+    shares: np.ndarray
+    arrivals: np.ndarray
+    ramps: np.ndarray
+    rear_clear_at: float
+    stop_at: float
+    end: float
+    frozen: tuple[float, float] | None
+
+
+def _timeline(
+    rng: np.random.Generator, fault: str, *, e_kg: float, max_kg: float, after_stop_s: float
+) -> _Timeline:
     gross = rng.uniform(8000, 0.92 * max_kg)
     if fault == "overload":
         gross = rng.uniform(max_kg + 20 * e_kg, max_kg * 1.15)
@@ -280,17 +287,19 @@ def generate_truck_trace(
         frozen_at = float(rng.uniform(*onset))
         frozen = (frozen_at, frozen_at + float(rng.uniform(*FREEZE_S)))
         end = max(end, frozen[1] + 2.0)
-    n = int(end * rate_hz)
-    t = np.arange(n) / rate_hz + rng.uniform(0, 0.002, n)
-    final = shares.copy()
-    if fault == "not_on_deck":
-        final[-1] *= rng.uniform(0.3, 0.7)  # the rear axle stays on the approach
-        rear_clear_at = math.inf
-    static = np.zeros(n)
-    for share, arrive, ramp in zip(final, arrivals, ramps, strict=True):
-        static += gross * share * _ramp((t - arrive) / ramp)
-    truth = gross * float(final.sum())
-    dyn = DeckDynamics(e_kg, rng)
+    return _Timeline(gross, shares, arrivals, ramps, rear_clear_at, stop_at, end, frozen)
+
+
+def _load_fault(
+    rng: np.random.Generator,
+    fault: str,
+    dyn: DeckDynamics,
+    static: np.ndarray,
+    t: np.ndarray,
+    stop_at: float,
+) -> None:
+    """What ``fault`` does to the deck's load itself (``static`` changes in place)."""
+    e_kg = dyn.e_kg
     after = rng.uniform(3.0, 8.0)
     if fault == "zero_offset":
         dyn.zero_kg = float(rng.choice([-1, 1]) * rng.uniform(2.0, 8.0) * e_kg)
@@ -303,25 +312,60 @@ def generate_truck_trace(
     elif fault == "drift":
         start = stop_at + rng.uniform(1.0, 3.0)
         static += rng.uniform(2.5, 5.0) * e_kg / 10.0 * np.clip(t - start, 0, None)
-    rolling = (t >= arrivals[0] - 1.0) & (t < stop_at)
-    # A rolling truck keeps getting pushed (deck joints, steering, brakes); so does one whose
-    # driver keeps inching ("unstable"). Only a stopped truck swings freely down to rest.
-    kicks = [(k, 1.0) for k in arrivals[0] - 1.0 + np.cumsum(rng.exponential(KICK_INTERVAL_S, 400))
-             if k < stop_at]
+
+
+def _kicks(
+    rng: np.random.Generator, fault: str, first_axle: float, stop_at: float, end: float
+) -> list[tuple[float, float]]:
+    """(time, strength) of each push on the truck's body.
+
+    A rolling truck keeps getting pushed (deck joints, steering, brakes); so does one whose
+    driver keeps inching ("unstable"). Only a stopped truck swings freely down to rest.
+    """
+    kicks = [(k, 1.0) for k in first_axle - 1.0 + np.cumsum(rng.exponential(KICK_INTERVAL_S, 400))
+             if k < stop_at]  # fmt: skip
     if fault == "unstable":  # someone keeps the truck rocking hard: it never settles
         rocking = stop_at + 0.5 + np.cumsum(rng.exponential(ROCKING_INTERVAL_S, 400))
         kicks += [(k, ROCKING_STRENGTH) for k in rocking if k < end]
-    kg = np.empty(n)
+    return kicks
+
+
+def _display(
+    dyn: DeckDynamics,
+    t: np.ndarray,
+    static: np.ndarray,
+    rolling: np.ndarray,
+    kicks: list[tuple[float, float]],
+    rate_hz: float,
+) -> np.ndarray:
+    """The indicator's reading at each sample time."""
+    kg = np.empty(len(t))
     for i, (ti, si, ri) in enumerate(zip(t, static, rolling, strict=True)):
         while kicks and kicks[0][0] <= ti:
             at, strength = kicks.pop(0)
-            if si > 20 * e_kg:  # only a truck standing on the deck can swing it
+            if si > 20 * dyn.e_kg:  # only a truck standing on the deck can swing it
                 dyn.kick(float(at), float(si), strength)
         kg[i] = dyn.display(float(ti), float(si), rolling=bool(ri), period_s=1.0 / rate_hz)
+    return kg
+
+
+def _output_fault(
+    rng: np.random.Generator,
+    fault: str,
+    kg: np.ndarray,
+    t: np.ndarray,
+    line: _Timeline,
+    *,
+    rate_hz: float,
+    e_kg: float,
+) -> tuple[tuple[float, ...], np.ndarray]:
+    """What ``fault`` does to the indicator's output (``kg`` changes in place): the times of
+    frames that fail their check, and which samples arrive at all."""
+    n, stop_at = len(t), line.stop_at
     frame_errors: tuple[float, ...] = ()
     keep = np.ones(n, dtype=bool)
-    if frozen is not None:
-        stalled = (t >= frozen[0]) & (t < frozen[1])
+    if line.frozen is not None:
+        stalled = (t >= line.frozen[0]) & (t < line.frozen[1])
         kg[stalled] = kg[int(np.argmax(stalled))]
     elif fault == "comm_loss":
         gap_start = stop_at + rng.uniform(2.0, 6.0)
@@ -336,14 +380,53 @@ def generate_truck_trace(
             swapped = _swap_digits(float(kg[i]), rng, 25 * e_kg)
             if swapped is not None:
                 kg[i] = swapped
+    return frame_errors, keep
+
+
+def generate_truck_trace(
+    seed: int,
+    *,
+    fault: str = "clean",
+    rate_hz: float = 10.0,
+    e_kg: float = 20.0,
+    max_kg: float = 60000.0,
+    after_stop_s: float = 15.0,
+) -> TruckTrace:
+    """A seeded trace of one truck driving on, stopping and standing, with ``fault``.
+
+    Every step draws from one generator in a fixed order: a seed always gives the same trace.
+    """
+    if fault not in FAULTS:
+        known = ", ".join(FAULTS)
+        raise SimulatorSetupError(f"unknown fault {fault!r}; known: {known}")
+    rng = np.random.default_rng(seed)
+    line = _timeline(rng, fault, e_kg=e_kg, max_kg=max_kg, after_stop_s=after_stop_s)
+    n = int(line.end * rate_hz)
+    t = np.arange(n) / rate_hz + rng.uniform(0, 0.002, n)
+    final = line.shares.copy()
+    rear_clear_at = line.rear_clear_at
+    if fault == "not_on_deck":
+        final[-1] *= rng.uniform(0.3, 0.7)  # the rear axle stays on the approach
+        rear_clear_at = math.inf
+    static = np.zeros(n)
+    for share, arrive, ramp in zip(final, line.arrivals, line.ramps, strict=True):
+        static += line.gross * share * _ramp((t - arrive) / ramp)
+    truth = line.gross * float(final.sum())
+    dyn = DeckDynamics(e_kg, rng)
+    _load_fault(rng, fault, dyn, static, t, line.stop_at)
+    first_axle = float(line.arrivals[0])
+    rolling = (t >= first_axle - 1.0) & (t < line.stop_at)
+    kicks = _kicks(rng, fault, first_axle, line.stop_at, line.end)
+    kg = _display(dyn, t, static, rolling, kicks, rate_hz)
+    frame_errors, keep = _output_fault(rng, fault, kg, t, line, rate_hz=rate_hz, e_kg=e_kg)
     front = np.ones(n, dtype=bool)
-    rear = ~((t >= arrivals[0] - 0.3) & (t < rear_clear_at))
+    rear = ~((t >= first_axle - 0.3) & (t < rear_clear_at))
     declared = truth
     if fault == "declared":
         declared = truth * (1 + rng.choice([-1, 1]) * rng.uniform(0.03, 0.08))
     return TruckTrace(
         t=t[keep], kg=kg[keep], front_clear=front[keep], rear_clear=rear[keep],
-        truth_kg=truth, stop_at=float(stop_at), fault=fault, expected=EXPECTED_CODES[fault],
-        frame_errors=frame_errors, declared_kg=round(declared), frozen=frozen, rate_hz=rate_hz,
-        e_kg=e_kg,
+        truth_kg=truth, stop_at=float(line.stop_at), fault=fault, expected=EXPECTED_CODES[fault],
+        frame_errors=frame_errors, declared_kg=round(declared), frozen=line.frozen,
+        rate_hz=rate_hz, e_kg=e_kg,
     )

@@ -94,7 +94,7 @@ class World:
         """The driver sees the lane hold the truck and reverses off the deck."""
         truck = self.truck
         if truck is not None and truck.phase is Phase.STOPPED:
-            self._set_showing(truck, False)
+            self._set_showing(truck, show=False)
             truck.phase = Phase.REVERSE
 
     def send(self, spec: TruckSpec) -> None:
@@ -154,12 +154,12 @@ class World:
         assert truck.stopped_at is not None
         waited = now - truck.stopped_at
         show = waited >= truck.spec.show_pass_after_s and self.barrier_open_fraction < 0.999
-        self._set_showing(truck, show)
+        self._set_showing(truck, show=show)
         if self.barrier_open_fraction >= 0.999:
-            self._set_showing(truck, False)
+            self._set_showing(truck, show=False)
             truck.phase = Phase.DEPART
         elif truck.spec.back_off_after_s is not None and waited >= truck.spec.back_off_after_s:
-            self._set_showing(truck, False)
+            self._set_showing(truck, show=False)
             truck.phase = Phase.REVERSE
 
     def _depart(self, truck: TruckState, now: float, dt: float) -> None:
@@ -175,7 +175,7 @@ class World:
         if truck.front_m < DECK_START_M - 1.0:
             truck.phase = Phase.GONE
 
-    def _set_showing(self, truck: TruckState, show: bool) -> None:
+    def _set_showing(self, truck: TruckState, *, show: bool) -> None:
         if show != truck.showing_pass:
             truck.showing_pass = show
             if self.on_show is not None:

@@ -2,6 +2,7 @@
 
     sim://HOST:PORT          the camera simulator's TCP stream (length-prefixed greyscale frames)
     dir:///path/to/images    replay image files in name order (``?fps=8&loop=1``)
+    fake-camera://NAME       an in-process fake the test shows images to (``camera_fake``)
     picamera2:               Raspberry Pi camera (lores YUV420 stream, Y plane = greyscale)
     uvc:0                    USB UVC camera through OpenCV (optional dependency)
 
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 import numpy.typing as npt
 
+from edge_agent.backoff import Backoff
 from edge_agent.errors import ConfigError, DeviceError
 
 # Wire format of sim:// (one frame): header, then width*height greyscale bytes, row-major.
@@ -120,23 +122,23 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-@dataclass(frozen=True, slots=True)
-class CameraState:
-    """The camera source delivered a frame (``up``) or failed (``reason``), at ``at``."""
-
-    at: float
-    up: bool
-    reason: str = ""
+def reconnect_backoff() -> Backoff:
+    """Reconnecting to a frame stream: 0.5 s doubling to 5 s."""
+    return Backoff(0.5, 5.0)
 
 
 class SimFrameSource(FrameSource):
-    """Client of the camera simulator; a background thread keeps the newest frame."""
+    """Client of the camera simulator; a background thread keeps the newest frame.
 
-    def __init__(self, host: str, port: int, *, reconnect_s: float = 0.5,
+    Reconnects follow ``backoff``, which starts over once a connection delivered a frame
+    (a server that accepts and drops at once is not hammered).
+    """
+
+    def __init__(self, host: str, port: int, *, backoff: Backoff | None = None,
                  connect_timeout_s: float = 2.0) -> None:
         self.url = f"sim://{host}:{port}"
         self._addr = (host, port)
-        self._reconnect_s = reconnect_s
+        self._backoff = backoff or reconnect_backoff()
         self._connect_timeout_s = connect_timeout_s
         self._slot = _LatestFrame()
         self._stop = threading.Event()
@@ -163,7 +165,7 @@ class SimFrameSource(FrameSource):
                 sock = socket.create_connection(self._addr, timeout=self._connect_timeout_s)
             except OSError as exc:
                 self.last_error = str(exc)
-                self._stop.wait(self._reconnect_s)
+                self._stop.wait(self._backoff.next())
                 continue
             self._sock = sock
             sock.settimeout(None)
@@ -177,7 +179,7 @@ class SimFrameSource(FrameSource):
                 self._slot.wake()
                 sock.close()
                 self._sock = None
-            self._stop.wait(self._reconnect_s)
+            self._stop.wait(self._backoff.next())
 
     def _pump(self, sock: socket.socket) -> None:
         while not self._stop.is_set():
@@ -185,6 +187,7 @@ class SimFrameSource(FrameSource):
             if magic != FRAME_MAGIC or length != w * h or length > MAX_FRAME_BYTES:
                 raise ValueError(f"bad frame header {magic!r} {w}x{h} {length}")
             payload = _recv_exact(sock, length)
+            self._backoff.reset()
             self._seq += 1
             image = np.frombuffer(payload, np.uint8).reshape(h, w)
             self._slot.put(Frame(image, time.monotonic(), self._seq))
@@ -254,10 +257,12 @@ class DirFrameSource(FrameSource):
 
 
 class _GrabberSource(FrameSource):
-    """A camera read by a grabber thread that keeps only the newest frame."""
+    """A camera read by a grabber thread that keeps only the newest frame; a failed camera
+    is reopened after a back-off that starts over once it delivers frames again."""
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._backoff = Backoff(1.0, 10.0)
         self._slot = _LatestFrame()
         self._stop = threading.Event()
         self._ok = threading.Event()
@@ -284,6 +289,7 @@ class _GrabberSource(FrameSource):
                     image = self._grab()
                     if image is None:
                         raise DeviceError("no frame")
+                    self._backoff.reset()
                     self._seq += 1
                     self._slot.put(Frame(image, time.monotonic(), self._seq))
             except Exception as exc:  # any driver failure means "camera lost, retry"
@@ -293,7 +299,7 @@ class _GrabberSource(FrameSource):
                 self._slot.wake()
                 with contextlib.suppress(Exception):
                     self._release()
-            self._stop.wait(1.0)
+            self._stop.wait(self._backoff.next())
 
     def read(self, timeout: float) -> Frame | None:
         frame = self._slot.take(timeout, lambda: False)
@@ -380,6 +386,10 @@ def open_frame_source(url: str) -> FrameSource:
         path = Path(unquote(parts.netloc + parts.path))
         return DirFrameSource(path, fps=float(query.get("fps", 0)),
                               loop=query.get("loop", "0") in ("1", "true", "yes"))
+    if parts.scheme == "fake-camera":
+        from edge_agent.drivers.camera_fake import open_fake_source
+
+        return open_fake_source(url)
     if parts.scheme == "picamera2":
         return PiCameraSource(url)
     if parts.scheme == "uvc":
@@ -389,4 +399,6 @@ def open_frame_source(url: str) -> FrameSource:
         return UvcSource(url, int(index))
     if parts.scheme == "file":
         raise ConfigError(f"{url}: video files are not supported yet; use dir:// with frames")
-    raise ConfigError(f"{url}: unknown frame source (sim://, dir://, picamera2:, uvc:N)")
+    raise ConfigError(
+        f"{url}: unknown frame source (sim://, dir://, fake-camera://, picamera2:, uvc:N)"
+    )

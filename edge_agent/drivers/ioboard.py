@@ -1,111 +1,53 @@
-"""The IO board driver: link supervision around the sans-I/O codec in protocols/iolink.py.
+"""The IO board driver: a port, a lock and a reader around the sans-I/O ``IoLinkSession``.
 
-One thread calls ``read_events`` in a loop; it also sends the host heartbeat every 200 ms,
-retransmits unanswered commands with the same seq, notices a silent or reset board, and
-reopens an unplugged port with back-off (re-running the HELLO handshake and CONFIG). Other
-threads may call ``open_barrier``/``close_when_clear``/``pulse_output``: they only queue a
-command and write it once, under the same lock as the heartbeat writer.
+One thread calls ``read_events`` in a loop; each pass lets the session's timers run, writes
+what the session has to send (heartbeats, HELLO, resends), reads what the port has and hands
+it to the session, and reopens an unplugged port after a back-off. Other threads may call
+``open_barrier``/``close_when_clear``/``pulse_output``: they only queue a command in the
+session and write it at once, under the same lock as the reader's writes. Time comes from
+the injected clock only; waiting is the port's read timeout (or ``sleep`` while there is no
+port), so a fake port on a virtual clock runs the link in virtual time.
+
+The events are those of ``edge_agent.protocols.iolink_session`` (re-exported here for tools).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
+from edge_agent import defaults
+from edge_agent.backoff import Backoff
 from edge_agent.drivers.serialport import LineSettings, open_port
-from edge_agent.errors import ConfigError, DeviceError, DeviceTimeout, LocalProtocolError
-from edge_agent.protocols import iolink
+from edge_agent.errors import DeviceError, DeviceTimeout
+from edge_agent.protocols.iolink_session import (
+    CONFIG_LIMITS_S,
+    BoardCommand,
+    BoardHello,
+    BoardSnapshot,
+    ClearFault,
+    CloseWhenClear,
+    CommandResult,
+    IoEvent,
+    IoLinkSession,
+    LinkLost,
+    LinkUp,
+    Maintenance,
+    OpenBarrier,
+    PulseOutput,
+)
 
-HEARTBEAT_S = 0.2
-RETRANSMIT_S = 0.1
-BOARD_SILENT_S = 1.0
-HELLO_RETRY_S = 0.25
-RESULT_GRACE_S = 0.3  # after a deadline, how long an answer may still be on its way
+__all__ = [
+    "CONFIG_LIMITS_S", "BoardEvents", "BoardHello", "BoardSnapshot", "CommandResult", "IoBoard",
+    "IoEvent", "LinkLost", "LinkUp",
+]  # fmt: skip
+
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 2.0
-_READ_TIMEOUT_S = 0.005
-# The board refuses a CONFIG outside these (firmware/PROTOCOL.md); checked here up front.
-CONFIG_LIMITS_S = {"t_clear_s": (0.1, 60.0), "travel_timeout_s": (0.5, 60.0),
-                   "dead_time_s": (0.01, 5.0)}  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class BoardHello:
-    at: float
-    firmware: str
-    protocol: int
-    manifest: str
-    reset_cause: str
-    uptime_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class BoardSnapshot:
-    at: float
-    inputs: Mapping[str, bool]
-    outputs: Mapping[str, bool]
-    barrier: str
-    faults: frozenset[str]
-    uptime_ms: int
-    loop_max_us: int
-    flags: frozenset[str] = frozenset()
-    periodic: bool = True  # False: sent at once because something changed
-
-
-@dataclass(frozen=True, slots=True)
-class InputChanged:
-    at: float
-    name: str
-    value: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    """``result`` is a board code (ok, pending, expired, stale, not_ready, fault,
-    bad_request, unknown_type) or ``no_answer`` when none came before the deadline."""
-
-    at: float
-    seq: int
-    result: str
-
-
-@dataclass(frozen=True, slots=True)
-class LinkLost:
-    at: float
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class LinkUp:
-    at: float
-
-
-IoEvent = BoardHello | BoardSnapshot | InputChanged | CommandResult | LinkLost | LinkUp
-
-
-@dataclass(slots=True)
-class _Pending:
-    seq: int
-    build: Callable[[int], bytes]  # host ms deadline -> frame
-    deadline: float
-    internal: bool
-    sent_at: float | None = None
-    last_result: str = "no_answer"
-
-
-@dataclass(slots=True)
-class LinkStats:
-    frames: int = 0
-    errors: int = 0
-    reconnects: int = 0
-    retransmits: int = 0
-    error_kinds: dict[str, int] = field(default_factory=dict)
+READ_TIMEOUT_S = 0.005
 
 
 class IoBoard:
@@ -115,43 +57,32 @@ class IoBoard:
         *,
         baudrate: int = 115200,
         clock: Callable[[], float] = time.monotonic,
-        t_clear_s: float = 0.5,
-        travel_timeout_s: float = 4.0,
-        dead_time_s: float = 0.2,
+        t_clear_s: float = defaults.T_CLEAR_S,
+        travel_timeout_s: float = defaults.TRAVEL_TIMEOUT_S,
+        dead_time_s: float = defaults.DEAD_TIME_S,
         opener: Callable[..., Any] = open_port,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``sleep`` is how the reader waits while it has no port (a virtual clock's
+        ``advance`` in virtual time).
+
+        Raises:
+            ConfigError: the board would refuse one of the settings.
+        """
         self.url = url
-        for name, value, low, high in (
-            ("t_clear_s", t_clear_s, *CONFIG_LIMITS_S["t_clear_s"]),
-            ("travel_timeout_s", travel_timeout_s, *CONFIG_LIMITS_S["travel_timeout_s"]),
-            ("dead_time_s", dead_time_s, *CONFIG_LIMITS_S["dead_time_s"]),
-        ):
-            if not low <= value <= high:
-                raise ConfigError(f"IO board {name}={value}: the board accepts {low}..{high} s")
+        self.clock = clock
+        self._session = IoLinkSession(t_clear_s=t_clear_s, travel_timeout_s=travel_timeout_s,
+                                      dead_time_s=dead_time_s)  # fmt: skip
         self._settings = LineSettings(baudrate=baudrate)
-        self._clock = clock
-        self._config = (round(t_clear_s * 1000), round(travel_timeout_s * 1000),
-                        round(dead_time_s * 1000))  # fmt: skip
         self._opener = opener
+        self._sleep = sleep
         self._lock = threading.RLock()
         self._port: Any = None
-        self._codec = iolink.LinkCodec()
         self._events: list[IoEvent] = []
-        self._pending: dict[int, _Pending] = {}
-        self._seq = 0
-        self._host_boot = int.from_bytes(os.urandom(4), "big")
-        self._hello_seq: int | None = None
-        self._hello_sent = 0.0
-        self._link_up = False
-        self._last_rx = 0.0
-        self._last_heartbeat = 0.0
-        self._inputs: Mapping[str, bool] | None = None
+        self._backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         self._reconnect_at = 0.0
-        self._backoff = BACKOFF_FIRST_S
+        self._reconnects = 0
         self._closed = False
-        self.stats = LinkStats()
-        self.hello: BoardHello | None = None
-        self.snapshot: BoardSnapshot | None = None
 
     # ---- public API ----
     def open(self, timeout: float = 3.0) -> None:
@@ -163,40 +94,38 @@ class IoBoard:
         """
         self._closed = False
         self._connect()
-        give_up = time.monotonic() + timeout
-        while not self._link_up:
-            if time.monotonic() >= give_up:
-                self._drop_port()
+        give_up = self.clock() + timeout
+        while not self.link_up:
+            if self.clock() >= give_up:
+                with self._lock:
+                    self._drop_port()
                 raise DeviceTimeout(f"IO board on {self.url!r} did not answer HELLO")
-            self._service(self._clock())
-            self._read_once()
+            self._pass(give_up)
 
     def read_events(self, timeout: float) -> list[IoEvent]:
         """Events that arrived within ``timeout`` seconds (returns as soon as there are any)."""
-        give_up = time.monotonic() + timeout
+        give_up = self.clock() + timeout
         while True:
-            self._service(self._clock())
-            self._read_once()
-            if self._events or time.monotonic() >= give_up:
-                events, self._events = self._events, []
-                return events
+            self._pass(give_up)
+            with self._lock:
+                if self._events or self.clock() >= give_up:
+                    events, self._events = self._events, []
+                    return events
 
     def open_barrier(self, *, valid_for_s: float = 1.0) -> int:
         """Queue OPEN; the board rejects it after ``valid_for_s``. Returns the command seq."""
-        return self._command(iolink.encode_open, valid_for_s)
+        return self.command(OpenBarrier(), valid_for_s=valid_for_s)
 
     def close_when_clear(self, *, valid_for_s: float = 1.0) -> int:
         """Ask the board to close once the path has been clear for T_clear."""
-        return self._command(iolink.encode_close_when_clear, valid_for_s)
+        return self.command(CloseWhenClear(), valid_for_s=valid_for_s)
 
     def clear_fault(self, *, valid_for_s: float = 1.0) -> int:
-        return self._command(iolink.encode_clear_fault, valid_for_s)
+        return self.command(ClearFault(), valid_for_s=valid_for_s)
 
     def maintenance(self, enter: bool, *, valid_for_s: float = 1.0) -> int:
         """Enter (or leave) maintenance: relays off, red, Ctrl-C enabled for mpremote."""
-        return self._command(
-            lambda seq, deadline: iolink.encode_maintenance(seq, deadline, enter), valid_for_s
-        )
+        return self.command(Maintenance(enter), valid_for_s=valid_for_s)
 
     def pulse_output(self, output: str, seconds: float, *, valid_for_s: float = 1.0) -> int:
         """Queue OUTPUT_PULSE: ``output`` (light_red or buzzer) on for ``seconds``
@@ -205,14 +134,19 @@ class IoBoard:
         Raises:
             LocalProtocolError: the board would refuse the output or the duration.
         """
-        if not math.isfinite(seconds):
-            raise LocalProtocolError(f"pulse of {seconds} s is not a duration")
-        pulse_ms = round(seconds * 1000)
-        iolink.check_output_pulse(output, pulse_ms)  # here, not later in the reader thread
-        return self._command(
-            lambda seq, deadline: iolink.encode_output_pulse(seq, deadline, output, pulse_ms),
-            valid_for_s,
-        )
+        return self.command(PulseOutput(output, seconds), valid_for_s=valid_for_s)
+
+    def command(self, command: BoardCommand, *, valid_for_s: float = 1.0) -> int:
+        """Queue any board command (written at once while the link is up). Returns its seq.
+
+        Raises:
+            LocalProtocolError: the board would refuse it.
+        """
+        with self._lock:
+            now = self.clock()
+            seq = self._session.command(command, now, valid_for_s=valid_for_s)
+            self._flush(now)
+            return seq
 
     def close(self) -> None:
         with self._lock:
@@ -221,210 +155,105 @@ class IoBoard:
 
     @property
     def link_up(self) -> bool:
-        return self._link_up
+        return self._session.link_up
 
-    # ---- commands ----
-    def _next_seq(self) -> int:
-        self._seq = self._seq % 255 + 1  # 1..255; 0 is never a command seq
-        return self._seq
+    @property
+    def hello(self) -> BoardHello | None:
+        return self._session.hello
 
-    def _command(
-        self, encoder: Callable[[int, int], bytes], valid_for_s: float, internal: bool = False
-    ) -> int:
+    @property
+    def snapshot(self) -> BoardSnapshot | None:
+        """The board's latest picture (updated by every state frame, change or not)."""
+        return self._session.snapshot
+
+    def link_stats(self) -> dict[str, Any]:
+        """Frames, garbage by kind, resends and port reopen attempts: for health."""
         with self._lock:
-            seq = self._next_seq()
-            pending = _Pending(
-                seq, lambda deadline_ms: encoder(seq, deadline_ms),
-                self._clock() + valid_for_s, internal,
-            )  # fmt: skip
-            self._pending[seq] = pending
-            if self._link_up:
-                self._send_pending(pending, self._clock())
-            return seq
+            return self._session.link_stats() | {"reconnects": self._reconnects}
 
-    def _send_pending(self, pending: _Pending, now: float) -> None:
-        if pending.sent_at is not None:
-            self.stats.retransmits += 1
-        pending.sent_at = now
-        self._write(pending.build(self._host_ms(pending.deadline)))
-
-    def _host_ms(self, t: float) -> int:
-        return int(t * 1000) & 0xFFFFFFFF
-
-    # ---- the loop body ----
-    def _service(self, now: float) -> None:
+    # ---- one pass of the reader ----
+    def _pass(self, give_up: float) -> None:
         with self._lock:
-            if self._closed:
-                return
-            if self._port is None:
-                if now >= self._reconnect_at:
+            now = self.clock()
+            if not self._closed:
+                if self._port is None and now >= self._reconnect_at:
                     try:
                         self._connect()
-                    except DeviceError as exc:
-                        self._schedule_reconnect(now, str(exc))
-                return
-            if self._link_up and now - self._last_rx > BOARD_SILENT_S:
-                self._lose_link(now, f"board silent for more than {BOARD_SILENT_S} s")
-            if now - self._last_heartbeat >= HEARTBEAT_S:
-                self._last_heartbeat = now
-                self._write(iolink.encode_heartbeat(self._host_ms(now)))
-            if not self._link_up and now - self._hello_sent >= HELLO_RETRY_S:
-                self._send_hello(now)
-            for seq, pending in list(self._pending.items()):
-                if now > pending.deadline + RESULT_GRACE_S:
-                    del self._pending[seq]
-                    if not pending.internal:
-                        self._events.append(CommandResult(now, seq, pending.last_result))
-                elif (
-                    self._link_up
-                    and now <= pending.deadline
-                    and (pending.sent_at is None or now - pending.sent_at >= RETRANSMIT_S)
-                ):
-                    self._send_pending(pending, now)
-
-    def _read_once(self) -> None:
-        port = self._port
+                    except DeviceError:
+                        self._schedule_reconnect()
+                self._events += self._session.timers(now)
+                self._flush(now)
+            port = self._port
         if port is None:
-            time.sleep(_READ_TIMEOUT_S)
+            wait = min(READ_TIMEOUT_S, give_up - self.clock())
+            if wait > 0:
+                self._sleep(wait)
             return
         try:
             data = port.read(max(1, port.in_waiting))
         except Exception as exc:  # pyserial raises SerialException on unplug
             with self._lock:
                 if port is self._port:
-                    self._port_failed(self._clock(), f"read failed: {exc}")
+                    self._port_failed(f"read failed: {exc}")
             return
         if data:
-            now = self._clock()
-            for message in self._codec.receive_data(data):
-                self._on_message(message, now)
+            with self._lock:
+                now = self.clock()
+                events = self._session.receive(data, now)
+                if any(isinstance(e, LinkUp) for e in events):
+                    self._backoff.reset()
+                self._events += events
+                self._flush(now)
 
-    def _on_message(self, message: iolink.Message, now: float) -> None:
-        if isinstance(message, iolink.LinkError):
-            self.stats.errors += 1
-            self.stats.error_kinds[message.kind] = self.stats.error_kinds.get(message.kind, 0) + 1
+    def _flush(self, now: float) -> None:
+        data = self._session.data_to_send(now)
+        port = self._port
+        if not data or port is None:
             return
-        self.stats.frames += 1
-        with self._lock:
-            self._last_rx = now
-            if isinstance(message, iolink.HelloAck):
-                self._on_hello_ack(message, now)
-            elif isinstance(message, iolink.BoardState):
-                self._on_state(message, now)
-            elif isinstance(message, iolink.Result):
-                self._on_result(message, now)
+        try:
+            port.write(data)
+        except Exception as exc:  # SerialException, write timeout
+            self._port_failed(f"write failed: {exc}")
 
-    def _on_hello_ack(self, message: iolink.HelloAck, now: float) -> None:
-        self.hello = BoardHello(now, message.firmware, message.protocol, message.manifest,
-                                message.reset_cause, message.uptime_ms)  # fmt: skip
-        self._events.append(self.hello)
-        if self._hello_seq is None or message.ack != self._hello_seq:
-            return
-        self._hello_seq = None
-        self._link_up = True
-        self._backoff = BACKOFF_FIRST_S
-        self._events.append(LinkUp(now))
-        # Waiting commands first: the CONFIG takes the next seq, and if it reached the board
-        # first the board's window would move past them (they would come back ``stale``).
-        for pending in self._pending.values():
-            if pending.sent_at is None and now <= pending.deadline:
-                self._send_pending(pending, now)
-        t_clear, travel, dead = self._config
-        self._command(lambda seq, _d: iolink.encode_config(seq, t_clear, travel, dead),
-                      1.0, internal=True)  # fmt: skip
-
-    def _on_state(self, message: iolink.BoardState, now: float) -> None:
-        if self._link_up and "handshake" not in message.flags:
-            self._lose_link(now, "board restarted")
-        self.snapshot = BoardSnapshot(
-            now, message.inputs, message.outputs, message.barrier, message.faults,
-            message.uptime_ms, message.loop_max_us, message.flags, message.periodic,
-        )  # fmt: skip
-        self._events.append(self.snapshot)
-        if self._inputs is not None:
-            for name, value in message.inputs.items():
-                if self._inputs.get(name) != value:
-                    self._events.append(InputChanged(now, name, value))
-        self._inputs = message.inputs
-
-    def _on_result(self, message: iolink.Result, now: float) -> None:
-        pending = self._pending.get(message.command)
-        if pending is None:
-            return  # the answer to a retransmission we already have
-        if message.result == "not_ready" and now <= pending.deadline:
-            pending.last_result = message.result  # retried until its deadline
-            return
-        del self._pending[message.command]
-        if not pending.internal:
-            self._events.append(CommandResult(now, message.command, message.result))
-
-    # ---- connection management ----
+    # ---- the port ----
     def _connect(self) -> None:
+        """Open the port and start the handshake.
+
+        Raises:
+            DeviceError: the port cannot be opened.
+        """
         with self._lock:
-            port = self._opener(self.url, self._settings, timeout=_READ_TIMEOUT_S)
+            self._drop_port()
+            port = self._opener(self.url, self._settings, timeout=READ_TIMEOUT_S)
             with contextlib.suppress(Exception):  # not every transport has an input buffer
                 port.reset_input_buffer()
             self._port = port
-            self._codec = iolink.LinkCodec()
-            self._inputs = None
-            self._last_rx = self._clock()
-            self._send_hello(self._clock())
+            now = self.clock()
+            self._session.connection_made(now)
+            self._flush(now)
 
-    def _send_hello(self, now: float) -> None:
-        if self._hello_seq is None:
-            # Commands still waiting must stay ahead of the board's window after HELLO.
-            waiting = [p.seq for p in self._pending.values()]
-            if waiting:
-                oldest = max(waiting, key=lambda s: (self._seq - s) % 255)
-                self._hello_seq = (oldest - 2) % 255 + 1
-            else:
-                self._hello_seq = self._seq
-        self._hello_sent = now
-        self._write(iolink.encode_hello(self._hello_seq, self._host_boot, self._host_ms(now)))
+    def _port_failed(self, reason: str) -> None:
+        self._events += self._drop_port(reason)
+        self._schedule_reconnect()
 
-    def _write(self, frame: bytes) -> None:
-        port = self._port
-        if port is None:
-            return
-        try:
-            port.write(frame)
-        except Exception as exc:  # SerialException, write timeout
-            self._port_failed(self._clock(), f"write failed: {exc}")
+    def _schedule_reconnect(self) -> None:
+        self._reconnects += 1
+        self._reconnect_at = self.clock() + self._backoff.next()
 
-    def _lose_link(self, now: float, reason: str) -> None:
-        was_up = self._link_up
-        self._link_up = False
-        self._hello_seq = None
-        self._hello_sent = 0.0
-        for pending in self._pending.values():
-            pending.sent_at = None
-        if was_up:
-            self._events.append(LinkLost(now, reason))
-
-    def _port_failed(self, now: float, reason: str) -> None:
-        self._lose_link(now, reason)
-        self._drop_port()
-        self._schedule_reconnect(now, reason)
-
-    def _schedule_reconnect(self, now: float, reason: str) -> None:
-        self.stats.reconnects += 1
-        self._reconnect_at = now + self._backoff
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
-
-    def _drop_port(self) -> None:
+    def _drop_port(self, reason: str = "port closed") -> list[IoEvent]:
         port, self._port = self._port, None
-        self._link_up = False
-        self._hello_seq = None
-        if port is not None:
-            with contextlib.suppress(Exception):
-                port.close()
+        if port is None:
+            return []
+        with contextlib.suppress(Exception):
+            port.close()
+        return self._session.connection_lost(self.clock(), reason)
 
 
 class BoardEvents:
     """A board's events as one stream to wait on; each event is handed out once.
 
     Waiting reads the driver, so its heartbeats and resends go on meanwhile (tools and tests
-    that drive the board without the agent's reader thread).
+    that drive the board without the agent's reader thread). Time is the board's clock.
     """
 
     def __init__(self, board: IoBoard) -> None:
@@ -439,14 +268,14 @@ class BoardEvents:
 
     def next(self, predicate: Callable[[IoEvent], bool], timeout: float) -> IoEvent | None:
         """The next not yet handed out event matching ``predicate``, or None after ``timeout``."""
-        deadline = time.monotonic() + timeout
+        deadline = self.board.clock() + timeout
         while True:
             while self._cursor < len(self.seen):
                 event = self.seen[self._cursor]
                 self._cursor += 1
                 if predicate(event):
                     return event
-            left = deadline - time.monotonic()
+            left = deadline - self.board.clock()
             if left <= 0:
                 return None
             self.seen.extend(self.board.read_events(min(left, 0.05)))

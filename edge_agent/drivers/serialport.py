@@ -1,8 +1,10 @@
 """Open a byte transport by URL: the one seam between unit test, simulator, bench and lane.
 
 ``/dev/...`` (real port or pty), ``socket://host:port`` (TCP simulator or a serial server),
-``loop://`` (unit tests), ``spy://...`` (hex-dump a live port on site). Only configuration
-changes between environments (DESIGN.md principle 5).
+``loop://`` (unit tests), ``spy://...`` (hex-dump a live port on site), and the in-process
+fakes shipped beside the drivers: ``fake-ioboard://NAME`` (the real firmware core) and
+``fake-indicator://NAME`` (the real indicator encoders), each running on the clock its test
+gave it. Only configuration changes between environments (DESIGN.md principle 5).
 """
 
 from __future__ import annotations
@@ -47,11 +49,22 @@ class LineSettings:
 
 
 def open_port(url: str, settings: LineSettings | None = None, *, timeout: float = 0.05) -> Any:
-    """Open ``url`` with pyserial and return the port object (``serial.SerialBase``).
+    """Open ``url`` and return the port object (``serial.SerialBase``, or a fake's port with
+    the subset the drivers use: ``read``, ``write``, ``in_waiting``, ``reset_input_buffer``,
+    ``close`` and ``timeout``). A fake has no line: ``settings`` do not apply to it.
 
     Raises:
         DeviceError: the port does not exist, is busy, or the URL scheme is unknown.
+        ConfigError: a fake URL names no device.
     """
+    if url.startswith("fake-ioboard://"):
+        from edge_agent.drivers.ioboard_fake import open_fake_port as open_fake_board
+
+        return _with_timeout(open_fake_board(url), timeout)
+    if url.startswith("fake-indicator://"):
+        from edge_agent.drivers.weighbridge_fake import open_fake_port as open_fake_indicator
+
+        return _with_timeout(open_fake_indicator(url), timeout)
     line = settings or LineSettings()
     try:
         return serial.serial_for_url(
@@ -69,3 +82,8 @@ def open_port(url: str, settings: LineSettings | None = None, *, timeout: float 
         raise LineSettingsRefused(f"{url!r} refuses {line}: {exc}") from exc
     except (serial.SerialException, ValueError, OSError) as exc:
         raise DeviceError(f"cannot open {url!r} ({line}): {exc}") from exc
+
+
+def _with_timeout(port: Any, timeout: float) -> Any:
+    port.timeout = timeout
+    return port

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import termios
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import serial
 
+from edge_agent.backoff import Backoff
 from edge_agent.drivers.serialport import LineSettings, open_port
 from edge_agent.errors import DeviceError
 from edge_agent.protocols.indicators import (
@@ -30,33 +33,26 @@ from edge_agent.protocols.indicators import (
 
 log = logging.getLogger("edge_agent.weighbridge")
 
-BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 POLL_INTERVAL_S = 0.1
 READ_CHUNK = 512
-READ_SLICE_S = 0.02
-
-Arrival = tuple[float, IndicatorReading | FrameError]
+READ_SLICE_S = 0.02  # the port's own read timeout: one empty read waits this long
 
 
-class Reconnect:
-    """When to try opening the port again: growing delays, reset by a success."""
+def reopen_backoff() -> Backoff:
+    """Reopening a lost port: 0.2 s doubling to 5 s, so an unplugged adapter is not hammered."""
+    return Backoff(0.2, 5.0)
 
-    def __init__(self, delays: tuple[float, ...] = BACKOFF_S) -> None:
-        self._delays = delays
-        self._failures = 0
-        self.next_try = -float("inf")
 
-    def failed(self, now: float) -> None:
-        self.next_try = now + self._delays[min(self._failures, len(self._delays) - 1)]
-        self._failures += 1
+@dataclass(frozen=True, slots=True)
+class IndicatorArrival:
+    """One decoded frame (or frame error) and the monotonic time its last byte arrived."""
 
-    def succeeded(self) -> None:
-        self._failures = 0
-        self.next_try = -float("inf")
+    at: float
+    item: IndicatorReading | FrameError
 
 
 class WeighbridgeReader:
-    """Reads one indicator; ``read(timeout)`` returns what arrived with arrival times."""
+    """Reads one indicator; ``read(timeout)`` returns what arrived, with arrival times."""
 
     def __init__(
         self,
@@ -66,6 +62,7 @@ class WeighbridgeReader:
         line: LineSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        backoff: Backoff | None = None,
     ) -> None:
         self._decoder = make_decoder(protocol)  # validates the protocol name up front
         self.url = url
@@ -74,8 +71,9 @@ class WeighbridgeReader:
         self._clock = clock
         self._sleep = sleep
         self._port: Any = None
-        self._reconnect = Reconnect()
-        self._last_poll = -float("inf")
+        self._backoff = backoff or reopen_backoff()
+        self._next_try = -math.inf
+        self._last_poll = -math.inf
         self._opened_before = False
         self.frames = 0
         self.errors = 0
@@ -85,11 +83,11 @@ class WeighbridgeReader:
     def connected(self) -> bool:
         return self._port is not None
 
-    def read(self, timeout: float) -> list[Arrival]:
-        """Wait up to ``timeout`` s for bytes; return the readings and frame errors they made."""
+    def read(self, timeout: float) -> list[IndicatorArrival]:
+        """Wait up to about ``timeout`` s for bytes; return the readings and frame errors
+        they completed. While the port is away this waits out the back-off instead."""
         if self._port is None and not self._open():
-            wait = max(0.0, min(timeout, self._reconnect.next_try - self._clock()))
-            self._sleep(wait)
+            self._sleep(max(0.0, min(timeout, self._next_try - self._clock())))
             return []
         try:
             self._poll()
@@ -105,10 +103,10 @@ class WeighbridgeReader:
         # sat in the burst, at the line's character time (start + data + parity + stop bits).
         char_s = (2 + self._line.bytesize + (self._line.parity != "N")) / self._line.baudrate
         behind = sum(len(e.raw) for e in events)
-        arrivals: list[Arrival] = []
+        arrivals: list[IndicatorArrival] = []
         for event in events:
             behind -= len(event.raw)
-            arrivals.append((now - max(0, behind) * char_s, event))
+            arrivals.append(IndicatorArrival(now - max(0, behind) * char_s, event))
             if isinstance(event, FrameError):
                 self.errors += 1
             else:
@@ -127,20 +125,24 @@ class WeighbridgeReader:
         return True
 
     def _read_some(self, timeout: float) -> bytes:
-        """Bytes that arrive within ``timeout``; returns as soon as a burst has been read.
+        """Bytes that arrive within about ``timeout``; returns as soon as a burst has been read.
 
-        The port keeps the short timeout it was opened with: changing it reconfigures the
-        line, which some adapters (and ptys at 7E1) refuse.
+        The wait is spent in empty reads of the port's own short timeout, so the port's
+        transport keeps time: a real line blocks in each read, a fake on a virtual clock
+        answers at once. The port keeps the timeout it was opened with: changing it
+        reconfigures the line, which some adapters (and ptys at 7E1) refuse.
         """
-        deadline = time.monotonic() + timeout
+        empty_reads_left = max(1, math.ceil(timeout / READ_SLICE_S))
         data = b""
         while True:
             chunk: bytes = self._port.read(max(1, min(self._port.in_waiting, READ_CHUNK)))
             data += chunk
             if data and not self._port.in_waiting:
                 return data
-            if not chunk and time.monotonic() >= deadline:
-                return data
+            if not chunk:
+                empty_reads_left -= 1
+                if empty_reads_left <= 0:
+                    return data
 
     def close(self) -> None:
         """Close the port; a later ``read`` opens it again."""
@@ -151,26 +153,30 @@ class WeighbridgeReader:
 
     def _open(self) -> bool:
         now = self._clock()
-        if now < self._reconnect.next_try:
+        if now < self._next_try:
             return False
         try:
             self._port = open_port(self.url, self._line, timeout=READ_SLICE_S)
         except (DeviceError, termios.error) as exc:
-            self._reconnect.failed(now)
+            self._retry_later(now)
             log.warning("weighbridge %s: %s", self.url, exc)
             return False
         if self._opened_before:
             self.reconnects += 1
             log.info("weighbridge %s: port open again", self.url)
         self._opened_before = True
-        self._reconnect.succeeded()
+        self._backoff.reset()
+        self._next_try = -math.inf
         self._decoder = make_decoder(self.protocol)  # a fresh buffer: no half frame from before
         return True
 
     def _drop(self, why: str) -> None:
         log.warning("weighbridge %s: %s; reconnecting", self.url, why)
         self.close()
-        self._reconnect.failed(self._clock())
+        self._retry_later(self._clock())
+
+    def _retry_later(self, now: float) -> None:
+        self._next_try = now + self._backoff.next()
 
     def _poll(self) -> None:
         if self.protocol not in POLLED:

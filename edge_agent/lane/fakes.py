@@ -7,19 +7,19 @@ in-memory answer, so a test sees the barrier open in the same call, as on a lane
 
 from __future__ import annotations
 
-from edge_agent.lane.commands import LaneCommand, MarkPassUsed
-from edge_agent.lane.events import LaneEvent, PassUseRecorded
+from edge_agent.lane.actions import LaneAction, MarkPassUsed
+from edge_agent.lane.inputs import LaneInput, PassUseRecorded
 from edge_agent.lane.machine import LaneMachine
 
 
 def answer_ledger(
     machine: LaneMachine,
-    commands: list[LaneCommand],
+    commands: list[LaneAction],
     now: float,
     *,
     ok: bool = True,
     code: str | None = None,
-) -> list[LaneCommand]:
+) -> list[LaneAction]:
     """``commands`` followed by what the machine does once each MarkPassUsed is answered."""
     out = list(commands)
     for command in commands:
@@ -30,7 +30,7 @@ def answer_ledger(
 
 
 def step(
-    machine: LaneMachine, event: LaneEvent, now: float, *, ledger_ok: bool = True
-) -> list[LaneCommand]:
+    machine: LaneMachine, event: LaneInput, now: float, *, ledger_ok: bool = True
+) -> list[LaneAction]:
     """Handle ``event`` and answer the ledger like a working (or a failing) one."""
     return answer_ledger(machine, machine.handle(event, now), now, ok=ledger_ok)

@@ -1,7 +1,10 @@
 """The lane state machine: the one place that owns the lane's transitions.
 
-Rules (every change to this file keeps them true; tests in edge_agent/tests/test_lane_machine.py):
-  L1 Everything that changes the lane's state lives in this file, in TRANSITIONS.
+Rules (every change to this file keeps them true; tests in edge_agent/tests/test_lane_*.py):
+  L1 Everything that changes the lane's state lives in this file, in TRANSITIONS: each
+     (state, input type) names its handler and the states it may leave the machine in, or
+     says why that input is ignored there. A strict machine (tests) raises on any other pair
+     and on a handler that lands elsewhere; in production such a pair is logged and ignored.
   L2 The barrier is opened only for a transit with (a valid pass and a committed weight and no
      open abnormality and the IO link up), or by a signed remote release echoing the challenge
      published with the hold, or by the technician key. Nothing else opens it.
@@ -13,8 +16,8 @@ Rules (every change to this file keeps them true; tests in edge_agent/tests/test
   L4 The decision is taken the moment the later of pass and weight arrives; an abnormality seen
      before the barrier is commanded open turns the transit into a hold at once.
   L5 Every decision, hold and release is published, with the codes that caused it.
-  L6 No clocks, no I/O: ``handle(event, now)`` returns commands; ``next_deadline()`` says when
-     ``handle_timer(now)`` must be called. The shell executes barrier commands first, then the
+  L6 No clocks, no I/O: ``handle(input, now)`` returns actions; ``next_deadline()`` says when
+     ``handle_timer(now)`` must be called. The shell executes barrier actions first, then the
      rest in the order given.
   L7 The firmware closes the barrier on its own after the truck passed; the machine asks for a
      close only when a truck backed off with the barrier open (CloseWhenClear).
@@ -37,31 +40,38 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent import defaults
+from edge_agent.catalogue import Code, EventType
 from edge_agent.errors import ConfigError
-from edge_agent.lane.commands import (
+from edge_agent.lane.actions import (
     CloseWhenClear,
-    LaneCommand,
+    LaneAction,
     MarkPassUsed,
     OpenBarrier,
     Publish,
     TakeSnapshot,
 )
-from edge_agent.lane.events import (
-    BoardStatus,
+from edge_agent.lane.inputs import (
     CameraChanged,
-    DeckCleared,
-    IoLinkChanged,
-    LaneEvent,
-    PassInfo,
+    LaneInput,
     PassPresented,
     PassUseRecorded,
     RemoteRelease,
     StorageChanged,
-    TruckArrived,
-    WeightAbnormal,
-    WeightCommitted,
 )
 from edge_agent.lane.policy import PolicyConfig, decide
+from edge_agent.lane.table import DeadlinePassed, Ignored, On, check_landing, handler_for
+from edge_agent.lane.transit import (
+    Transit,
+    abnormality_data,
+    decision_data,
+    hold_data,
+    pass_read_data,
+    pass_used_data,
+)
+from edge_agent.protocols.iolink import Barrier
+from edge_agent.protocols.iolink_session import BoardSnapshot, LinkLost, LinkUp
+from edge_agent.weighing.events import DeckCleared, TruckOnDeck, WeightAbnormality, WeightCommitted
 
 
 class LaneState(enum.Enum):
@@ -73,35 +83,13 @@ class LaneState(enum.Enum):
     HOLD = "hold"  # abnormality published; waiting for release or the truck backing off
 
 
-@dataclass
-class Transit:
-    """One truck's passage through the lane."""
-
-    transit_id: str
-    started_at: float
-    pass_info: PassInfo | None = None
-    weight_kg: float | None = None
-    uncertainty_kg: float | None = None
-    weight_evidence: tuple[tuple[float, float], ...] = ()
-    abnormal: list[str] = field(default_factory=list)
-    hold_reasons: tuple[str, ...] = ()
-    challenge: str | None = None
-    passed: bool = False
-    deck_clear: bool = False
-    decided_at: float | None = None
-    opened_by: str | None = None
-    loaded: bool = False  # a load was seen on the deck during this transit
-    pass_at: float | None = None  # when the last pass was read
-    pass_marked: bool = False  # the pass's use is in the ledger (L3: once per transit)
-
-
 @dataclass(frozen=True, slots=True)
 class MachineConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     opening_timeout_s: float = 6.0
     # Rule L8: long enough for a driver who shows the pass while still driving up, short
     # enough that the next truck finds the lane idle.
-    pass_without_truck_s: float = 120.0
+    pass_without_truck_s: float = defaults.PASS_WITHOUT_TRUCK_S
 
     def __post_init__(self) -> None:
         for name in ("opening_timeout_s", "pass_without_truck_s"):
@@ -115,15 +103,18 @@ class MachineConfig:
 
 
 # Holds for these reasons lift by themselves when the condition clears (the link comes back).
-_SELF_CLEARING = frozenset({"lane.io_link_lost", "lane.storage_fault"})
+_SELF_CLEARING = frozenset({Code.LANE_IO_LINK_LOST, Code.LANE_STORAGE_FAULT})
 
 
 class LaneMachine:
-    """Events in, commands out. See the rules at the top of this module."""
+    """Inputs in, actions out. See the rules at the top of this module."""
 
-    def __init__(self, config: MachineConfig, new_id: Callable[[], str]) -> None:
+    def __init__(
+        self, config: MachineConfig, new_id: Callable[[], str], *, strict: bool = False
+    ) -> None:
         self._config = config
         self._new_id = new_id
+        self._strict = strict
         self.state = LaneState.IDLE
         self.transit: Transit | None = None
         self._io_up = True
@@ -132,7 +123,7 @@ class LaneMachine:
         self._loop_b = False
         self._tech_key = False
         self._faults: frozenset[str] = frozenset()
-        self._barrier = "unknown"
+        self._barrier = Barrier.UNKNOWN
         self._opening_deadline: float | None = None
         self._input_at = 0.0  # when the input being handled happened: decision latency starts here
 
@@ -141,12 +132,12 @@ class LaneMachine:
         """New decision settings (a remote config); a decision already taken stands."""
         self._config = dataclasses.replace(self._config, policy=policy)
 
-    def handle(self, event: LaneEvent, now: float) -> list[LaneCommand]:
-        handler = TRANSITIONS[self.state].get(type(event)) or _ANY_STATE.get(type(event))
-        if handler is None:
+    def handle(self, event: LaneInput, now: float) -> list[LaneAction]:
+        entry = self._entry(type(event))
+        if entry is None:
             return []
         self._input_at = event.at
-        return handler(self, event, now)
+        return self._run(entry, event, now)
 
     def next_deadline(self) -> float | None:
         if self.state is LaneState.OPENING:
@@ -161,44 +152,47 @@ class LaneMachine:
             return transit.pass_at + self._config.pass_without_truck_s
         return None
 
-    def handle_timer(self, now: float) -> list[LaneCommand]:
-        commands: list[LaneCommand] = []
+    def handle_timer(self, now: float) -> list[LaneAction]:
+        actions: list[LaneAction] = []
         # Each expiry moves on (OPENING -> HOLD, LOADING/HOLD -> IDLE), so this ends; looping
         # leaves no deadline overdue when a hold after a barrier timeout is also truck-less.
         while (deadline := self.next_deadline()) is not None and now >= deadline:
-            assert self.transit is not None
-            if self.state is LaneState.OPENING:
-                self._opening_deadline = None
-                commands += self._hold(["lane.barrier_timeout"], now, "barrier did not report open")
-            else:
-                limit = self._config.pass_without_truck_s
-                why = f"no truck on the deck {limit:g} s after the pass was shown"
-                commands += self._end_unpassed("abandoned", now, reason="lane.no_truck", detail=why)
-        return commands
+            entry = self._entry(DeadlinePassed)
+            if entry is None:
+                break
+            actions += self._run(entry, DeadlinePassed(deadline), now)
+        return actions
+
+    # -- the table's enforcement (L1) --------------------------------------------------------
+    def _entry(self, kind: type) -> On | None:
+        return handler_for(TRANSITIONS[self.state], kind, self.state, strict=self._strict)
+
+    def _run(self, entry: On, event: Any, now: float) -> list[LaneAction]:
+        before = self.state
+        actions: list[LaneAction] = entry.handler(self, event, now)
+        check_landing(entry, type(event), before, self.state, strict=self._strict)
+        return actions
 
     @property
     def _transit_id(self) -> str | None:
         return self.transit.transit_id if self.transit else None
 
     # -- transit life ------------------------------------------------------------------------
-    def _start(self, now: float) -> list[LaneCommand]:
+    def _start(self, now: float) -> list[LaneAction]:
         self.transit = Transit(transit_id=self._new_id(), started_at=now)
         self.state = LaneState.LOADING
-        return [Publish("truck_arrived", {}, self.transit.transit_id)]
+        return [Publish(EventType.TRUCK_ARRIVED, {}, self.transit.transit_id)]
 
-    def _ensure_transit(self, now: float) -> list[LaneCommand]:
-        return self._start(now) if self.transit is None else []
-
-    def _end(self, outcome: str, now: float, **extra: Any) -> list[LaneCommand]:
+    def _end(self, outcome: str, now: float, **extra: Any) -> list[LaneAction]:
         transit = self.transit
         assert transit is not None
         self.transit = None
         self.state = LaneState.IDLE
         self._opening_deadline = None
         data = {"outcome": outcome, "duration_s": round(now - transit.started_at, 3), **extra}
-        return [Publish("transit_closed", data, transit.transit_id)]
+        return [Publish(EventType.TRANSIT_CLOSED, data, transit.transit_id)]
 
-    def _end_unpassed(self, outcome: str, now: float, **extra: Any) -> list[LaneCommand]:
+    def _end_unpassed(self, outcome: str, now: float, **extra: Any) -> list[LaneAction]:
         # No truck went through: close behind an open that was commanded (then timed out).
         transit = self.transit
         assert transit is not None
@@ -206,81 +200,66 @@ class LaneMachine:
         return [*close, *self._end(outcome, now, **extra)]
 
     # -- decision ------------------------------------------------------------------------------
-    def _try_decide(self, now: float) -> list[LaneCommand]:
+    def _try_decide(self, now: float) -> list[LaneAction]:
         transit = self.transit
         assert transit is not None
-        info, weight = transit.pass_info, transit.weight_kg
-        if info is not None and not info.valid:
-            return self._hold([info.reason or "pass.bad_format"], now, "pass rejected")
+        presented, weight = transit.pass_presented, transit.weight_kg
+        if presented is not None and not presented.valid:
+            return self._hold([presented.reason or Code.PASS_BAD_FORMAT], now, "pass rejected")
         if transit.abnormal:
             return self._hold(list(transit.abnormal), now, "weighing abnormality")
-        if info is None or weight is None:
+        if presented is None or presented.claims is None or weight is None:
             return []
-        decision, mismatch = decide(
-            info, weight, transit.uncertainty_kg or 0.0, transit.abnormal, self._config.policy
+        decision = decide(
+            presented.claims, weight, transit.uncertainty_kg or 0.0, self._config.policy
         )
-        transit.decided_at = now
         if not decision.open:
-            return self._hold(list(decision.reasons), now, mismatch or "policy")
+            return self._hold(list(decision.reasons), now, decision.detail)
         if not self._io_up:
-            return self._hold(["lane.io_link_lost"], now, "IO board link is down")
+            return self._hold([Code.LANE_IO_LINK_LOST], now, "IO board link is down")
         if not self._storage_ok:
-            return self._hold(["lane.storage_fault"], now, "the lane cannot record the transit")
+            return self._hold(
+                [Code.LANE_STORAGE_FAULT], now, "the lane cannot record the transit"
+            )
         return self._open(now, by="policy")
 
-    def _decision_data(self, verdict: str, reasons: list[str]) -> dict[str, Any]:
-        transit = self.transit
-        assert transit is not None
-        info = transit.pass_info
-        return {
-            "decision": verdict,
-            "reasons": reasons,
-            "weight_kg": transit.weight_kg,
-            "uncertainty_kg": transit.uncertainty_kg,
-            "release_no": info.release_no if info else None,
-            "declared_gross_kg": info.declared_gross_kg if info else None,
-            "input_at_mono": round(self._input_at, 6),
-        }
-
-    def _open(self, now: float, *, by: str) -> list[LaneCommand]:
+    def _open(self, now: float, *, by: str) -> list[LaneAction]:
         """L3: a valid pass is recorded as used first; the barrier opens on PassUseRecorded."""
         transit = self.transit
         assert transit is not None
-        info = transit.pass_info
-        if info is None or not info.valid or transit.pass_marked:
+        presented = transit.pass_presented
+        if presented is None or not presented.valid or transit.pass_marked:
             return self._commit_open(now, by=by)
+        assert presented.claims is not None
         transit.opened_by = by
         self.state = LaneState.RECORDING
-        return [MarkPassUsed(info.cti_hex, info.exp, transit.transit_id)]
+        claims = presented.claims
+        return [MarkPassUsed(claims.cti.hex(), claims.exp, transit.transit_id)]
 
-    def _commit_open(self, now: float, *, by: str) -> list[LaneCommand]:
+    def _commit_open(self, now: float, *, by: str) -> list[LaneAction]:
         transit = self.transit
         assert transit is not None
         transit.opened_by = by
         self.state = LaneState.OPENING
         self._opening_deadline = now + self._config.opening_timeout_s
-        return [
-            Publish("decision", {**self._decision_data("open", []), "by": by}, transit.transit_id),
-            OpenBarrier(transit.transit_id),
-        ]
+        data = {**decision_data(transit, "open", [], self._input_at), "by": by}
+        return [Publish(EventType.DECISION, data, transit.transit_id),
+                OpenBarrier(transit.transit_id)]
 
-    def _recording_result(self, event: PassUseRecorded, now: float) -> list[LaneCommand]:
+    def _recording_result(self, event: PassUseRecorded, now: float) -> list[LaneAction]:
         transit = self.transit
         assert transit is not None
         by = transit.opened_by or "policy"
         if event.ok:
             transit.pass_marked = True
-            info = transit.pass_info
-            used = Publish("pass_used", {
-                "pass_hash": info.use_hash if info else "",
-                "release_no": info.release_no if info else "",
-            }, transit.transit_id)
+            assert transit.claims is not None  # only a valid pass is marked (_open)
+            used = Publish(EventType.PASS_USED, pass_used_data(transit.claims), transit.transit_id)
             return [*self._commit_open(now, by=by), used]
         transit.opened_by = None
-        code = event.code or "lane.storage_fault"
+        code = event.code or Code.LANE_STORAGE_FAULT
         return self._hold([code], now, event.detail or "the pass's use could not be recorded")
 
-    def _hold(self, reasons: list[str], now: float, detail: str) -> list[LaneCommand]:
+    def _hold(self, reasons: list[str], now: float, detail: str) -> list[LaneAction]:
         transit = self.transit
         assert transit is not None
         reasons = list(dict.fromkeys(reasons))
@@ -290,171 +269,159 @@ class LaneMachine:
         transit.hold_reasons = tuple(reasons)
         transit.challenge = self._new_id()
         snapshot_ref = f"{transit.transit_id}-{reasons[0]}"
-        data = self._decision_data("hold", reasons)
-        data.update(detail=detail, challenge=transit.challenge, snapshot=snapshot_ref)
-        if transit.weight_evidence and any(r.startswith("weight.") for r in reasons):
-            data["trace"] = [[round(t, 3), kg] for t, kg in transit.weight_evidence]
+        data = hold_data(transit, reasons, detail, snapshot_ref, self._input_at)
         return [
             TakeSnapshot(transit.transit_id, reasons[0], snapshot_ref),
-            Publish("decision", data, transit.transit_id),
+            Publish(EventType.DECISION, data, transit.transit_id),
         ]
 
-    # -- handlers (named <state>_<event>, or any_<event>) ---------------------------------------
-    def _idle_arrived(self, event: TruckArrived, now: float) -> list[LaneCommand]:
-        commands = self._start(now)
+    # -- handlers (named <state>_<input>, or <input> when several states share it) --------------
+    def _idle_arrived(self, event: TruckOnDeck, now: float) -> list[LaneAction]:
+        actions = self._start(now)
         assert self.transit is not None
         self.transit.loaded = True
-        return commands
+        return actions
 
     def _transit_arrived(
-        self, event: TruckArrived | WeightCommitted, now: float
-    ) -> list[LaneCommand]:
+        self, event: TruckOnDeck | WeightCommitted, now: float
+    ) -> list[LaneAction]:
         # The truck for a pass shown before it drove on; the transit (and its id) goes on.
         # A weight taken while the barrier moves (a release without a truck seen) counts too.
         assert self.transit is not None
         self.transit.loaded = True
         return []
 
-    def _loading_pass(self, event: PassPresented, now: float) -> list[LaneCommand]:
-        commands = self._ensure_transit(now)
+    def _loading_pass(self, event: PassPresented, now: float) -> list[LaneAction]:
+        actions = self._start(now) if self.transit is None else []
         assert self.transit is not None
-        self.transit.pass_info = event.info
+        self.transit.pass_presented = event
         self.transit.pass_at = now
-        commands.append(Publish("pass_read", _pass_data(event), self.transit.transit_id))
-        return commands + self._try_decide(now)
+        actions.append(Publish(EventType.PASS_READ, pass_read_data(event), self._transit_id))
+        return actions + self._try_decide(now)
 
-    def _hold_pass(self, event: PassPresented, now: float) -> list[LaneCommand]:
+    def _hold_pass(self, event: PassPresented, now: float) -> list[LaneAction]:
         transit = self.transit
         assert transit is not None
-        commands: list[LaneCommand] = [Publish("pass_read", _pass_data(event), transit.transit_id)]
+        actions: list[LaneAction] = [
+            Publish(EventType.PASS_READ, pass_read_data(event), transit.transit_id)
+        ]
         transit.pass_at = now
-        previous_was_bad = transit.pass_info is not None and not transit.pass_info.valid
-        if event.info.valid or transit.pass_info is None or not transit.pass_info.valid:
-            transit.pass_info = event.info
+        before = transit.pass_presented
+        previous_was_bad = before is not None and not before.valid
+        if event.valid or before is None or not before.valid:
+            transit.pass_presented = event
         pass_only_hold = all(code.startswith("pass.") for code in transit.hold_reasons)
-        if event.info.valid and previous_was_bad and pass_only_hold:
+        if event.valid and previous_was_bad and pass_only_hold:
             self.state = LaneState.LOADING
             transit.hold_reasons = ()
-            commands += self._try_decide(now)
-        return commands
+            actions += self._try_decide(now)
+        return actions
 
-    def _loading_weight(self, event: WeightCommitted, now: float) -> list[LaneCommand]:
-        commands = self._ensure_transit(now)
-        assert self.transit is not None
-        self.transit.loaded = True
-        self.transit.weight_kg = event.kg
-        self.transit.uncertainty_kg = event.uncertainty_kg
-        self.transit.weight_evidence = event.evidence
+    def _take_weight(self, event: WeightCommitted, now: float) -> list[LaneAction]:
+        transit = self.transit
+        assert transit is not None
+        transit.loaded = True
+        transit.weight_kg = event.kg
+        transit.uncertainty_kg = event.uncertainty_kg
+        transit.weight_evidence = event.evidence
         data = {"kg": event.kg, "uncertainty_kg": event.uncertainty_kg}
-        commands.append(Publish("weight_committed", data, self.transit.transit_id))
-        return commands + self._try_decide(now)
+        return [Publish(EventType.WEIGHT_COMMITTED, data, transit.transit_id)]
 
-    def _hold_weight(self, event: WeightCommitted, now: float) -> list[LaneCommand]:
-        assert self.transit is not None
-        self.transit.loaded = True
-        self.transit.weight_kg = event.kg
-        self.transit.uncertainty_kg = event.uncertainty_kg
-        self.transit.weight_evidence = event.evidence
-        data = {"kg": event.kg, "uncertainty_kg": event.uncertainty_kg}
-        return [Publish("weight_committed", data, self.transit.transit_id)]
+    def _loading_weight(self, event: WeightCommitted, now: float) -> list[LaneAction]:
+        actions = self._start(now) if self.transit is None else []
+        actions += self._take_weight(event, now)
+        return actions + self._try_decide(now)
 
-    def _pending_abnormal(self, event: WeightAbnormal, now: float) -> list[LaneCommand]:
-        commands = self._publish_abnormality(event)
+    def _pending_abnormal(self, event: WeightAbnormality, now: float) -> list[LaneAction]:
+        actions = self._record_abnormality(event, now)
         if self.transit is not None:
             self.transit.abnormal.append(event.code)
             reasons = [*self.transit.hold_reasons, *self.transit.abnormal]
-            commands += self._hold(reasons, now, event.detail)
-        return commands
+            actions += self._hold(reasons, now, event.detail)
+        return actions
 
-    def _idle_abnormal(self, event: WeightAbnormal, now: float) -> list[LaneCommand]:
-        return self._publish_abnormality(event)
-
-    def _moving_abnormal(self, event: WeightAbnormal, now: float) -> list[LaneCommand]:
-        # The barrier is already commanded open: the truck is leaving, record only.
-        return self._publish_abnormality(event)
-
-    def _publish_abnormality(self, event: WeightAbnormal) -> list[LaneCommand]:
-        data: dict[str, Any] = {"code": event.code, "detail": event.detail}
-        if event.evidence:
-            data["trace"] = [[round(t, 3), kg] for t, kg in event.evidence]
-        transit_id = self._transit_id
+    def _record_abnormality(self, event: WeightAbnormality, now: float) -> list[LaneAction]:
+        # Published only: with no truck, or with the barrier commanded open (it is leaving).
+        data = abnormality_data(event.code, event.detail, event.evidence)
         if self.transit is not None:
             self.transit.weight_evidence = event.evidence or self.transit.weight_evidence
-        return [Publish("abnormality", data, transit_id)]
+        return [Publish(EventType.ABNORMALITY, data, self._transit_id)]
 
-    def _deck_cleared_waiting(self, event: DeckCleared, now: float) -> list[LaneCommand]:
+    def _deck_cleared_waiting(self, event: DeckCleared, now: float) -> list[LaneAction]:
         # The truck backed off.
         assert self.transit is not None
         if not self.transit.loaded:
             return []  # nothing left the deck; a truck-less pass is ended by the L8 timer
         return self._end_unpassed("withdrawn", now)
 
-    def _deck_cleared_moving(self, event: DeckCleared, now: float) -> list[LaneCommand]:
+    def _deck_cleared_moving(self, event: DeckCleared, now: float) -> list[LaneAction]:
         assert self.transit is not None
         self.transit.deck_clear = True
         return self._end("passed", now) if self.transit.passed else []
 
-    def _board_opening(self, event: BoardStatus, now: float) -> list[LaneCommand]:
-        commands = self._track_board(event, now)
-        if event.barrier == "open" and self.transit is not None:
+    def _board_opening(self, event: BoardSnapshot, now: float) -> list[LaneAction]:
+        actions = self._track_board(event, now)
+        if event.barrier == Barrier.OPEN and self.transit is not None:
             self.state = LaneState.OPEN
             self._opening_deadline = None
-        return commands
+        return actions
 
-    def _board_open(self, event: BoardStatus, now: float) -> list[LaneCommand]:
-        return self._track_board(event, now)
-
-    def _board_hold(self, event: BoardStatus, now: float) -> list[LaneCommand]:
-        rising_key = event.tech_key and not self._tech_key
-        commands = self._track_board(event, now)
+    def _board_hold(self, event: BoardSnapshot, now: float) -> list[LaneAction]:
+        rising_key = event.input("tech_key") and not self._tech_key
+        actions = self._track_board(event, now)
         if rising_key and self.transit is not None:
-            commands.append(Publish("released", {"by": "technician"}, self.transit.transit_id))
-            commands += self._open(now, by="technician")
-        return commands
+            released = Publish(EventType.RELEASED, {"by": "technician"}, self.transit.transit_id)
+            actions += [released, *self._open(now, by="technician")]
+        return actions
 
-    def _track_board(self, event: BoardStatus, now: float) -> list[LaneCommand]:
-        commands: list[LaneCommand] = []
+    def _track_board(self, event: BoardSnapshot, now: float) -> list[LaneAction]:
+        actions: list[LaneAction] = []
         transit = self.transit
-        left_loop_b = self._loop_b and not event.loop_b
+        loop_b = event.input("loop_b")
+        left_loop_b = self._loop_b and not loop_b
         if left_loop_b and transit is not None and transit.opened_by and not transit.passed:
             transit.passed = True
-            commands.append(Publish("vehicle_passed", {}, transit.transit_id))
-        if event.barrier != self._barrier and event.barrier != "unknown":
-            commands.append(Publish("barrier", {"state": event.barrier}, self._transit_id))
+            actions.append(Publish(EventType.VEHICLE_PASSED, {}, transit.transit_id))
+        if event.barrier != self._barrier and event.barrier != Barrier.UNKNOWN:
+            data = {"state": str(event.barrier)}
+            actions.append(Publish(EventType.BARRIER, data, self._transit_id))
             self._barrier = event.barrier
         if event.faults and event.faults != self._faults:
-            data = {"code": "lane.safety_fault", "detail": ",".join(sorted(event.faults))}
-            commands.append(Publish("abnormality", data, self._transit_id))
-        self._loop_b, self._tech_key, self._faults = event.loop_b, event.tech_key, event.faults
+            data = abnormality_data(Code.LANE_SAFETY_FAULT, ",".join(sorted(event.faults)))
+            actions.append(Publish(EventType.ABNORMALITY, data, self._transit_id))
+        self._loop_b, self._tech_key = loop_b, event.input("tech_key")
+        self._faults = frozenset(event.faults)
         if transit is not None and transit.passed and transit.deck_clear:
-            commands += self._end("passed", now)
-        return commands
+            actions += self._end("passed", now)
+        return actions
 
-    def _any_link(self, event: IoLinkChanged, now: float) -> list[LaneCommand]:
-        if event.up == self._io_up:
+    def _link_lost(self, event: LinkLost, now: float) -> list[LaneAction]:
+        if not self._io_up:
             return []
-        self._io_up = event.up
-        return self._condition_changed(
-            event.up, "lane.io_link_lost", event.reason, "io_link_restored", now
-        )
+        self._io_up = False
+        return self._condition_lost(Code.LANE_IO_LINK_LOST, event.reason)
 
-    def _any_storage(self, event: StorageChanged, now: float) -> list[LaneCommand]:
+    def _link_up(self, event: LinkUp, now: float) -> list[LaneAction]:
+        if self._io_up:
+            return []
+        self._io_up = True
+        return self._condition_back(EventType.IO_LINK_RESTORED, now)
+
+    def _storage(self, event: StorageChanged, now: float) -> list[LaneAction]:
         if event.ok == self._storage_ok:
             return []
         self._storage_ok = event.ok
-        return self._condition_changed(
-            event.ok, "lane.storage_fault", event.reason, "storage_restored", now
-        )
+        if not event.ok:
+            return self._condition_lost(Code.LANE_STORAGE_FAULT, event.reason)
+        return self._condition_back(EventType.STORAGE_RESTORED, now)
 
-    def _condition_changed(
-        self, ok: bool, code: str, reason: str, restored: str, now: float
-    ) -> list[LaneCommand]:
-        """A lane condition (IO link, storage) failed or came back; a hold that only it caused
-        is decided again once it is back."""
-        transit_id = self._transit_id
-        if not ok:
-            return [Publish("abnormality", {"code": code, "detail": reason}, transit_id)]
-        commands: list[LaneCommand] = [Publish(restored, {}, transit_id)]
+    def _condition_lost(self, code: Code, reason: str) -> list[LaneAction]:
+        return [Publish(EventType.ABNORMALITY, abnormality_data(code, reason), self._transit_id)]
+
+    def _condition_back(self, restored: EventType, now: float) -> list[LaneAction]:
+        """A lane condition (IO link, storage) came back; a hold that only such conditions
+        caused is decided again."""
+        actions: list[LaneAction] = [Publish(restored, {}, self._transit_id)]
         transit = self.transit
         if (
             self.state is LaneState.HOLD
@@ -464,20 +431,19 @@ class LaneMachine:
         ):
             self.state = LaneState.LOADING
             transit.hold_reasons = ()
-            commands += self._try_decide(now)
-        return commands
+            actions += self._try_decide(now)
+        return actions
 
-    def _any_camera(self, event: CameraChanged, now: float) -> list[LaneCommand]:
+    def _camera(self, event: CameraChanged, now: float) -> list[LaneAction]:
         if event.up == self._camera_up:
             return []
         self._camera_up = event.up
-        transit_id = self._transit_id
         if event.up:
-            return [Publish("camera_restored", {}, transit_id)]
-        data = {"code": "lane.camera_lost", "detail": event.reason}
-        return [Publish("abnormality", data, transit_id)]
+            return [Publish(EventType.CAMERA_RESTORED, {}, self._transit_id)]
+        data = abnormality_data(Code.LANE_CAMERA_LOST, event.reason)
+        return [Publish(EventType.ABNORMALITY, data, self._transit_id)]
 
-    def _hold_release(self, event: RemoteRelease, now: float) -> list[LaneCommand]:
+    def _hold_release(self, event: RemoteRelease, now: float) -> list[LaneAction]:
         transit = self.transit
         assert transit is not None
         # The officer cannot see the deck: an open arm with no truck on it would be taken by
@@ -489,79 +455,118 @@ class LaneMachine:
         )
         if refused is not None:
             data = {"cmd_id": event.cmd_id, "accepted": False, "reason": refused}
-            return [Publish("release_refused", data, transit.transit_id)]
+            return [Publish(EventType.RELEASE_REFUSED, data, transit.transit_id)]
         data = {"by": "remote", "cmd_id": event.cmd_id, "officer": event.officer}
-        return [Publish("released", data, transit.transit_id), *self._open(now, by="remote")]
+        released = Publish(EventType.RELEASED, data, transit.transit_id)
+        return [released, *self._open(now, by="remote")]
+
+    def _opening_expired(self, event: DeadlinePassed, now: float) -> list[LaneAction]:
+        self._opening_deadline = None
+        return self._hold([Code.LANE_BARRIER_TIMEOUT], now, "barrier did not report open")
+
+    def _no_truck_expired(self, event: DeadlinePassed, now: float) -> list[LaneAction]:
+        limit = self._config.pass_without_truck_s
+        why = f"no truck on the deck {limit:g} s after the pass was shown"
+        return self._end_unpassed("abandoned", now, reason=Code.LANE_NO_TRUCK, detail=why)
 
 
-def _pass_data(event: PassPresented) -> dict[str, Any]:
-    info = event.info
-    data: dict[str, Any] = {"valid": info.valid, "reason": info.reason}
-    if info.release_no:
-        data.update(
-            release_no=info.release_no,
-            enterprise=info.enterprise,
-            plates=list(info.plates),
-            declared_gross_kg=info.declared_gross_kg,
-            tolerance_kg=info.tolerance_kg,
-        )
-    if event.snapshot_ref:
-        data["snapshot"] = event.snapshot_ref
-    return data
+M, S = LaneMachine, LaneState
+_NO_HOLD = "only a hold can be released"
+_NOT_ASKED = "answers a MarkPassUsed, which only RECORDING waits for"
+_SAME_STEP = "the shell answers MarkPassUsed in the same step: nothing comes between"
+_NO_DEADLINE = "no deadline is set in this state"
+_LEAVING = "the barrier is commanded open: the truck is leaving"
 
 
-_Handler = Callable[[LaneMachine, Any, float], list[LaneCommand]]
-M = LaneMachine
+def _conditions(state: LaneState) -> dict[type, On | Ignored]:
+    """The lane's conditions, followed in every state without leaving it; HOLD, where one
+    coming back decides the truck again, lists its own."""
+    return {
+        LinkUp: On(M._link_up, state),
+        LinkLost: On(M._link_lost, state),
+        CameraChanged: On(M._camera, state),
+        StorageChanged: On(M._storage, state),
+    }
 
-# L1: the whole transition table. Events missing from a state's row fall back to _ANY_STATE,
-# and are ignored otherwise (e.g. a pass shown while the barrier is opening).
-TRANSITIONS: dict[LaneState, dict[type, _Handler]] = {
-    LaneState.IDLE: {
-        TruckArrived: M._idle_arrived,
-        PassPresented: M._loading_pass,
-        WeightCommitted: M._loading_weight,
-        WeightAbnormal: M._idle_abnormal,
-        BoardStatus: M._track_board,
-    },
-    LaneState.LOADING: {
-        TruckArrived: M._transit_arrived,
-        PassPresented: M._loading_pass,
-        WeightCommitted: M._loading_weight,
-        WeightAbnormal: M._pending_abnormal,
-        DeckCleared: M._deck_cleared_waiting,
-        BoardStatus: M._track_board,
-    },
-    LaneState.HOLD: {
-        TruckArrived: M._transit_arrived,
-        PassPresented: M._hold_pass,
-        WeightCommitted: M._hold_weight,
-        WeightAbnormal: M._pending_abnormal,
-        DeckCleared: M._deck_cleared_waiting,
-        BoardStatus: M._board_hold,
-        RemoteRelease: M._hold_release,
-    },
-    # Only for the instant between MarkPassUsed and the shell's answer, in the same step.
-    LaneState.RECORDING: {
-        PassUseRecorded: M._recording_result,
-    },
-    LaneState.OPENING: {
-        TruckArrived: M._transit_arrived,
-        WeightCommitted: M._transit_arrived,
-        WeightAbnormal: M._moving_abnormal,
-        DeckCleared: M._deck_cleared_moving,
-        BoardStatus: M._board_opening,
-    },
-    LaneState.OPEN: {
-        TruckArrived: M._transit_arrived,
-        WeightCommitted: M._transit_arrived,
-        WeightAbnormal: M._moving_abnormal,
-        DeckCleared: M._deck_cleared_moving,
-        BoardStatus: M._board_open,
-    },
-}
 
-_ANY_STATE: dict[type, _Handler] = {
-    IoLinkChanged: M._any_link,
-    CameraChanged: M._any_camera,
-    StorageChanged: M._any_storage,
+def _ignored(why: str, *kinds: type) -> dict[type, On | Ignored]:
+    return dict.fromkeys(kinds, Ignored(why))
+
+
+# L1: the whole transition table. Every input type has its entry in every state.
+TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
+    S.IDLE: {
+        TruckOnDeck: On(M._idle_arrived, S.LOADING),
+        PassPresented: On(M._loading_pass, S.LOADING, S.HOLD),
+        WeightCommitted: On(M._loading_weight, S.LOADING),
+        WeightAbnormality: On(M._record_abnormality, S.IDLE),
+        DeckCleared: Ignored("no transit to end: the deck was empty already"),
+        BoardSnapshot: On(M._track_board, S.IDLE),
+        **_conditions(S.IDLE),
+        RemoteRelease: Ignored(_NO_HOLD),
+        PassUseRecorded: Ignored(_NOT_ASKED),
+        DeadlinePassed: Ignored(_NO_DEADLINE),
+    },
+    S.LOADING: {
+        TruckOnDeck: On(M._transit_arrived, S.LOADING),
+        PassPresented: On(M._loading_pass, S.LOADING, S.HOLD, S.RECORDING),
+        WeightCommitted: On(M._loading_weight, S.LOADING, S.HOLD, S.RECORDING),
+        WeightAbnormality: On(M._pending_abnormal, S.HOLD),
+        DeckCleared: On(M._deck_cleared_waiting, S.LOADING, S.IDLE),
+        BoardSnapshot: On(M._track_board, S.LOADING),
+        **_conditions(S.LOADING),
+        RemoteRelease: Ignored(_NO_HOLD),
+        PassUseRecorded: Ignored(_NOT_ASKED),
+        DeadlinePassed: On(M._no_truck_expired, S.IDLE),
+    },
+    S.HOLD: {
+        TruckOnDeck: On(M._transit_arrived, S.HOLD),
+        PassPresented: On(M._hold_pass, S.HOLD, S.LOADING, S.RECORDING),
+        WeightCommitted: On(M._take_weight, S.HOLD),
+        WeightAbnormality: On(M._pending_abnormal, S.HOLD),
+        DeckCleared: On(M._deck_cleared_waiting, S.HOLD, S.IDLE),
+        BoardSnapshot: On(M._board_hold, S.HOLD, S.IDLE, S.RECORDING, S.OPENING),
+        LinkUp: On(M._link_up, S.HOLD, S.RECORDING),
+        LinkLost: On(M._link_lost, S.HOLD),
+        CameraChanged: On(M._camera, S.HOLD),
+        StorageChanged: On(M._storage, S.HOLD, S.RECORDING),
+        RemoteRelease: On(M._hold_release, S.HOLD, S.RECORDING, S.OPENING),
+        PassUseRecorded: Ignored(_NOT_ASKED),
+        DeadlinePassed: On(M._no_truck_expired, S.IDLE),
+    },
+    S.RECORDING: {
+        **_ignored(
+            _SAME_STEP,
+            TruckOnDeck, PassPresented, WeightCommitted, WeightAbnormality, DeckCleared,
+            BoardSnapshot,
+        ),
+        **_conditions(S.RECORDING),
+        RemoteRelease: Ignored(_NO_HOLD),
+        PassUseRecorded: On(M._recording_result, S.OPENING, S.HOLD),
+        DeadlinePassed: Ignored(_NO_DEADLINE),
+    },
+    S.OPENING: {
+        TruckOnDeck: On(M._transit_arrived, S.OPENING),
+        PassPresented: Ignored(_LEAVING),
+        WeightCommitted: On(M._transit_arrived, S.OPENING),
+        WeightAbnormality: On(M._record_abnormality, S.OPENING),
+        DeckCleared: On(M._deck_cleared_moving, S.OPENING, S.IDLE),
+        BoardSnapshot: On(M._board_opening, S.OPENING, S.OPEN, S.IDLE),
+        **_conditions(S.OPENING),
+        RemoteRelease: Ignored(_NO_HOLD),
+        PassUseRecorded: Ignored(_NOT_ASKED),
+        DeadlinePassed: On(M._opening_expired, S.HOLD),
+    },
+    S.OPEN: {
+        TruckOnDeck: On(M._transit_arrived, S.OPEN),
+        PassPresented: Ignored(_LEAVING),
+        WeightCommitted: On(M._transit_arrived, S.OPEN),
+        WeightAbnormality: On(M._record_abnormality, S.OPEN),
+        DeckCleared: On(M._deck_cleared_moving, S.OPEN, S.IDLE),
+        BoardSnapshot: On(M._track_board, S.OPEN, S.IDLE),
+        **_conditions(S.OPEN),
+        RemoteRelease: Ignored(_NO_HOLD),
+        PassUseRecorded: Ignored(_NOT_ASKED),
+        DeadlinePassed: Ignored(_NO_DEADLINE),
+    },
 }

@@ -13,7 +13,7 @@ import binascii
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -34,6 +34,22 @@ BARRIER_STATES = (
     "boot", "wait_host", "closed", "opening", "open", "closing", "stopped", "fault",
     "maintenance",
 )  # fmt: skip
+
+
+class Barrier(StrEnum):
+    """The barrier as the board reports it; ``UNKNOWN`` until the board has said."""
+
+    BOOT = "boot"
+    WAIT_HOST = "wait_host"
+    CLOSED = "closed"
+    OPENING = "opening"
+    OPEN = "open"
+    CLOSING = "closing"
+    STOPPED = "stopped"
+    FAULT = "fault"
+    MAINTENANCE = "maintenance"
+    UNKNOWN = "unknown"
+
 FAULT_NAMES = ("both_limits", "open_timeout", "close_timeout", "stale_input", "self_check")
 FLAG_NAMES = ("link", "handshake", "close_pending", "passed", "path_clear", "granted")
 RESULT_NAMES = (
@@ -96,7 +112,7 @@ class BoardState:
     periodic: bool
     inputs: Mapping[str, bool]
     outputs: Mapping[str, bool]
-    barrier: str
+    barrier: Barrier
     faults: frozenset[str]
     flags: frozenset[str]
     uptime_ms: int
@@ -109,7 +125,7 @@ class Result:
     seq: int  # the frame's own seq
     command: int  # the command's seq
     result: str
-    barrier: str
+    barrier: Barrier
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +286,10 @@ def _name(names: tuple[str, ...], index: int) -> str:
     return names[index] if index < len(names) else f"unknown_{index}"
 
 
+def _barrier(index: int) -> Barrier:
+    return Barrier(BARRIER_STATES[index]) if index < len(BARRIER_STATES) else Barrier.UNKNOWN
+
+
 def _mapping(names: tuple[str, ...], bits: int) -> Mapping[str, bool]:
     return MappingProxyType({n: bool(bits >> i & 1) for i, n in enumerate(names)})
 
@@ -291,12 +311,12 @@ def decode_frame(ftype: int, seq: int, ack: int, payload: bytes) -> Message:
             ins, outs, st, faults, flags, up, loop_us, last = _STATE.unpack_from(payload)
             return BoardState(
                 seq, ack, ftype == MsgType.SNAPSHOT, _mapping(INPUT_NAMES, ins),
-                _mapping(OUTPUT_NAMES, outs), _name(BARRIER_STATES, st),
+                _mapping(OUTPUT_NAMES, outs), _barrier(st),
                 _set(FAULT_NAMES, faults), _set(FLAG_NAMES, flags), up, loop_us, last,
             )  # fmt: skip
         if ftype == MsgType.RESULT:
             command, code, st = payload[0], payload[1], payload[2]
-            return Result(seq, command, _name(RESULT_NAMES, code), _name(BARRIER_STATES, st))
+            return Result(seq, command, _name(RESULT_NAMES, code), _barrier(st))
     except (struct.error, IndexError):
         return LinkError("payload", f"type {ftype:#04x}: {len(payload)}-byte payload too short")
     return Frame(ftype, seq, ack, payload)

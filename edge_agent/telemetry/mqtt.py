@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_agent.backoff import Backoff
 from edge_agent.errors import ConfigError
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -33,7 +34,8 @@ class ReconnectJitter:
 
     The first attempt waits a delay drawn uniformly from [first_min_s, first_max_s], drawn
     afresh on every loss, so a fleet that lost a broker together does not return in the same
-    second; each failed attempt doubles the delay, up to ``max_s``.
+    second; each failed attempt doubles the delay, up to ``max_s``. ``backoff`` hands out
+    those delays (the window is the jitter: no further spread on top).
     """
 
     first_min_s: float = 1.0
@@ -45,11 +47,10 @@ class ReconnectJitter:
             raise ConfigError("reconnect jitter needs 0 < first_min_s <= first_max_s <= max_s, "
                               f"got {self.first_min_s}, {self.first_max_s}, {self.max_s}")
 
-    def first_delay(self, rng: random.Random) -> float:
-        return rng.uniform(self.first_min_s, self.first_max_s)
-
-    def next_delay(self, previous: float) -> float:
-        return min(previous * 2, self.max_s)
+    def backoff(self, rng: random.Random | None = None) -> Backoff:
+        """Delays for one lane: ``next()`` per attempt, ``reset()`` once connected."""
+        return Backoff(self.first_min_s, self.max_s, first_max=self.first_max_s, jitter=0.0,
+                       rng=rng)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from edge_agent.catalogue import EventType
 from edge_agent.errors import ConfigError, EdgeAgentError, RemoteProtocolError
 from edge_agent.telemetry.envelope import HEALTH_SCHEMA, build_envelope, encode, uuid7
 from edge_agent.telemetry.topics import LaneTopics
@@ -89,7 +90,8 @@ class Priority(IntEnum):
     HEALTH = 2  # sheddable, separate table
 
 
-URGENT_TYPES = frozenset({"abnormality", "cmd_result", "dead_letter"})
+# The catalogue says which event types are urgent; any other type (a new one too) is normal.
+URGENT_TYPES: frozenset[str] = frozenset(t for t in EventType if t.urgent)
 
 
 @dataclass(frozen=True, slots=True)

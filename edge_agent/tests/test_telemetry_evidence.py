@@ -8,7 +8,7 @@ import random
 import pytest
 
 from edge_agent.errors import LocalProtocolError, RemoteProtocolError
-from edge_agent.telemetry.evidence import CHUNK_BYTES, assemble_evidence, chunk_evidence
+from edge_agent.telemetry.evidence_chunks import CHUNK_BYTES, assemble_evidence, chunk_evidence
 
 
 def test_a_file_round_trips_through_bounded_chunks_in_any_order_with_duplicates() -> None:

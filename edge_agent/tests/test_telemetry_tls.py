@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from paho.mqtt.client import Client, MQTTMessage
 
+from edge_agent.assembly import open_devices
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
 from edge_agent.protocols import gp1
@@ -26,7 +27,6 @@ from edge_agent.telemetry.mqtt import ReconnectJitter, TlsFiles, make_client, pa
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.telemetry.topics import LaneTopics
-from edge_agent.wiring import open_devices
 from host_tools import site_init
 from simulators import polling
 from simulators.backend import BackendSim

@@ -1,19 +1,24 @@
 """Snapshot evidence: the camera frame of a moment that matters, kept on disk within a cap.
 
-The camera loop calls ``remember(frame, polygons)`` for every frame it processed (cheap: a
-reference, no copy); when the lane asks for evidence (a held truck, a rejected pass),
-``snapshot(name)`` writes the remembered frame as a JPEG with the code outlines drawn, scaled
-down to ``max_side``. After each write the oldest snapshots are removed until the folder is
-within ``cap_bytes``, so the SD card never fills up. Writing uses Pillow when present and
-falls back to an uncompressed PGM otherwise.
+The camera loop calls ``remember(frame, at, polygons)`` for every frame it processed (cheap: a
+reference, no copy). Frames the motion gate skipped carry no code outline: the last second's
+outlines stay drawn. When the lane asks for evidence (a held truck, a rejected pass),
+``snapshot(name)`` encodes the remembered frame once, in memory, as a JPEG with the outlines
+drawn, scaled down to ``max_side``; the same bytes are written to disk and handed to the
+uploader, so nothing is read back. After each write the oldest snapshots are removed until the
+folder is within ``cap_bytes``, so the SD card never fills up. Encoding uses Pillow when present
+and falls back to an uncompressed PGM otherwise.
 """
 
 from __future__ import annotations
 
+import io
 import itertools
+import math
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,16 @@ from edge_agent.vision.engines import Polygon
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 SUFFIXES = (".jpg", ".pgm")
+OUTLINE_KEPT_S = 1.0  # a frame without outlines keeps the last ones drawn this long
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One piece of evidence: the encoded image, as written to ``path``."""
+
+    data: bytes
+    media_type: str
+    path: Path
 
 
 def draw_polygon(image: npt.NDArray[np.uint8], polygon: Polygon, value: int = 255,
@@ -52,19 +67,27 @@ class EvidenceStore:
         self.quality = quality
         self._lock = threading.Lock()
         self._last: tuple[npt.NDArray[np.uint8], tuple[Polygon, ...]] | None = None
+        self._outlines: tuple[Polygon, ...] = ()
+        self._outlines_at = -math.inf
         self._counter = 0
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DeviceError(f"evidence folder {self.directory}: {exc}") from exc
 
-    def remember(self, frame: npt.NDArray[np.uint8], polygons: Sequence[Polygon] = ()) -> None:
-        """Keep ``frame`` (not copied: frames are never modified) as the current moment."""
+    def remember(self, frame: npt.NDArray[np.uint8], at: float,
+                 polygons: Sequence[Polygon] = ()) -> None:
+        """Keep ``frame`` (not copied: frames are never modified) as the current moment, with
+        the code outlines found in it (or, for ``OUTLINE_KEPT_S``, the last ones found)."""
         with self._lock:
-            self._last = (frame, tuple(polygons))
+            if polygons:
+                self._outlines, self._outlines_at = tuple(polygons), at
+            elif at - self._outlines_at >= OUTLINE_KEPT_S:
+                self._outlines = ()
+            self._last = (frame, self._outlines)
 
-    def snapshot(self, name: str) -> Path | None:
-        """Write the remembered frame; None when no frame has been seen yet."""
+    def snapshot(self, name: str) -> Snapshot | None:
+        """Encode and keep the remembered frame; None when no frame has been seen yet."""
         with self._lock:
             last = self._last
         if last is None:
@@ -72,8 +95,8 @@ class EvidenceStore:
         return self.save(last[0], name, polygons=last[1])
 
     def save(self, frame: npt.NDArray[np.uint8], name: str, *,
-             polygons: Sequence[Polygon] = ()) -> Path:
-        """Write ``frame`` as evidence named after ``name``; returns the file written."""
+             polygons: Sequence[Polygon] = ()) -> Snapshot:
+        """Encode ``frame`` as evidence named after ``name`` and write it; returns both."""
         image = np.array(frame, dtype=np.uint8, copy=True)
         for polygon in polygons:
             # Black with a white core: visible on the white quiet zone and on dark scenes alike.
@@ -82,27 +105,28 @@ class EvidenceStore:
         step = max(1, -(-max(image.shape) // self.max_side))
         if step > 1:
             image = np.ascontiguousarray(image[::step, ::step])
+        data, media_type, suffix = self._encode(image)
         with self._lock:
             self._counter += 1
             stem = f"{_SAFE.sub('_', name)[:80] or 'snapshot'}-{self._counter:04d}"
-            path = self._write(image, self.directory / stem)
-            self._evict(keep=path)
-        return path
-
-    def _write(self, image: npt.NDArray[np.uint8], stem: Path) -> Path:
-        try:
+            path = self.directory / f"{stem}{suffix}"
             try:
-                from PIL import Image
-            except ImportError:
-                path = stem.parent / f"{stem.name}.pgm"
-                h, w = image.shape
-                path.write_bytes(b"P5\n%d %d\n255\n" % (w, h) + image.tobytes())
-                return path
-            path = stem.parent / f"{stem.name}.jpg"
-            Image.fromarray(image).save(path, format="JPEG", quality=self.quality)
-            return path
-        except OSError as exc:
-            raise DeviceError(f"cannot write evidence {stem}: {exc}") from exc
+                path.write_bytes(data)
+            except OSError as exc:
+                raise DeviceError(f"cannot write evidence {path}: {exc}") from exc
+            self._evict(keep=path)
+        return Snapshot(data, media_type, path)
+
+    def _encode(self, image: npt.NDArray[np.uint8]) -> tuple[bytes, str, str]:
+        try:
+            from PIL import Image
+        except ImportError:
+            h, w = image.shape
+            pgm = b"P5\n%d %d\n255\n" % (w, h) + image.tobytes()
+            return pgm, "image/x-portable-graymap", ".pgm"
+        out = io.BytesIO()
+        Image.fromarray(image).save(out, format="JPEG", quality=self.quality)
+        return out.getvalue(), "image/jpeg", ".jpg"
 
     def files(self) -> list[Path]:
         """Snapshots, oldest first."""

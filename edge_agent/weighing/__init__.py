@@ -4,7 +4,6 @@ Pure and time-driven: feed :class:`WeightWatcher` readings with their arrival ti
 ``tick(now)`` at ``next_deadline()``, act on the events it returns.
 """
 
-from edge_agent.weighing import estimator
 from edge_agent.weighing.analyze import Analysis, TraceError, TraceRow, analyze, read_trace
 from edge_agent.weighing.classical import ClassicalSettler
 from edge_agent.weighing.declared import check_declared, default_tolerance_kg
@@ -42,6 +41,5 @@ __all__ = [
     "analyze",
     "check_declared",
     "default_tolerance_kg",
-    "estimator",
     "read_trace",
 ]

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_agent.catalogue import Code
 from edge_agent.errors import ConfigError
 
 Evidence = tuple[tuple[float, float], ...]
 """(time s, kg) samples that support an event, oldest first."""
 
-UNSTABLE_TIMEOUT = "weight.unstable_timeout"
-NOT_ON_DECK = "weight.not_on_deck"
-ZERO_OUT_OF_BAND = "weight.zero_out_of_band"
-ZERO_DRIFT = "weight.zero_drift"
-STEP_WHILE_STATIONARY = "weight.step_while_stationary"
-FROZEN = "weight.frozen"
-OVERLOAD = "weight.overload"
-NEGATIVE = "weight.negative"
-COMM_LOSS = "weight.comm_loss"
-CHECKSUM_ERRORS = "weight.checksum_errors"
-IMPLAUSIBLE_JUMP = "weight.implausible_jump"
-DECLARED_MISMATCH = "weight.declared_mismatch"
-NET_READING = "weight.net_reading"
+# Section-6 codes of the weighing (the catalogue holds them all).
+UNSTABLE_TIMEOUT = Code.WEIGHT_UNSTABLE_TIMEOUT
+NOT_ON_DECK = Code.WEIGHT_NOT_ON_DECK
+ZERO_OUT_OF_BAND = Code.WEIGHT_ZERO_OUT_OF_BAND
+ZERO_DRIFT = Code.WEIGHT_ZERO_DRIFT
+STEP_WHILE_STATIONARY = Code.WEIGHT_STEP_WHILE_STATIONARY
+FROZEN = Code.WEIGHT_FROZEN
+OVERLOAD = Code.WEIGHT_OVERLOAD
+NEGATIVE = Code.WEIGHT_NEGATIVE
+COMM_LOSS = Code.WEIGHT_COMM_LOSS
+CHECKSUM_ERRORS = Code.WEIGHT_CHECKSUM_ERRORS
+IMPLAUSIBLE_JUMP = Code.WEIGHT_IMPLAUSIBLE_JUMP
+DECLARED_MISMATCH = Code.WEIGHT_DECLARED_MISMATCH
+NET_READING = Code.WEIGHT_NET_READING
 
 WEIGHT_CODES = (
     UNSTABLE_TIMEOUT, NOT_ON_DECK, ZERO_OUT_OF_BAND, ZERO_DRIFT, STEP_WHILE_STATIONARY, FROZEN,

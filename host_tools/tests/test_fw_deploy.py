@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from host_tools import cmd_fw, cmd_io, fw_deploy
+from host_tools import cmd_fw, cmd_io, fw_deploy, fw_release
 from simulators.iohost import FIRMWARE_DIR, BarrierLoop, IoBoardHost, micropython_executable
 
 pytestmark = pytest.mark.skipif(
     not micropython_executable().exists(), reason="MicroPython unix port not installed"
 )
 Capture = pytest.CaptureFixture[str]
-INSTALLED, _ = cmd_fw.manifest(FIRMWARE_DIR)
+INSTALLED, _ = fw_release.manifest(FIRMWARE_DIR)
 
 
 def lanectl(argv: list[str]) -> int:
@@ -61,14 +61,14 @@ def release(tmp_path: Path, version: str, name: str = "release") -> Path:
 
 
 def board_manifest(url: str) -> str:
-    return cmd_fw.ask_board(url, 3.0).manifest
+    return fw_release.ask_board(url, 3.0).manifest
 
 
 def test_version_bump_deploys_then_rolls_back(
     lane: IoBoardHost, tmp_path: Path, capsys: Capture
 ) -> None:
     folder = release(tmp_path, "0.1.1")
-    new_manifest, _ = cmd_fw.manifest(folder)
+    new_manifest, _ = fw_release.manifest(folder)
     code, report = report_of(["fw", "deploy", "--port", lane.port, "--firmware-dir",
                               str(folder)], capsys)  # fmt: skip
     assert code == 0, report
@@ -242,4 +242,4 @@ def test_deploy_over_socket(lane: IoBoardHost, tmp_path: Path, capsys: Capture) 
             relay.close()
     assert code == 0, report
     assert report["after"]["version"] == "0.3.0"
-    assert board_manifest(lane.port) == cmd_fw.manifest(folder)[0]
+    assert board_manifest(lane.port) == fw_release.manifest(folder)[0]

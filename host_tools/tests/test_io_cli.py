@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from edge_agent.drivers.ioboard import BoardSnapshot
 from edge_agent.errors import LocalProtocolError
 from edge_agent.protocols import iolink
+from edge_agent.protocols.iolink import Barrier
+from edge_agent.protocols.iolink_session import BoardSnapshot
 from host_tools import cmd_fw, cmd_io
 from simulators.iohost import BarrierLoop, IoBoardHost, micropython_executable
 
@@ -177,7 +178,7 @@ def test_limit_check_names_what_contradicts() -> None:
         inputs = dict.fromkeys(iolink.INPUT_NAMES, False)
         inputs.update(limit_open=lim_open, limit_closed=lim_closed)
         outputs = dict.fromkeys(iolink.OUTPUT_NAMES, False)
-        return BoardSnapshot(0.0, inputs, outputs, barrier, frozenset(), 0, 0)
+        return BoardSnapshot(0.0, inputs, outputs, Barrier(barrier), frozenset(), 0, 0)
 
     assert cmd_io.check_limits(snap("closed", False, True)).ok
     assert cmd_io.check_limits(snap("open", True, False)).ok

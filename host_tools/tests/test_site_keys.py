@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from edge_agent.assembly import load_command_keys
 from edge_agent.config import load_config
 from edge_agent.telemetry.commands import (
     Command,
@@ -25,7 +26,6 @@ from edge_agent.telemetry.commands import (
     sign_command,
 )
 from edge_agent.telemetry.topics import LaneTopics
-from edge_agent.wiring import load_command_keys
 from host_tools import site_init
 from host_tools.lanectl import main as lanectl
 

@@ -1,4 +1,4 @@
-"""``lanectl weigh``: decode and analyze contracts (DESIGN.md section 7)."""
+"""``lanectl weigh``: the decode and analyze output contracts."""
 
 from __future__ import annotations
 

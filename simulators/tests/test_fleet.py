@@ -28,7 +28,7 @@ JITTER = ReconnectJitter(first_min_s=0.5, first_max_s=10.0, max_s=20.0)
 
 def test_jitter_draws_stay_in_the_window_and_cover_it() -> None:
     rng = random.Random(7)
-    draws = [JITTER.first_delay(rng) for _ in range(1000)]
+    draws = [JITTER.backoff(rng).next() for _ in range(1000)]
     assert all(0.5 <= d <= 10.0 for d in draws)
     assert max(draws) - min(draws) > 9.0
     with pytest.raises(ValueError, match="first_min_s"):

@@ -1,0 +1,97 @@
+"""What the lane says: every event type it publishes and every code its events carry.
+
+Both are ``StrEnum``: a member equals its string, so it goes on the wire as that string
+(``json.dumps``, topics) and compares equal to it. The strings are contracts (design section
+4.4 and 6): add members, never rename one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    """The ``type`` of an event the lane publishes (``evt/{type}``, or ``cmd_result``)."""
+
+    # the lane machine: one truck's transit
+    TRUCK_ARRIVED = "truck_arrived"
+    PASS_READ = "pass_read"
+    WEIGHT_COMMITTED = "weight_committed"
+    DECISION = "decision"
+    RELEASED = "released"
+    RELEASE_REFUSED = "release_refused"
+    PASS_USED = "pass_used"
+    VEHICLE_PASSED = "vehicle_passed"
+    TRANSIT_CLOSED = "transit_closed"
+    # the lane machine: the lane's devices and records
+    ABNORMALITY = "abnormality"
+    BARRIER = "barrier"
+    IO_LINK_RESTORED = "io_link_restored"
+    STORAGE_RESTORED = "storage_restored"
+    CAMERA_RESTORED = "camera_restored"
+    # the shell
+    EVIDENCE = "evidence"
+    CMD_RESULT = "cmd_result"
+    DEAD_LETTER = "dead_letter"
+
+    @property
+    def urgent(self) -> bool:
+        """Sent ahead of a backlog: an officer (or the backend's operator) is waiting for it."""
+        return self in _URGENT
+
+
+_URGENT = frozenset({EventType.ABNORMALITY, EventType.CMD_RESULT, EventType.DEAD_LETTER})
+
+
+class Code(StrEnum):
+    """A stable, dotted reason: why a pass was refused, a truck held or a command refused."""
+
+    # a weighing abnormality
+    WEIGHT_UNSTABLE_TIMEOUT = "weight.unstable_timeout"
+    WEIGHT_NOT_ON_DECK = "weight.not_on_deck"
+    WEIGHT_ZERO_OUT_OF_BAND = "weight.zero_out_of_band"
+    WEIGHT_ZERO_DRIFT = "weight.zero_drift"
+    WEIGHT_STEP_WHILE_STATIONARY = "weight.step_while_stationary"
+    WEIGHT_FROZEN = "weight.frozen"
+    WEIGHT_OVERLOAD = "weight.overload"
+    WEIGHT_NEGATIVE = "weight.negative"
+    WEIGHT_COMM_LOSS = "weight.comm_loss"
+    WEIGHT_CHECKSUM_ERRORS = "weight.checksum_errors"
+    WEIGHT_IMPLAUSIBLE_JUMP = "weight.implausible_jump"
+    WEIGHT_DECLARED_MISMATCH = "weight.declared_mismatch"
+    WEIGHT_NET_READING = "weight.net_reading"
+    # a refused pass, in the verifier's order; already_used comes from the pass ledger
+    PASS_BAD_FORMAT = "pass.bad_format"
+    PASS_UNKNOWN_KEY = "pass.unknown_key"
+    PASS_BAD_SIGNATURE = "pass.bad_signature"
+    PASS_EXPIRED = "pass.expired"
+    PASS_NOT_YET_VALID = "pass.not_yet_valid"
+    PASS_WRONG_SITE = "pass.wrong_site"
+    PASS_WRONG_GATE = "pass.wrong_gate"
+    PASS_WRONG_DIRECTION = "pass.wrong_direction"
+    PASS_REVOKED = "pass.revoked"
+    PASS_ALREADY_USED = "pass.already_used"
+    # the lane itself
+    LANE_IO_LINK_LOST = "lane.io_link_lost"
+    LANE_SAFETY_FAULT = "lane.safety_fault"
+    LANE_BARRIER_TIMEOUT = "lane.barrier_timeout"
+    LANE_CAMERA_LOST = "lane.camera_lost"
+    LANE_STORAGE_FAULT = "lane.storage_fault"
+    LANE_NO_TRUCK = "lane.no_truck"
+    LANE_STATE_QUARANTINED = "lane.state_quarantined"
+    # a refused remote command (``cmd_result``)
+    CMD_BAD_FORMAT = "cmd.bad_format"
+    CMD_UNKNOWN_KEY = "cmd.unknown_key"
+    CMD_BAD_SIGNATURE = "cmd.bad_signature"
+    CMD_WRONG_TOPIC = "cmd.wrong_topic"
+    CMD_UNKNOWN_COMMAND = "cmd.unknown_command"
+    CMD_KEY_NOT_ALLOWED = "cmd.key_not_allowed"
+    CMD_WRONG_LANE = "cmd.wrong_lane"
+    CMD_BAD_LIFETIME = "cmd.bad_lifetime"
+    CMD_NOT_YET_VALID = "cmd.not_yet_valid"
+    CMD_EXPIRED = "cmd.expired"
+    CMD_INVALID_ARGS = "cmd.invalid_args"
+    CMD_REPLAYED = "cmd.replayed"
+    CMD_STALE_VERSION = "cmd.stale_version"
+    CMD_STORAGE_FAULT = "cmd.storage_fault"
+    CMD_PRECONDITION = "cmd.precondition"

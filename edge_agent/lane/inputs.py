@@ -1,0 +1,106 @@
+"""Inputs to the lane state machine: what the lane's devices, the shell and the backend tell it.
+
+The machine takes the devices' own events as they are: the weight watcher's (``TruckOnDeck``,
+``WeightCommitted``, ``WeightAbnormality``, ``DeckCleared``) and the IO link session's
+(``BoardSnapshot``, ``LinkUp``, ``LinkLost``). This module holds the rest. Every input is a
+frozen dataclass carrying ``at``, the monotonic time it happened (seconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_agent.catalogue import Code
+from edge_agent.protocols import gp1
+from edge_agent.protocols.iolink_session import BoardSnapshot, LinkLost, LinkUp
+from edge_agent.weighing.events import DeckCleared, TruckOnDeck, WeightAbnormality, WeightCommitted
+
+
+@dataclass(frozen=True, slots=True)
+class PassPresented:
+    """A confirmed QR read with the verifier's verdict on it (trust list, revocations, time).
+
+    ``refusal`` is what the shell found in the pass ledger for a pass that verified:
+    ``pass.already_used``, or ``lane.storage_fault`` when the ledger could not be read.
+    """
+
+    at: float
+    verdict: gp1.Verdict
+    refusal: str | None = None
+    snapshot_ref: str | None = None
+
+    @property
+    def claims(self) -> gp1.PassClaims | None:
+        """What the pass says; present once its signature verified, even if it is refused."""
+        return self.verdict.claims
+
+    @property
+    def valid(self) -> bool:
+        return self.verdict.valid and self.verdict.claims is not None and self.refusal is None
+
+    @property
+    def reason(self) -> str | None:
+        """The section-6 code the pass is refused for; None when it is valid."""
+        if self.valid:
+            return None
+        if self.verdict.valid:
+            return self.refusal or Code.PASS_BAD_FORMAT
+        return self.verdict.reason or Code.PASS_BAD_FORMAT
+
+
+@dataclass(frozen=True, slots=True)
+class CameraChanged:
+    """The camera source was lost (``up`` False) or came back."""
+
+    at: float
+    up: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRelease:
+    """A verified, signed remote release from an officer."""
+
+    at: float
+    cmd_id: str
+    challenge: str
+    officer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PassUseRecorded:
+    """The shell's answer to MarkPassUsed: the use is durable (``ok``), or why it is not.
+
+    ``code`` is ``pass.already_used`` (the ledger already held it: another truck or lane was
+    first) or ``lane.storage_fault`` (the ledger could not be written).
+    """
+
+    at: float
+    ok: bool
+    code: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageChanged:
+    """The lane's records (outbox, pass ledger) became unwritable (``ok`` False) or came back."""
+
+    at: float
+    ok: bool
+    reason: str = ""
+
+
+LaneInput = (
+    TruckOnDeck
+    | PassPresented
+    | WeightCommitted
+    | WeightAbnormality
+    | DeckCleared
+    | BoardSnapshot
+    | LinkUp
+    | LinkLost
+    | CameraChanged
+    | RemoteRelease
+    | PassUseRecorded
+    | StorageChanged
+)
