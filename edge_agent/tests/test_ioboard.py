@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from edge_agent.drivers.ioboard import BoardEvents, IoBoard
 from edge_agent.drivers.fakes import VirtualClock
+from edge_agent.drivers.ioboard import BoardEvents, IoBoard
 from edge_agent.drivers.ioboard_fake import (
     REGISTRY,
     FakeIoBoard,

@@ -10,30 +10,29 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.errors import ConfigError
-from edge_agent.lane.commands import (
+from edge_agent.lane.actions import (
     CloseWhenClear,
-    LaneCommand,
+    LaneAction,
     MarkPassUsed,
     OpenBarrier,
     Publish,
 )
-from edge_agent.lane.events import (
-    BoardStatus,
-    DeckCleared,
-    IoLinkChanged,
-    LaneEvent,
-    PassInfo,
-    PassPresented,
-    RemoteRelease,
-    TruckArrived,
-    WeightAbnormal,
-    WeightCommitted,
-)
 from edge_agent.lane.fakes import step
+from edge_agent.lane.inputs import LaneInput, RemoteRelease
 from edge_agent.lane.machine import LaneMachine, LaneState, MachineConfig
+from edge_agent.tests.lane_builders import (
+    PassSpec,
+    abnormal,
+    board,
+    cleared,
+    link,
+    shown,
+    truck_on,
+    weight,
+)
 
 LIMIT = 120.0
-GOOD_PASS = PassInfo(
+GOOD_PASS = PassSpec(
     valid=True,
     reason=None,
     release_no="RL-7",
@@ -43,37 +42,37 @@ GOOD_PASS = PassInfo(
     cti_hex="ab" * 16,
     exp=2_000_000_000,
 )
-FORGED_PASS = PassInfo(valid=False, reason="pass.bad_signature")
+FORGED_PASS = PassSpec(valid=False, reason="pass.bad_signature")
 
 
 def machine(limit: float = LIMIT) -> LaneMachine:
     counter = itertools.count(1)
     config = MachineConfig(pass_without_truck_s=limit)
-    return LaneMachine(config, new_id=lambda: f"id{next(counter)}")
+    return LaneMachine(config, new_id=lambda: f"id{next(counter)}", strict=True)
 
 
-def feed(m: LaneMachine, event: LaneEvent) -> list[LaneCommand]:
+def feed(m: LaneMachine, event: LaneInput) -> list[LaneAction]:
     """Hand one event to the machine at its own time, then let due timers fire."""
     return step(m, event, event.at) + m.handle_timer(event.at)
 
 
-def published(commands: list[LaneCommand], kind: str) -> list[Publish]:
+def published(commands: list[LaneAction], kind: str) -> list[Publish]:
     return [c for c in commands if isinstance(c, Publish) and c.type == kind]
 
 
-def closed(commands: list[LaneCommand]) -> Publish:
+def closed(commands: list[LaneAction]) -> Publish:
     [event] = published(commands, "transit_closed")
     return event
 
 
-def is_lane_action(command: LaneCommand) -> bool:
+def is_lane_action(command: LaneAction) -> bool:
     return isinstance(command, OpenBarrier | MarkPassUsed | CloseWhenClear)
 
 
 # -- the timeout ----------------------------------------------------------------------------------
 def test_pass_with_no_truck_is_abandoned_at_the_timeout_and_not_before() -> None:
     m = machine()
-    out = feed(m, PassPresented(10.0, GOOD_PASS))
+    out = feed(m, shown(10.0, GOOD_PASS))
     transit_id = published(out, "pass_read")[0].transit_id
     assert m.next_deadline() == 10.0 + LIMIT
     assert m.handle_timer(10.0 + LIMIT - 0.001) == []
@@ -94,8 +93,8 @@ def test_pass_with_no_truck_is_abandoned_at_the_timeout_and_not_before() -> None
 
 def test_the_timeout_counts_from_the_last_pass_read() -> None:
     m = machine()
-    feed(m, PassPresented(10.0, FORGED_PASS))
-    feed(m, PassPresented(100.0, GOOD_PASS))
+    feed(m, shown(10.0, FORGED_PASS))
+    feed(m, shown(100.0, GOOD_PASS))
     assert m.handle_timer(10.0 + LIMIT) == []
     assert m.next_deadline() == 100.0 + LIMIT
     assert closed(m.handle_timer(100.0 + LIMIT)).data["outcome"] == "abandoned"
@@ -103,7 +102,7 @@ def test_the_timeout_counts_from_the_last_pass_read() -> None:
 
 def test_a_forged_pass_with_no_truck_is_held_then_abandoned() -> None:
     m = machine()
-    out = feed(m, PassPresented(10.0, FORGED_PASS))
+    out = feed(m, shown(10.0, FORGED_PASS))
     assert m.state is LaneState.HOLD
     assert published(out, "decision")[0].data["reasons"] == ["pass.bad_signature"]
     out = m.handle_timer(10.0 + LIMIT)
@@ -114,8 +113,8 @@ def test_a_forged_pass_with_no_truck_is_held_then_abandoned() -> None:
 
 def test_an_empty_deck_abnormality_does_not_keep_a_truckless_pass_alive() -> None:
     m = machine()
-    feed(m, PassPresented(10.0, GOOD_PASS))
-    feed(m, WeightAbnormal(20.0, "weight.zero_drift", "zero moved"))
+    feed(m, shown(10.0, GOOD_PASS))
+    feed(m, abnormal(20.0, "weight.zero_drift", "zero moved"))
     assert m.state is LaneState.HOLD
     assert closed(m.handle_timer(10.0 + LIMIT)).data["outcome"] == "abandoned"
 
@@ -123,15 +122,15 @@ def test_an_empty_deck_abnormality_does_not_keep_a_truckless_pass_alive() -> Non
 def test_an_empty_deck_zero_does_not_end_a_truckless_pass_early() -> None:
     # DeckCleared only says the deck is empty, which it was all along: no truck "withdrew".
     m = machine()
-    feed(m, PassPresented(10.0, GOOD_PASS))
-    assert feed(m, DeckCleared(15.0, 0.0)) == []
+    feed(m, shown(10.0, GOOD_PASS))
+    assert feed(m, cleared(15.0, 0.0)) == []
     assert m.state is LaneState.LOADING
     assert closed(m.handle_timer(10.0 + LIMIT)).data["outcome"] == "abandoned"
 
 
 def test_a_shorter_configured_timeout_is_honoured() -> None:
     m = machine(limit=30.0)
-    feed(m, PassPresented(10.0, GOOD_PASS))
+    feed(m, shown(10.0, GOOD_PASS))
     assert m.handle_timer(39.9) == []
     assert closed(m.handle_timer(40.0)).data["detail"].startswith("no truck on the deck 30 s")
 
@@ -149,12 +148,12 @@ def test_the_default_timeout_is_two_minutes() -> None:
 # -- the truck comes -----------------------------------------------------------------------------
 def test_pass_then_truck_in_time_is_the_normal_flow_in_one_transit() -> None:
     m = machine()
-    out = feed(m, PassPresented(10.0, GOOD_PASS))
+    out = feed(m, shown(10.0, GOOD_PASS))
     transit_id = published(out, "pass_read")[0].transit_id
-    assert feed(m, TruckArrived(10.0 + LIMIT - 1.0)) == []
+    assert feed(m, truck_on(10.0 + LIMIT - 1.0)) == []
     assert m.next_deadline() is None
     assert m.handle_timer(10.0 + 5 * LIMIT) == []  # no abandonment once a load is on the deck
-    out = feed(m, WeightCommitted(10.0 + 5 * LIMIT, 30_050.0, 10.0))
+    out = feed(m, weight(10.0 + 5 * LIMIT, 30_050.0, 10.0))
     assert [c for c in out if is_lane_action(c)] == [
         MarkPassUsed(GOOD_PASS.cti_hex, GOOD_PASS.exp, transit_id),
         OpenBarrier(transit_id),
@@ -164,8 +163,8 @@ def test_pass_then_truck_in_time_is_the_normal_flow_in_one_transit() -> None:
 
 def test_a_committed_weight_also_proves_a_load() -> None:
     m = machine()
-    feed(m, PassPresented(10.0, FORGED_PASS))
-    feed(m, WeightCommitted(50.0, 30_000.0, 10.0))
+    feed(m, shown(10.0, FORGED_PASS))
+    feed(m, weight(50.0, 30_000.0, 10.0))
     assert m.next_deadline() is None
     assert m.handle_timer(10.0 + LIMIT) == []
     assert m.state is LaneState.HOLD  # the forged pass still holds the truck
@@ -173,14 +172,14 @@ def test_a_committed_weight_also_proves_a_load() -> None:
 
 def test_the_returning_truck_can_use_the_pass_of_the_abandoned_transit() -> None:
     m = machine()
-    first = feed(m, PassPresented(10.0, GOOD_PASS))
+    first = feed(m, shown(10.0, GOOD_PASS))
     abandoned = m.handle_timer(10.0 + LIMIT)
     assert closed(abandoned).data["outcome"] == "abandoned"
 
     back = 10.0 + 3 * LIMIT
-    later = feed(m, TruckArrived(back))
-    later += feed(m, PassPresented(back + 5, GOOD_PASS))
-    later += feed(m, WeightCommitted(back + 10, 29_980.0, 10.0))
+    later = feed(m, truck_on(back))
+    later += feed(m, shown(back + 5, GOOD_PASS))
+    later += feed(m, weight(back + 10, 29_980.0, 10.0))
 
     old_id = published(first, "pass_read")[0].transit_id
     new_id = published(later, "truck_arrived")[0].transit_id
@@ -194,23 +193,23 @@ def test_the_returning_truck_can_use_the_pass_of_the_abandoned_transit() -> None
 
 def test_a_truck_that_drives_off_before_a_decision_is_withdrawn_and_the_pass_stays_unused() -> None:
     m = machine()
-    out = feed(m, PassPresented(10.0, GOOD_PASS))
-    out += feed(m, TruckArrived(20.0))
-    out += feed(m, DeckCleared(40.0, 0.0))  # backed off before the weight was committed
+    out = feed(m, shown(10.0, GOOD_PASS))
+    out += feed(m, truck_on(20.0))
+    out += feed(m, cleared(40.0, 0.0))  # backed off before the weight was committed
     assert closed(out).data["outcome"] == "withdrawn"
     assert not any(is_lane_action(c) for c in out)
     assert m.state is LaneState.IDLE and m.next_deadline() is None
 
-    out = feed(m, TruckArrived(60.0))
+    out = feed(m, truck_on(60.0))
     assert published(out, "truck_arrived")[0].transit_id == "id2"
-    assert m.transit is not None and m.transit.pass_info is None  # a fresh transit
+    assert m.transit is not None and m.transit.pass_presented is None  # a fresh transit
 
 
 def test_after_abandonment_the_next_pass_starts_a_fresh_transit_with_a_fresh_timer() -> None:
     m = machine()
-    feed(m, PassPresented(10.0, GOOD_PASS))
+    feed(m, shown(10.0, GOOD_PASS))
     m.handle_timer(10.0 + LIMIT)
-    out = feed(m, PassPresented(500.0, GOOD_PASS))
+    out = feed(m, shown(500.0, GOOD_PASS))
     assert published(out, "truck_arrived")[0].transit_id == "id2"
     assert m.next_deadline() == 500.0 + LIMIT
 
@@ -218,9 +217,9 @@ def test_after_abandonment_the_next_pass_starts_a_fresh_transit_with_a_fresh_tim
 def test_a_released_truckless_hold_whose_barrier_never_opened_is_closed_and_abandoned() -> None:
     # A technician lifted a hold with nobody on the deck; the barrier never reported open.
     m = machine()
-    feed(m, PassPresented(10.0, FORGED_PASS))
-    feed(m, BoardStatus(20.0, "closed", loop_b=False))
-    out = feed(m, BoardStatus(21.0, "closed", loop_b=False, tech_key=True))
+    feed(m, shown(10.0, FORGED_PASS))
+    feed(m, board(20.0, "closed", loop_b=False))
+    out = feed(m, board(21.0, "closed", loop_b=False, tech_key=True))
     assert any(isinstance(c, OpenBarrier) for c in out)
     out = m.handle_timer(10.0 + LIMIT + 60.0)  # barrier timeout and no-truck timeout both due
     assert published(out, "decision")[0].data["reasons"] == ["lane.barrier_timeout"]
@@ -238,19 +237,19 @@ _KINDS = st.sampled_from(
 _GAPS = st.sampled_from([0.0, 0.5, 5.0, LIMIT - 1.0, LIMIT, LIMIT + 1.0, 400.0])
 
 
-def _event(kind: str, at: float) -> LaneEvent | None:
+def _event(kind: str, at: float) -> LaneInput | None:
     return {
-        "truck": TruckArrived(at),
-        "good": PassPresented(at, GOOD_PASS),
-        "forged": PassPresented(at, FORGED_PASS),
-        "weight": WeightCommitted(at, 30_000.0, 10.0),
-        "heavy": WeightCommitted(at, 36_000.0, 10.0),
-        "abnormal": WeightAbnormal(at, "weight.frozen", ""),
-        "cleared": DeckCleared(at, 0.0),
-        "board": BoardStatus(at, "open", loop_b=False),
-        "key": BoardStatus(at, "closed", loop_b=False, tech_key=True),
-        "link_down": IoLinkChanged(at, up=False),
-        "link_up": IoLinkChanged(at, up=True),
+        "truck": truck_on(at),
+        "good": shown(at, GOOD_PASS),
+        "forged": shown(at, FORGED_PASS),
+        "weight": weight(at, 30_000.0, 10.0),
+        "heavy": weight(at, 36_000.0, 10.0),
+        "abnormal": abnormal(at, "weight.frozen", ""),
+        "cleared": cleared(at, 0.0),
+        "board": board(at, "open", loop_b=False),
+        "key": board(at, "closed", loop_b=False, tech_key=True),
+        "link_down": link(at, up=False),
+        "link_up": link(at, up=True),
         "release": RemoteRelease(at, "c", "wrong"),
     }.get(kind)
 

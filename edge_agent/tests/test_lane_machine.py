@@ -7,22 +7,23 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.lane.commands import CloseWhenClear, MarkPassUsed, OpenBarrier, Publish
-from edge_agent.lane.events import (
-    BoardStatus,
-    DeckCleared,
-    IoLinkChanged,
-    PassInfo,
-    PassPresented,
-    RemoteRelease,
-    TruckArrived,
-    WeightAbnormal,
-    WeightCommitted,
-)
+from edge_agent.lane.actions import CloseWhenClear, MarkPassUsed, OpenBarrier, Publish
 from edge_agent.lane.fakes import step
+from edge_agent.lane.inputs import RemoteRelease
 from edge_agent.lane.machine import LaneMachine, LaneState, MachineConfig
+from edge_agent.protocols.iolink_session import LinkLost, LinkUp
+from edge_agent.tests.lane_builders import (
+    PassSpec,
+    abnormal,
+    board,
+    cleared,
+    link,
+    shown,
+    truck_on,
+    weight,
+)
 
-GOOD_PASS = PassInfo(
+GOOD_PASS = PassSpec(
     valid=True,
     reason=None,
     release_no="RL-1",
@@ -32,12 +33,12 @@ GOOD_PASS = PassInfo(
     cti_hex="00" * 16,
     exp=2_000_000_000,
 )
-FORGED_PASS = PassInfo(valid=False, reason="pass.unknown_key")
+FORGED_PASS = PassSpec(valid=False, reason="pass.unknown_key")
 
 
 def machine() -> LaneMachine:
     counter = itertools.count(1)
-    return LaneMachine(MachineConfig(), new_id=lambda: f"id{next(counter)}")
+    return LaneMachine(MachineConfig(), new_id=lambda: f"id{next(counter)}", strict=True)
 
 
 def published(commands: list[object], kind: str) -> list[Publish]:
@@ -53,9 +54,9 @@ def run(m: LaneMachine, *events: object, now: float = 10.0) -> list[object]:
 
 def test_valid_pass_then_weight_opens_at_the_weight() -> None:
     m = machine()
-    out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS))
+    out = run(m, truck_on(1.0), shown(2.0, GOOD_PASS))
     assert not any(isinstance(c, OpenBarrier) for c in out)
-    out = step(m, WeightCommitted(3.0, 30_040.0, 10.0), 3.0)
+    out = step(m, weight(3.0, 30_040.0, 10.0), 3.0)
     # L3: the use is recorded before the barrier opens.
     assert [type(c) for c in out if not isinstance(c, Publish)] == [MarkPassUsed, OpenBarrier]
     decision = published(out, "decision")[0]
@@ -66,15 +67,15 @@ def test_valid_pass_then_weight_opens_at_the_weight() -> None:
 
 def test_weight_then_pass_opens_at_the_pass() -> None:
     m = machine()
-    run(m, TruckArrived(1.0), WeightCommitted(2.0, 29_900.0, 10.0))
-    out = step(m, PassPresented(4.0, GOOD_PASS), 4.0)
+    run(m, truck_on(1.0), weight(2.0, 29_900.0, 10.0))
+    out = step(m, shown(4.0, GOOD_PASS), 4.0)
     assert any(isinstance(c, OpenBarrier) for c in out)
     assert published(out, "decision")[0].data["input_at_mono"] == 4.0
 
 
 def test_forged_pass_holds_with_its_code_and_a_challenge() -> None:
     m = machine()
-    out = run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
+    out = run(m, truck_on(1.0), shown(2.0, FORGED_PASS))
     decision = published(out, "decision")[0]
     assert decision.data["decision"] == "hold"
     assert decision.data["reasons"] == ["pass.unknown_key"]
@@ -85,7 +86,7 @@ def test_forged_pass_holds_with_its_code_and_a_challenge() -> None:
 
 def test_declared_weight_mismatch_holds() -> None:
     m = machine()
-    out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 31_000, 10))
+    out = run(m, truck_on(1.0), shown(2.0, GOOD_PASS), weight(3, 31_000, 10))
     decision = published(out, "decision")[-1]
     assert decision.data["decision"] == "hold"
     assert "weight.declared_mismatch" in decision.data["reasons"]
@@ -93,16 +94,16 @@ def test_declared_weight_mismatch_holds() -> None:
 
 def test_abnormality_before_decision_holds_and_a_later_pass_does_not_open() -> None:
     m = machine()
-    out = run(m, TruckArrived(1.0), WeightAbnormal(2.0, "weight.not_on_deck", "front beam"))
+    out = run(m, truck_on(1.0), abnormal(2.0, "weight.not_on_deck", "front beam"))
     assert published(out, "abnormality")[0].data["code"] == "weight.not_on_deck"
-    out = run(m, WeightCommitted(3.0, 30_000.0, 10.0), PassPresented(4.0, GOOD_PASS))
+    out = run(m, weight(3.0, 30_000.0, 10.0), shown(4.0, GOOD_PASS))
     assert m.state is LaneState.HOLD
     assert not any(isinstance(c, OpenBarrier) for c in out)
 
 
 def test_remote_release_needs_the_published_challenge() -> None:
     m = machine()
-    out = run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
+    out = run(m, truck_on(1.0), shown(2.0, FORGED_PASS))
     challenge = published(out, "decision")[0].data["challenge"]
     refused = step(m, RemoteRelease(5.0, "cmd-1", "not-the-challenge"), 5.0)
     assert published(refused, "release_refused")
@@ -117,42 +118,42 @@ def test_a_remote_release_needs_a_truck_on_the_deck() -> None:
     # A forged pass waved at the camera on foot: the officer cannot see that no truck is
     # there, and an arm opened now would let the next truck through unchecked.
     m = machine()
-    out = run(m, PassPresented(2.0, FORGED_PASS))
+    out = run(m, shown(2.0, FORGED_PASS))
     challenge = published(out, "decision")[0].data["challenge"]
     refused = step(m, RemoteRelease(5.0, "cmd-1", challenge), 5.0)
     assert published(refused, "release_refused")[0].data["reason"] == "no truck on the deck"
     assert not any(isinstance(c, OpenBarrier) for c in refused)
-    run(m, TruckArrived(6.0))
+    run(m, truck_on(6.0))
     out = step(m, RemoteRelease(7.0, "cmd-2", challenge), 7.0)
     assert any(isinstance(c, OpenBarrier) for c in out)
 
 
 def test_technician_key_releases_a_hold_on_its_rising_edge() -> None:
     m = machine()
-    run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
-    out = run(m, BoardStatus(3.0, "closed", loop_b=False, tech_key=False))
+    run(m, truck_on(1.0), shown(2.0, FORGED_PASS))
+    out = run(m, board(3.0, "closed", loop_b=False, tech_key=False))
     assert not any(isinstance(c, OpenBarrier) for c in out)
-    out = step(m, BoardStatus(4.0, "closed", loop_b=False, tech_key=True), 4.0)
+    out = step(m, board(4.0, "closed", loop_b=False, tech_key=True), 4.0)
     assert any(isinstance(c, OpenBarrier) for c in out)
 
 
 def test_truck_backing_off_ends_the_transit_as_withdrawn() -> None:
     m = machine()
-    run(m, TruckArrived(1.0), PassPresented(2.0, FORGED_PASS))
-    out = step(m, DeckCleared(9.0, 0.0), 9.0)
+    run(m, truck_on(1.0), shown(2.0, FORGED_PASS))
+    out = step(m, cleared(9.0, 0.0), 9.0)
     assert published(out, "transit_closed")[0].data["outcome"] == "withdrawn"
     assert m.state is LaneState.IDLE and m.transit is None
 
 
 def test_full_passage_closes_the_transit_once_passed_and_deck_clear() -> None:
     m = machine()
-    run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 30_000, 10))
-    run(m, BoardStatus(4.0, "open", loop_b=False))
+    run(m, truck_on(1.0), shown(2.0, GOOD_PASS), weight(3, 30_000, 10))
+    run(m, board(4.0, "open", loop_b=False))
     assert m.state is LaneState.OPEN
-    run(m, BoardStatus(5.0, "open", loop_b=True))
-    out = run(m, DeckCleared(6.0, 0.0))
+    run(m, board(5.0, "open", loop_b=True))
+    out = run(m, cleared(6.0, 0.0))
     assert not published(out, "transit_closed")
-    out = run(m, BoardStatus(7.0, "closing", loop_b=False))
+    out = run(m, board(7.0, "closing", loop_b=False))
     assert published(out, "vehicle_passed")
     assert published(out, "transit_closed")[0].data["outcome"] == "passed"
     assert m.state is LaneState.IDLE
@@ -160,44 +161,44 @@ def test_full_passage_closes_the_transit_once_passed_and_deck_clear() -> None:
 
 def test_io_link_down_at_decision_holds_until_it_returns() -> None:
     m = machine()
-    run(m, IoLinkChanged(0.5, up=False, reason="unplugged"))
-    out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 30_000, 10))
+    run(m, link(0.5, up=False, reason="unplugged"))
+    out = run(m, truck_on(1.0), shown(2.0, GOOD_PASS), weight(3, 30_000, 10))
     assert published(out, "decision")[-1].data["reasons"] == ["lane.io_link_lost"]
-    out = step(m, IoLinkChanged(4.0, up=True), 4.0)
+    out = step(m, link(4.0, up=True), 4.0)
     assert any(isinstance(c, OpenBarrier) for c in out)
 
 
 def test_barrier_that_never_opens_turns_into_a_hold_after_the_timeout() -> None:
     m = machine()
-    run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), WeightCommitted(3, 30_000, 10))
+    run(m, truck_on(1.0), shown(2.0, GOOD_PASS), weight(3, 30_000, 10))
     deadline = m.next_deadline()
     assert deadline is not None
     assert m.handle_timer(deadline - 0.01) == []
     out = m.handle_timer(deadline)
     assert published(out, "decision")[0].data["reasons"] == ["lane.barrier_timeout"]
-    out = step(m, DeckCleared(deadline + 5, 0.0), deadline + 5)
+    out = step(m, cleared(deadline + 5, 0.0), deadline + 5)
     assert any(isinstance(c, CloseWhenClear) for c in out)
 
 
 # -- property: rule L2, whatever the order of inputs ------------------------------------------
 _events = st.one_of(
-    st.builds(TruckArrived, at=st.just(0.0)),
-    st.builds(PassPresented, at=st.just(0.0), info=st.sampled_from([GOOD_PASS, FORGED_PASS])),
+    st.builds(truck_on, at=st.just(0.0)),
+    st.builds(shown, at=st.just(0.0), spec=st.sampled_from([GOOD_PASS, FORGED_PASS])),
     st.builds(
-        WeightCommitted,
+        weight,
         at=st.just(0.0),
         kg=st.sampled_from([30_000.0, 36_000.0]),
         uncertainty_kg=st.just(10.0),
     ),
-    st.builds(WeightAbnormal, at=st.just(0.0), code=st.just("weight.frozen"), detail=st.just("")),
-    st.builds(DeckCleared, at=st.just(0.0), zero_kg=st.just(0.0)),
+    st.builds(abnormal, at=st.just(0.0), code=st.just("weight.frozen"), detail=st.just("")),
+    st.builds(cleared, at=st.just(0.0), zero_kg=st.just(0.0)),
     st.builds(
-        BoardStatus,
+        board,
         at=st.just(0.0),
         barrier=st.sampled_from(["closed", "open"]),
         loop_b=st.booleans(),
     ),
-    st.builds(IoLinkChanged, at=st.just(0.0), up=st.booleans()),
+    st.builds(link, at=st.just(0.0), up=st.booleans()),
     st.builds(RemoteRelease, at=st.just(0.0), cmd_id=st.just("c"), challenge=st.just("wrong")),
 )
 
@@ -212,24 +213,24 @@ def test_barrier_opens_only_with_valid_pass_weight_in_tolerance_no_abnormality_a
     for now, event in enumerate(events):
         transit_before = m.transit
         out = step(m, event, float(now))  # type: ignore[arg-type]
-        if isinstance(event, IoLinkChanged):
-            link_up = event.up
+        if isinstance(event, LinkUp | LinkLost):
+            link_up = isinstance(event, LinkUp)
         if any(isinstance(c, OpenBarrier) for c in out):
             transit = m.transit
             assert transit is not None and transit is (transit_before or transit)
-            assert transit.pass_info is not None and transit.pass_info.valid
+            assert transit.pass_presented is not None and transit.pass_presented.valid
             assert transit.weight_kg is not None and abs(transit.weight_kg - 30_000) <= 300
             assert not transit.abnormal
             assert link_up
 
 
 def test_hold_takes_a_snapshot_and_its_event_references_it_with_the_weight_trace() -> None:
-    from edge_agent.lane.commands import TakeSnapshot
+    from edge_agent.lane.actions import TakeSnapshot
 
     m = machine()
     trace = ((2.0, 30_900.0), (2.1, 30_920.0))
-    heavy = WeightCommitted(3.0, 31_000.0, 10.0, trace)
-    out = run(m, TruckArrived(1.0), PassPresented(2.0, GOOD_PASS), heavy)
+    heavy = weight(3.0, 31_000.0, 10.0, trace)
+    out = run(m, truck_on(1.0), shown(2.0, GOOD_PASS), heavy)
     [snapshot] = [c for c in out if isinstance(c, TakeSnapshot)]
     decision = published(out, "decision")[-1]
     assert decision.data["snapshot"] == snapshot.ref

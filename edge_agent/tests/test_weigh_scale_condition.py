@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from edge_agent.lane import events as lane
-from edge_agent.lane.commands import OpenBarrier, Publish
+from edge_agent.lane.actions import OpenBarrier, Publish
 from edge_agent.lane.machine import LaneMachine, MachineConfig
+from edge_agent.tests.lane_builders import PassSpec, shown
 from edge_agent.weighing import (
     DeckCleared,
     ScaleConfig,
@@ -140,30 +140,22 @@ def lane_holds(events: list[WeighEvent], pass_after_s: float = 1.0) -> list[set[
     ``pass_after_s`` after each truck came on; per transit, the reasons it was held for
     (empty: never held)."""
     counter = itertools.count(1)
-    machine = LaneMachine(MachineConfig(), new_id=lambda: f"t{next(counter)}")
-    good = lane.PassInfo(valid=True, reason=None, release_no="RL-1", plates=("SU-1",),
-                         declared_gross_kg=DECLARED, tolerance_kg=TOLERANCE,
-                         cti_hex="00" * 16, exp=2_000_000_000)
+    machine = LaneMachine(MachineConfig(), new_id=lambda: f"t{next(counter)}", strict=True)
+    good = PassSpec(valid=True, reason=None, release_no="RL-1", plates=("SU-1",),
+                    declared_gross_kg=DECLARED, tolerance_kg=TOLERANCE,
+                    cti_hex="00" * 16, exp=2_000_000_000)
     out: list[object] = []
     pass_due = math.inf
     for event in events:
         if event.at >= pass_due:
-            out += machine.handle(lane.PassPresented(pass_due, good), pass_due)
+            out += machine.handle(shown(pass_due, good), pass_due)
             pass_due = math.inf
-        match event:
-            case TruckOnDeck():
-                out += machine.handle(lane.TruckArrived(event.at), event.at)
-                pass_due = event.at + pass_after_s
-            case WeightCommitted():
-                out += machine.handle(lane.WeightCommitted(
-                    event.at, event.kg, event.uncertainty_kg, event.evidence), event.at)
-            case WeightAbnormality():
-                out += machine.handle(lane.WeightAbnormal(
-                    event.at, event.code, event.detail, event.evidence), event.at)
-            case DeckCleared():
-                out += machine.handle(lane.DeckCleared(event.at, event.zero_kg), event.at)
+        # The machine takes the watcher's events as they are.
+        out += machine.handle(event, event.at)
+        if isinstance(event, TruckOnDeck):
+            pass_due = event.at + pass_after_s
     if pass_due < math.inf:
-        out += machine.handle(lane.PassPresented(pass_due, good), pass_due)
+        out += machine.handle(shown(pass_due, good), pass_due)
     held: dict[str | None, set[str]] = {}
     for command in out:
         if not isinstance(command, Publish):
