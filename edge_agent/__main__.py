@@ -2,6 +2,6 @@
 
 import sys
 
-from edge_agent.app import main
+from edge_agent.service import main
 
 sys.exit(main())

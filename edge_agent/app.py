@@ -17,24 +17,20 @@ memory (``RecordKeeper``) and the machine holds trucks until they are stored (ru
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypedDict
 
 from edge_agent import __version__
 from edge_agent.assembly import LaneDevices, open_devices, pass_trust
 from edge_agent.catalogue import Code, EventType
 from edge_agent.clock import wall_clock_status
-from edge_agent.config import AgentConfig, load_config
+from edge_agent.config import AgentConfig
 from edge_agent.containment import Faults
-from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.errors import EdgeAgentError
 from edge_agent.inbox import LaneInbox
 from edge_agent.lane.actions import (
     CloseWhenClear,
@@ -473,33 +469,3 @@ def _brief(action: Publish) -> str:
 
 def _new_id() -> str:
     return uuid.uuid4().hex[:16]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="edge-agent", description="Run one gate lane.")
-    parser.add_argument("--config", required=True, type=Path, help="the lane's TOML file")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"edge-agent: {exc}", file=sys.stderr)
-        return 2
-    agent = LaneAgent(config)
-    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
-    signal.signal(signal.SIGINT, lambda *_: agent.stop())
-    try:
-        agent.run()
-    except EdgeAgentError as exc:
-        log.error("edge-agent stopped: %s", exc)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
