@@ -352,7 +352,7 @@ class UvcSource(_GrabberSource):
         super().__init__(url)
 
     def _open(self) -> None:
-        import cv2  # type: ignore[import-not-found]
+        import cv2
 
         cap = cv2.VideoCapture(self._index)
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
