@@ -40,3 +40,10 @@ bench: sysdeps $(STAMP)
 
 clean:
 	rm -rf $(VENV) .bench .demo .mypy_cache .ruff_cache
+
+# The Debian package for a lane: dist/gatelane_VERSION_ARCH.deb, with every runtime wheel in
+# it. ARCH=arm64 builds the Raspberry Pi's on any machine; the default is this machine's.
+ARCH ?= $(shell dpkg --print-architecture)
+.PHONY: deb
+deb: $(STAMP)
+	PYTHON=$(PY) deb/build-deb.sh --arch $(ARCH) --out dist

@@ -175,12 +175,20 @@ class LaneRigs:
 _BROKER_FIXTURES = frozenset({"broker", "backend", "lane_rig", "agent", "demo_run"})
 # Modules whose tests start another program: MicroPython, the agent, lanectl, a whole lane.
 _PROCESS_MODULES = (
+    "edge_agent/tests/test_service_process.py", "edge_agent/tests/test_service_journal.py",
+    "edge_agent/tests/test_unit_file.py", "edge_agent/tests/test_lane_control.py",
     "firmware/tests/test_fw_micropython.py", "firmware/tests/test_fw_types.py",
     "host_tools/tests/test_fw_deploy.py", "host_tools/tests/test_io_cli.py",
-    "host_tools/tests/test_pass_cli.py", "simulators/tests/test_iohost.py",
+    "host_tools/tests/test_pass_cli.py", "host_tools/tests/test_fw_install.py",
+    "host_tools/tests/test_status_cli.py", "host_tools/tests/test_weigh_ports.py",
+    "host_tools/tests/test_site_agent.py",
+    "simulators/tests/test_iohost.py",
+    "host_tools/tests/test_agent_cli.py", "deb/tests/test_agent_update.py",
     "simulators/tests/test_iohost_faults.py", "redteam/test_config_files.py",
     "redteam/test_indicators.py", "redteam/test_passes.py", "redteam/test_storage_truck.py",
-    "redteam/test_trucks.py", "hil_tests/",
+    "edge_agent/tests/test_camera_devices.py", "edge_agent/tests/test_soak_short.py",
+    "redteam/test_trucks.py", "hil_tests/", "deb/tests/test_deb.py",
+    "edge_agent/tests/test_config_cli.py", "edge_agent/web/tests/test_lane_page_browser.py",
 )
 
 

@@ -1,7 +1,7 @@
 """Run every benchmark area, print its table, and write all figures to .bench/results.json.
 
 ``python -m bench [AREA ...]`` runs the named areas only (weighing, vision, io, telemetry, lane,
-flood). Each area runs in a process of its own (``bench.section``), so the memory it reports,
+flood, soak). Each area runs in a process of its own (``bench.section``), so the memory it reports,
 and its high-water mark under ``sections``, are not what an earlier area left behind.
 """
 
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-AREAS = ("weighing", "vision", "io", "telemetry", "lane", "flood")
+AREAS = ("weighing", "vision", "io", "telemetry", "lane", "flood", "soak")
 RESULTS = Path(".bench/results.json")
 
 

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any
 
 from edge_agent import __version__
 from edge_agent.assembly import LaneDevices, open_devices, pass_trust
@@ -30,27 +30,38 @@ from edge_agent.catalogue import Code, EventType
 from edge_agent.clock import wall_clock_status
 from edge_agent.config import AgentConfig
 from edge_agent.containment import Faults
+from edge_agent.control import ControlRequest, serve_control
+from edge_agent.control import answer as answer_control
+from edge_agent.drivers.mode_file import load_mode, save_mode
 from edge_agent.errors import EdgeAgentError
+from edge_agent.execution import brief, execution_order, queue_evidence, record_pass_use
+from edge_agent.health import Stamp, device_status, send_health
 from edge_agent.inbox import LaneInbox
 from edge_agent.lane.actions import (
+    Answer,
+    BoardMaintenance,
     CloseWhenClear,
     LaneAction,
     MarkPassUsed,
     OpenBarrier,
+    PersistMode,
     Publish,
     TakeSnapshot,
 )
-from edge_agent.lane.inputs import LaneInput, PassUseRecorded, StorageChanged
+from edge_agent.lane.inputs import LaneInput, StorageChanged
 from edge_agent.lane.machine import LaneMachine, MachineConfig
 from edge_agent.lane.policy import PolicyConfig
+from edge_agent.lifecycle import Stop, hand_over, readiness, reread, summary, wait_for_clock
+from edge_agent.logs import event_fields
+from edge_agent.notify import Service
 from edge_agent.readers import Readers
 from edge_agent.remote_commands import RemoteCommands
-from edge_agent.remote_config import apply_settings, reported
-from edge_agent.status import StatusBoard, serve_status
-from edge_agent.telemetry.evidence_chunks import chunk_evidence
-from edge_agent.telemetry.outbox import HEALTH_EXPIRY_MS, OutboxError
+from edge_agent.remote_config import effective_config, reported
+from edge_agent.status import StatusBoard
 from edge_agent.telemetry.records import RecordKeeper
 from edge_agent.translate import DeviceInput, DeviceInputs
+from edge_agent.web.auth import read_token
+from edge_agent.web.server import serve_page
 
 log = logging.getLogger("edge_agent")
 
@@ -71,6 +82,7 @@ class LaneAgent:
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         clock_status: ClockStatus = wall_clock_status,
+        service: Service | None = None,
     ) -> None:
         self.local_config = config  # the lane's file; signed config commands go on top
         self.config = config
@@ -89,37 +101,55 @@ class LaneAgent:
         self.records: RecordKeeper | None = None
         self.commands: RemoteCommands | None = None
         self.readers: Readers | None = None
-        self.status = StatusBoard(config, self._device_status)
+        self.status = StatusBoard(
+            config, self._device_status, clock=clock, wall_clock=wall_clock,
+            frame=lambda: self.devices.evidence.latest() if self.devices else None)
         self._storage_ok = True
         self._next_health = 0.0
         self._next_status = 0.0
         self._next_retry = 0.0
         self._next_clock = 0.0
         self._clock_synced = False  # the wall clock's state, looked at once a second
+        self.service = Service() if service is None else service
+        self._phase = "starting"  # then "waiting for clock sync", "running", "stopping"
+        self._stopping: Stop | None = None
+        self._reload_wanted = False
 
     # -- life ------------------------------------------------------------------------------------
     def run(self) -> None:
+        """Open the devices, wait for the clock, run the lane until ``stop``, stop cleanly."""
         config = self.config
         config.lane.state_dir.mkdir(parents=True, exist_ok=True)
         devices = open_devices(config, self._clock, on_command=self._on_command)
-        self.attach(devices)
-        server = serve_status(config.status.listen, self.status)
-        readers = self.readers = Readers(
-            devices, self._put_device, self._clock, self._stop, self.faults, log
-        )
-        devices.publisher.start()
-        readers.start()
-        log.info("lane %s/%s running (agent %s, boot %s)", config.lane.site, config.lane.lane,
-                 __version__, devices.outbox.boot_id)
+        closers: list[Callable[[], None]] = []  # servers that read the lane: closed at stop
         try:
+            self.attach(devices)
+            devices.publisher.start()
+            # Servers that read the lane start here (status page, control socket); each one
+            # appends its close to ``closers``.
+            closers.append(serve_page(
+                config.status.listen, self.status, token=read_token(config.status.token_file),
+                liveness=self.liveness, readiness=self.readiness).shutdown)
+            closers.append(serve_control(config.control.socket, self._inbox.put).close)
+            self.service.notifier.ready(self._summary())
+            self._phase = "waiting for clock sync"
+            if not wait_for_clock(self._clock_status, config.clock.wait_for_sync_s,
+                                  clock=self._clock, stop=self._stop, turned=self._turned):
+                return
+            readers = self.readers = Readers(
+                devices, self._put_device, self._clock, self._stop, self.faults, log
+            )
+            readers.start()
+            self._phase = "running"
+            log.info("lane %s/%s running (agent %s, boot %s)", config.lane.site,
+                     config.lane.lane, __version__, devices.outbox.boot_id)
             self._main_loop()
+        except BaseException as exc:
+            if self._stopping is None:
+                self._stopping = Stop("failed", detail=f"{type(exc).__name__}: {exc}")
+            raise
         finally:
-            self._stop.set()
-            self._inbox.wake()
-            server.shutdown()
-            readers.join(timeout=2.0)
-            devices.close()
-            log.info("lane %s stopped", config.lane.lane)
+            self._shutdown(devices, closers)
 
     def attach(self, devices: LaneDevices) -> None:
         """Take the opened devices: from here ``handle``, ``command`` and ``tick`` work."""
@@ -138,13 +168,90 @@ class LaneAgent:
         self._reconfigure(self._effective_config())
         now = self._clock()
         self._watch_clock(now)  # the clock's state is known before the first command
+        book, damaged = load_mode(self.config.lane.state_dir, self._wall_clock())
+        self.machine.restore_modes(book)  # a restart keeps the lane's mode
+        self.status.set_mode(book.to_status())
+        if damaged is not None:
+            devices.quarantined.append(damaged)
         for moved, problem in devices.quarantined:
             data = {"code": Code.LANE_STATE_QUARANTINED, "detail": f"{moved.name}: {problem}"}
             self._execute([Publish(EventType.ABNORMALITY, data)], now)
 
-    def stop(self) -> None:
+    def stop(self, by: str | None = None, detail: str | None = None) -> None:
+        """A planned stop: the backend is told it was one, by whom and why when known."""
+        if self._stopping is None:
+            self._stopping = Stop("stopped", by, detail)
         self._stop.set()
         self._inbox.wake()
+
+    def request_reload(self) -> None:
+        """Re-read the configuration file, on the decision loop (SIGHUP)."""
+        self._reload_wanted = True
+        self._inbox.wake()
+
+    def liveness(self) -> list[str]:
+        """Why the agent is not alive (empty: the decision loop turned recently)."""
+        return self.service.health.problems(self._clock())
+
+    def readiness(self) -> list[str]:
+        """Why the lane cannot take trucks now (empty: ready)."""
+        devices, records = self.devices, self.records
+        return readiness(
+            self._phase if devices and records else "starting", self.liveness(),
+            board_up=bool(devices and devices.board.link_up),
+            camera_up=self.readers.camera_up if self.readers else None,
+            storage_error=None if records is None or records.ok else records.error)
+
+    def _shutdown(self, devices: LaneDevices, closers: list[Callable[[], None]]) -> None:
+        """No new inputs; on a planned stop the ``lane_offline`` event is stored and handed to
+        the broker; the retained farewell; devices closed. The barrier is left to the IO board:
+        no command goes out from here, and the board closes when the host link goes silent."""
+        why = self._stopping or Stop("stopped")
+        self._phase = "stopping"
+        self.service.notifier.stopping(f"lane {self.config.lane.lane}: stopping ({why})")
+        self._stop.set()
+        self._inbox.wake()
+        for close in closers:
+            with self.faults.guard("stop"):
+                close()
+        if self.readers is not None:
+            self.readers.join(timeout=2.0)
+        if why.reason == "stopped" and self.records is not None:
+            with self.faults.guard("stop"):
+                envelope = self._record(EventType.LANE_OFFLINE,
+                                        why.event(self.machine.state.value), None, self._clock())
+                if envelope is not None:
+                    hand_over(devices.publisher, envelope["seq"])
+        devices.publisher.stop(reason=why.reason, by=why.by, detail=why.detail)
+        snapshot = devices.board.snapshot
+        devices.close()
+        barrier = snapshot.barrier.value if snapshot else "unknown"
+        log.info("lane %s stopped (%s); barrier %s, left to the IO board",
+                 self.config.lane.lane, why, barrier)
+
+    def _reload(self) -> None:
+        """SIGHUP: apply what can change while running, say what needs a restart."""
+        self.service.notifier.reloading()
+        plan = reread(self.local_config)
+        if plan is not None:
+            self.local_config = plan.config
+            self.status.config_loaded(plan.config)
+            self._reconfigure(self._effective_config())
+            self.service.log_level(plan.config.logging.level)
+            log.warning("%s", plan.summary(self.local_config.source))
+        self.service.notifier.reloaded()
+
+    def _summary(self) -> str:
+        state = self.machine.state.value if self._phase == "running" else self._phase
+        return summary(self.config.lane.lane, state, self.machine.modes.mode.value,
+                       self.devices.publisher if self.devices else None)
+
+    def _turned(self) -> None:
+        self.service.turned(self._clock(), self._loop_faults(), self._summary)
+
+    def _loop_faults(self) -> int:
+        """Faults of the loop's own stages (the readers' are their devices' business)."""
+        return sum(n for stage, n in self.faults.counts.items() if not stage.startswith("reader"))
 
     def _put_device(self, item: DeviceInput) -> None:
         if not self._inbox.put("device", item):
@@ -173,7 +280,11 @@ class LaneAgent:
                     # Readings still queued: timers run on the time of the input handled,
                     # so a backlog never looks like a silent indicator.
                     timer_now = min(now, item[1].at)
+            if self._reload_wanted:
+                self._reload_wanted = False
+                self._reload()
             self.tick(now, timer_now=timer_now)
+            self._turned()
 
     def next_deadline(self) -> float | None:
         assert self.inputs is not None
@@ -187,11 +298,17 @@ class LaneAgent:
         events: list[LaneInput] = []
         with self.faults.guard(f"input {type(item).__name__}"):
             events = self.inputs.translate(item)
+        with self.faults.guard("status"):
+            self.status.observe(item)
         for event in events:
             self._step(event, now)
 
-    def command(self, name: str, payload: bytes, now: float) -> None:
-        """A command message from the backend; its outcome is recorded as ``cmd_result``."""
+    def command(self, name: str, payload: bytes | ControlRequest, now: float) -> None:
+        """A command message from the backend; its outcome is recorded as ``cmd_result``.
+        A request from the local control socket is answered to its client instead."""
+        if isinstance(payload, ControlRequest):
+            answer_control(payload, self.machine, self._step, now, self._wall_clock())
+            return
         assert self.commands is not None
         with self.faults.guard("command"):
             outcome = self.commands.handle(name, payload, now, clock_synced=self._clock_synced)
@@ -223,7 +340,8 @@ class LaneAgent:
     def _step(self, event: LaneInput, now: float) -> list[LaneAction]:
         """One input through the machine, and what it asked for executed."""
         with self.faults.guard(f"lane {type(event).__name__}"):
-            return self._execute(self.machine.handle(event, now), now)
+            return self._execute(
+                self.machine.handle(event, now, wall=self._wall_clock()), now)
         return []
 
     def _watch_storage(self, now: float) -> None:
@@ -258,10 +376,10 @@ class LaneAgent:
             self.devices.time_floor.observe(self._wall_clock(), synced=True)
 
     # -- records ---------------------------------------------------------------------------------
-    def _stamp(self, now: float) -> _Stamp:
+    def _stamp(self, now: float) -> Stamp:
         """The times a record carries: monotonic ``now``, the wall clock and its status."""
         synced, source = self._clock_status()
-        return _Stamp(mono_ms=int(now * 1000), wall_ms=int(self._wall_clock() * 1000),
+        return Stamp(mono_ms=int(now * 1000), wall_ms=int(self._wall_clock() * 1000),
                       clock_synced=synced, clock_source=source)
 
     def _record(
@@ -282,6 +400,7 @@ class LaneAgent:
         assert devices is not None and records is not None and commands is not None
         data: dict[str, Any] = {
             "state": self.machine.state.value,
+            "mode": self.machine.modes.mode.value,
             "devices": self._device_status(),
             "outbox": devices.outbox.stats(),
             "settings": reported(self.config),
@@ -295,40 +414,16 @@ class LaneAgent:
         versions = commands.versions()
         if versions is not None:
             data["applied"] = versions
-        stamp = self._stamp(now)
-        try:
-            stored = devices.outbox.add_health(data, **stamp)
-        except OutboxError:
-            stored = None
-        if stored is None:
-            # The disk budget or the disk itself refused it: the alarm still goes out.
-            log.warning("health report not stored (storage short): sent without keeping it")
-            topic, payload = devices.outbox.transient_health(data, **stamp)
-            devices.publisher.publish_transient(topic, payload, HEALTH_EXPIRY_MS // 1000)
-        devices.publisher.wake()
+        send_health(devices, data, self._stamp(now))
 
     def _device_status(self) -> dict[str, Any]:
         """The devices as they are now; read by health and by the status server's thread."""
         devices, inputs = self.devices, self.inputs
         if devices is None or inputs is None:
             return {}
-        board = devices.board
-        snapshot = board.snapshot
         camera_up = self.readers.camera_up if self.readers is not None else None
-        return {
-            "io_board": {
-                "link": "up" if board.link_up else "down",
-                "barrier": snapshot.barrier.value if snapshot else None,
-                "faults": sorted(snapshot.faults) if snapshot else [],
-                "inputs": dict(snapshot.inputs) if snapshot else {},
-                "outputs": dict(snapshot.outputs) if snapshot else {},
-                "loop_max_us": snapshot.loop_max_us if snapshot else None,
-                "link_stats": board.link_stats(),
-            },
-            "weighbridge": inputs.counts.to_json(),
-            "camera": {"up": camera_up, "reads": inputs.counts.qr_reads},
-            "telemetry": devices.publisher.status(),
-        }
+        return device_status(devices, inputs, camera_up, self.config.lane.state_dir,
+                             self._wall_clock())
 
     # -- remote settings -------------------------------------------------------------------------
     def _effective_config(self) -> AgentConfig:
@@ -336,13 +431,7 @@ class LaneAgent:
         commands = self.commands
         verifier = commands.verifier if commands is not None else None
         applied = verifier.applied("config") if verifier is not None else None
-        if applied is None:
-            return self.local_config
-        try:
-            return apply_settings(self.local_config, applied.body.get("settings", {}))
-        except ValueError as exc:  # stored by an agent version with wider limits
-            log.error("remote settings (version %s) not applied: %s", applied.version, exc)
-            return self.local_config
+        return effective_config(self.local_config, applied)
 
     def _apply_remote(self) -> dict[str, Any]:
         self._reconfigure(self._effective_config())
@@ -364,7 +453,7 @@ class LaneAgent:
         # Barrier commands go out before the records of why: the relay must not wait for the
         # outbox's fsync. The pass ledger goes first of all (L3: recorded before it opens).
         done: list[LaneAction] = []
-        for action in sorted(actions, key=_order):
+        for action in sorted(actions, key=execution_order):
             done.append(action)
             try:
                 follow = self._execute_one(devices, action, now)
@@ -386,71 +475,39 @@ class LaneAgent:
         match action:
             case OpenBarrier():
                 seq = devices.board.open_barrier(valid_for_s=1.0)
-                log.info("barrier OPEN sent (seq %s) for %s", seq, action.transit_id)
+                log.info("barrier OPEN sent (seq %s) for %s", seq, action.transit_id,
+                         extra={"transit_id": action.transit_id})
             case CloseWhenClear():
                 devices.board.close_when_clear()
                 log.info("barrier close-when-clear sent for %s", action.transit_id)
             case Publish():
+                with self.faults.guard("status"):
+                    self.status.record_publish(action, self._clock())
                 envelope = self._record(action.type, action.data, action.transit_id, now)
                 if envelope is not None:
                     self.status.record_event(envelope)
                 if action.type == EventType.TRANSIT_CLOSED and self.readers is not None:
                     self.readers.new_truck.set()
                 where = envelope.get("seq") if envelope else "held in memory"
-                log.info("event %s seq=%s %s", action.type, where, _brief(action))
+                log.info("event %s seq=%s %s", action.type, where, brief(action),
+                         extra=event_fields(action.type, action.transit_id, action.data, where))
             case MarkPassUsed():
-                return self.machine.handle(self._mark_used(devices, action, now), now)
+                assert self.records is not None
+                used = record_pass_use(devices, self.records, action, self.config.lane.lane,
+                                       now, self._wall_clock())
+                return self.machine.handle(used, now)
             case TakeSnapshot():
-                self._snapshot(devices, action, now)
+                queue_evidence(devices, action, lambda chunk: self._record(
+                    EventType.EVIDENCE, chunk, action.transit_id, now, sheddable=True))
+            case BoardMaintenance():
+                seq = devices.board.maintenance(action.enter)
+                log.info("maintenance %s sent (seq %s)", "enter" if action.enter else "leave", seq)
+            case PersistMode():
+                self.status.set_mode(self.machine.modes.to_status())
+                save_mode(self.config.lane.state_dir, action.doc)
+            case Answer():
+                pass  # handed back to the requester by whoever stepped the machine
         return []
-
-    def _snapshot(self, devices: LaneDevices, action: TakeSnapshot, now: float) -> None:
-        """Keep the evidence frame and queue it for the backend as ``evidence`` events."""
-        if devices.outbox.space_short():
-            log.warning("evidence %s not taken: storage is short", action.ref)
-            return
-        snapshot = devices.evidence.snapshot(action.ref)
-        log.info("evidence %s for %s: %s", action.ref, action.reason,
-                 snapshot.path if snapshot else "no frame")
-        if snapshot is None:
-            return
-        for chunk in chunk_evidence(action.ref, snapshot.data, snapshot.media_type):
-            if self._record(EventType.EVIDENCE, chunk, action.transit_id, now,
-                            sheddable=True) is None:
-                log.warning("evidence %s not queued: storage is short", action.ref)
-                return
-
-    def _mark_used(
-        self, devices: LaneDevices, action: MarkPassUsed, now: float
-    ) -> PassUseRecorded:
-        """Record the pass's use durably; the barrier opens only if this says ok (L3)."""
-        assert self.records is not None
-        try:
-            fresh = devices.ledger.mark_used(
-                bytes.fromhex(action.cti_hex), exp=action.exp, now=self._wall_clock(),
-                lane=self.config.lane.lane,
-            )
-        except EdgeAgentError as exc:
-            log.error("pass use not recorded, truck held: %s", exc)
-            self.records.fail(str(exc))
-            return PassUseRecorded(now, False, Code.LANE_STORAGE_FAULT, f"pass ledger: {exc}")
-        if not fresh:
-            return PassUseRecorded(now, False, Code.PASS_ALREADY_USED,
-                                   "the ledger holds this pass")
-        return PassUseRecorded(now, True)
-
-
-def _order(action: LaneAction) -> int:
-    if isinstance(action, MarkPassUsed):
-        return 0
-    return 1 if isinstance(action, OpenBarrier | CloseWhenClear) else 2
-
-
-class _Stamp(TypedDict):
-    mono_ms: int
-    wall_ms: int
-    clock_synced: bool
-    clock_source: str
 
 
 def _policy(config: AgentConfig) -> PolicyConfig:
@@ -458,13 +515,6 @@ def _policy(config: AgentConfig) -> PolicyConfig:
         e_kg=config.weighbridge.e_kg,
         default_tolerance_kg=config.passes.default_tolerance_kg,
     )
-
-
-def _brief(action: Publish) -> str:
-    data = action.data
-    keys = ("decision", "reasons", "code", "kg", "valid", "reason", "outcome", "by")
-    parts = [f"{k}={data[k]}" for k in keys if k in data and data[k] not in (None, [], "")]
-    return " ".join(parts)
 
 
 def _new_id() -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.config import AgentConfig
+from edge_agent.drivers.camera import check_frame_source
 from edge_agent.drivers.ioboard import IoBoard
 from edge_agent.drivers.pass_ledger import PassLedger
 from edge_agent.drivers.serialport import LineSettings
@@ -79,6 +80,8 @@ def open_devices(
     """
     from edge_agent import __version__
 
+    # A camera whose library is missing stops the lane here, not at every grab.
+    check_frame_source(config.camera.source)
     state = config.lane.state_dir
     state.mkdir(parents=True, exist_ok=True)
     quarantined: list[tuple[Path, str]] = []

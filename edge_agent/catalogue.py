@@ -29,10 +29,12 @@ class EventType(StrEnum):
     IO_LINK_RESTORED = "io_link_restored"
     STORAGE_RESTORED = "storage_restored"
     CAMERA_RESTORED = "camera_restored"
+    LANE_MODE = "lane_mode"  # the lane's mode changed: who, why, since when, from what
     # the shell
     EVIDENCE = "evidence"
     CMD_RESULT = "cmd_result"
     DEAD_LETTER = "dead_letter"
+    LANE_OFFLINE = "lane_offline"  # a planned stop: by whom and why, sent before disconnecting
 
     @property
     def urgent(self) -> bool:
@@ -40,7 +42,8 @@ class EventType(StrEnum):
         return self in _URGENT
 
 
-_URGENT = frozenset({EventType.ABNORMALITY, EventType.CMD_RESULT, EventType.DEAD_LETTER})
+_URGENT = frozenset({EventType.ABNORMALITY, EventType.CMD_RESULT, EventType.DEAD_LETTER,
+                     EventType.LANE_OFFLINE})
 
 
 class Code(StrEnum):
@@ -79,6 +82,9 @@ class Code(StrEnum):
     LANE_STORAGE_FAULT = "lane.storage_fault"
     LANE_NO_TRUCK = "lane.no_truck"
     LANE_STATE_QUARANTINED = "lane.state_quarantined"
+    LANE_OUT_OF_SERVICE = "lane.out_of_service"
+    LANE_MAINTENANCE = "lane.maintenance"
+    LANE_MANUAL = "lane.manual"
     # a refused remote command (``cmd_result``)
     CMD_BAD_FORMAT = "cmd.bad_format"
     CMD_UNKNOWN_KEY = "cmd.unknown_key"

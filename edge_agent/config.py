@@ -1,52 +1,45 @@
 """The agent's configuration: one TOML file per lane (edge_agent/deploy/agent.example.toml).
 
-Only URLs and numbers change between unit test, simulator, bench and lane. Every error names the
-file and the key that is wrong. Every number has a valid range, all of them in ``SETTING_RANGES``;
-a value outside it (NaN and infinity included) is refused before any device is opened. A key
-the file leaves out takes its field's default in the section dataclasses below, the one place
-each default is written (``setting_default`` gives it to tools that run without a file).
+Only URLs and numbers change between unit test, simulator, bench and lane. The sections below
+are the schema (pydantic dataclasses: each key's type, default and range, nothing else
+accepted); ``check_config`` reports every problem of a file at once, one line per key, and
+``load_config`` refuses a file with any. Every number has a valid range, all of them in
+``SETTING_RANGES``; a value outside it (NaN and infinity included) is refused before any device
+is opened. A key the file leaves out takes its field's default below, the one place each
+default is written (``setting_default`` gives it to tools that run without a file).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import math
+import dataclasses
 import tomllib
-from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, Literal, get_type_hints
 
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic.dataclasses import dataclass as schema
+
+from edge_agent import config_rules as rules
 from edge_agent import defaults
+from edge_agent.config_rules import ConfigProblem, Range
+from edge_agent.drivers.serialport import LineSettings
 from edge_agent.errors import ConfigError
-from edge_agent.telemetry.mqtt import ReconnectJitter
+from edge_agent.protocols.indicators.registry import PROTOCOLS
+from edge_agent.telemetry.mqtt import ReconnectJitter, parse_broker_url
 
-
-@dataclass(frozen=True, slots=True)
-class Range:
-    """Valid values of a numeric setting: finite, ``low..high``, above ``low`` if ``low_open``."""
-
-    low: float
-    high: float
-    unit: str
-    low_open: bool = False  # a duration or a size of 0 means nothing, so 0 itself is refused
-
-    def __contains__(self, value: object) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        # No float() here: TOML integers may exceed what a float holds.
-        finite = isinstance(value, int) or math.isfinite(value)
-        above = self.low < value if self.low_open else self.low <= value
-        return finite and above and value <= self.high
-
-    def describe(self, key: str) -> str:
-        low = "<" if self.low_open else "<="
-        return f"{_num(self.low)} {low} {key} <= {_num(self.high)} {self.unit}"
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+__all__ = ["SETTING_RANGES", "AgentConfig", "ConfigError", "ConfigFileError", "ConfigProblem",
+           "Range", "check_config", "load_config", "parse_config", "setting_default"]  # fmt: skip
 
 
 _DAY_S = 86400.0
@@ -54,8 +47,8 @@ _WAIT = Range(0, _DAY_S, "s", low_open=True)  # timeouts and intervals: more tha
 _BAUD = Range(300, 4_000_000, "baud")
 _DISK_MB = Range(1, 1_048_576, "MB")  # 1 MB .. 1 TiB; less than 1 MB holds almost nothing
 
-# The one table of numeric ranges ("section.key"). The reader refuses a number without an entry,
-# and remote_config may narrow these ranges for remote settings but never widen them.
+# The one table of numeric ranges ("section.key"). Every number of the schema takes its range
+# from here, and remote_config may narrow these ranges for remote settings but never widen them.
 SETTING_RANGES: Mapping[str, Range] = MappingProxyType({
     "lane.pass_without_truck_s": _WAIT,
     "io_board.baudrate": _BAUD,
@@ -81,81 +74,180 @@ SETTING_RANGES: Mapping[str, Range] = MappingProxyType({
     "mqtt.reconnect_first_min_s": _WAIT,
     "mqtt.reconnect_first_max_s": _WAIT,
     "mqtt.reconnect_max_s": _WAIT,
+    # 0 starts at once; an hour covers a cold start's NTP/GNSS fix.
+    "clock.wait_for_sync_s": Range(0, 3600, "s"),
 })  # fmt: skip
 
-# The status page shows the lane's state and is for the lane's own host only.
-_LOOPBACK_NAMES = ("localhost",)
-_PORT = Range(1, 65535, "")
-_PORTS = f"{_num(_PORT.low)}..{_num(_PORT.high)}"
-_LISTEN_RULE = f"HOST:PORT with HOST in 127.0.0.0/8, ::1 or localhost and PORT {_PORTS}"
+
+# -- value types -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+def _number(name: str) -> BeforeValidator:
+    """A float setting ranged by ``SETTING_RANGES[name]``; an integer is taken, a bool is not."""
+    allowed, key = SETTING_RANGES[name], name.partition(".")[2]
+
+    def check(value: object) -> object:
+        if value is None:  # the default of an optional number
+            return value
+        reason = rules.range_reason(allowed, key, value)
+        if reason or not isinstance(value, int | float):
+            raise rules.problem(reason or "must be a number")
+        return float(value)  # only now: a huge integer is refused above, not overflowed here
+
+    return BeforeValidator(check)
+
+
+def _integer(name: str) -> BeforeValidator:
+    allowed, key = SETTING_RANGES[name], name.partition(".")[2]
+
+    def check(value: object) -> object:
+        reason = rules.range_reason(allowed, key, value, integer=True)
+        if reason:
+            raise rules.problem(reason)
+        return value
+
+    return BeforeValidator(check)
+
+
+def _path(value: object, info: ValidationInfo) -> object:
+    """A path from the file resolves against the file's folder (``base`` in the context)."""
+    if value is None or isinstance(value, Path):  # a default, or a section being copied
+        return value
+    if not isinstance(value, str) or not value:
+        got = "an empty text" if value == "" else rules.shown(value)
+        raise rules.problem(f"must be a path in quotes, got {got}")
+    base = (info.context or {}).get("base")
+    return base / value if isinstance(base, Path) else Path(value)
+
+
+def _filled(value: str) -> str:
+    if not value:
+        raise rules.problem("must not be empty")
+    return value
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in options:
+            near = rules.closest(value, options)
+            hint = f"; did you mean {near}?" if near else ""
+            raise rules.problem(f"must be one of {', '.join(options)}, "
+                                f"got {rules.shown(value)}{hint}")  # fmt: skip
+        return value
+
+    return check
+
+
+def _line(value: str) -> str:
+    try:
+        LineSettings.parse(value, 9600)
+    except ConfigError:
+        raise rules.problem("must be like 8N1 or 7E1 (7 or 8 data bits, parity N, E or O, "
+                            f"1 or 2 stop bits), got {rules.shown(value)}") from None
+    return value
+
+
+def _broker(value: str) -> str:
+    try:
+        parse_broker_url(value)
+    except ConfigError as exc:
+        detail = str(exc).removeprefix(f"broker URL {value!r}").lstrip(": ")
+        raise rules.problem(f"must be mqtts://HOST[:PORT] (mqtt:// in a lab), "
+                            f"got {rules.shown(value)}: {detail}") from None  # fmt: skip
+    return value
+
+
+def _listen(value: str) -> str:
+    reason = rules.listen_form_problem(value)
+    if reason:
+        raise rules.problem(reason)
+    return value
+
+
+Text = Annotated[str, Strict(), AfterValidator(_filled)]
+Flag = Annotated[bool, Strict()]
+FilePath = Annotated[Path, BeforeValidator(_path)]
+OptPath = Annotated[Path | None, BeforeValidator(_path)]
+
+_SCHEMA = ConfigDict(extra="forbid", defer_build=True)  # built on first use: tools import cheaply
+
+
+# -- the sections ----------------------------------------------------------------------------
+
+
+@schema(frozen=True, slots=True, config=_SCHEMA)
 class LaneSection:
-    site: str
-    lane: str
-    gate: str | None = None
-    direction: str = "exit"
-    state_dir: Path = Path("/var/lib/gatelane")
-    pass_without_truck_s: float = defaults.PASS_WITHOUT_TRUCK_S
+    site: Text
+    lane: Text
+    gate: Text | None = None
+    any_gate: Flag = False  # a pass for any gate is accepted: only when the file says so
+    direction: Literal["exit", "entry"] = "exit"
+    state_dir: FilePath = Path("/var/lib/gatelane")
+    pass_without_truck_s: Annotated[float, _number("lane.pass_without_truck_s")] = (
+        defaults.PASS_WITHOUT_TRUCK_S
+    )
 
 
-@dataclass(frozen=True, slots=True)
+@schema(frozen=True, slots=True, config=_SCHEMA)
 class IoBoardSection:
-    url: str
-    baudrate: int = 115200
-    t_clear_s: float = defaults.T_CLEAR_S
+    url: Text
+    baudrate: Annotated[int, _integer("io_board.baudrate")] = 115200
+    t_clear_s: Annotated[float, _number("io_board.t_clear_s")] = defaults.T_CLEAR_S
 
 
-@dataclass(frozen=True, slots=True)
+@schema(frozen=True, slots=True, config=_SCHEMA)
 class WeighbridgeSection:
-    url: str
-    protocol: str = "yaohua-tf0"
-    baudrate: int = 9600
-    line: str = "8N1"
-    max_kg: float = 60000.0
-    e_kg: float = 20.0
-    unstable_timeout_s: float = 15.0
-    not_on_deck_s: float = 5.0
-    frozen_s: float = 6.0
+    url: Text
+    protocol: Annotated[str, Strict(), AfterValidator(_one_of(PROTOCOLS))] = "yaohua-tf0"
+    baudrate: Annotated[int, _integer("weighbridge.baudrate")] = 9600
+    line: Annotated[str, Strict(), AfterValidator(_line)] = "8N1"
+    max_kg: Annotated[float, _number("weighbridge.max_kg")] = 60000.0
+    e_kg: Annotated[float, _number("weighbridge.e_kg")] = 20.0
+    unstable_timeout_s: Annotated[float, _number("weighbridge.unstable_timeout_s")] = 15.0
+    not_on_deck_s: Annotated[float, _number("weighbridge.not_on_deck_s")] = 5.0
+    frozen_s: Annotated[float, _number("weighbridge.frozen_s")] = 6.0
 
 
-@dataclass(frozen=True, slots=True)
+@schema(frozen=True, slots=True, config=_SCHEMA)
 class CameraSection:
-    source: str
-    confirm_frames: int = 2
-    snapshot_dir: Path | None = None
-    snapshot_cap_mb: float = 200.0
+    source: Text
+    confirm_frames: Annotated[int, _integer("camera.confirm_frames")] = 2
+    snapshot_dir: OptPath = None  # the file leaves it out: state_dir/snapshots
+    snapshot_cap_mb: Annotated[float, _number("camera.snapshot_cap_mb")] = 200.0
 
 
-@dataclass(frozen=True, slots=True)
+@schema(frozen=True, slots=True, config=_SCHEMA)
 class PassesSection:
-    trust_list: Path
-    ledger: Path
-    revocations: Path | None = None
-    skew_s: int = 300
-    default_tolerance_kg: float | None = None
+    trust_list: FilePath
+    ledger: FilePath = Path("passes.sqlite")  # the file leaves it out: in lane.state_dir
+    revocations: OptPath = None
+    skew_s: Annotated[int, _integer("passes.skew_s")] = 300
+    default_tolerance_kg: Annotated[float | None, _number("passes.default_tolerance_kg")] = None
 
 
 _FLEET_SAFE = ReconnectJitter()
 
 
-@dataclass(frozen=True, slots=True)
+@schema(frozen=True, slots=True, config=_SCHEMA)
 class MqttSection:
-    broker: str
-    lab: bool = False
-    keepalive_s: int = 10
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    command_keys: Path | None = None
-    health_interval_s: float = 30.0
-    outbox_max_mb: float | None = None
+    broker: Annotated[str, Strict(), AfterValidator(_broker)]
+    lab: Flag = False
+    keepalive_s: Annotated[int, _integer("mqtt.keepalive_s")] = 10
+    ca: OptPath = None
+    cert: OptPath = None
+    key: OptPath = None
+    command_keys: OptPath = None
+    health_interval_s: Annotated[float, _number("mqtt.health_interval_s")] = 30.0
+    outbox_max_mb: Annotated[float | None, _number("mqtt.outbox_max_mb")] = None
     # The first reconnect after a loss waits a random time in this window (a fleet that lost
     # its broker together must not come back in the same second), then doubles up to the cap.
-    reconnect_first_min_s: float = _FLEET_SAFE.first_min_s
-    reconnect_first_max_s: float = _FLEET_SAFE.first_max_s
-    reconnect_max_s: float = _FLEET_SAFE.max_s
+    reconnect_first_min_s: Annotated[float, _number("mqtt.reconnect_first_min_s")] = (
+        _FLEET_SAFE.first_min_s
+    )
+    reconnect_first_max_s: Annotated[float, _number("mqtt.reconnect_first_max_s")] = (
+        _FLEET_SAFE.first_max_s
+    )
+    reconnect_max_s: Annotated[float, _number("mqtt.reconnect_max_s")] = _FLEET_SAFE.max_s
 
     @property
     def reconnect(self) -> ReconnectJitter:
@@ -165,12 +257,29 @@ class MqttSection:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@schema(frozen=True, slots=True, config=_SCHEMA)
 class StatusSection:
-    listen: str = "127.0.0.1:8787"
+    # Loopback unless token_file is set: the page then asks for the token in that file.
+    listen: Annotated[str, Strict(), AfterValidator(_listen)] = "127.0.0.1:8787"
+    token_file: OptPath = None
 
 
-@dataclass(frozen=True, slots=True)
+@schema(frozen=True, slots=True, config=_SCHEMA)
+class LoggingSection:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@schema(frozen=True, slots=True, config=_SCHEMA)
+class ClockSection:
+    wait_for_sync_s: Annotated[float, _number("clock.wait_for_sync_s")] = 0.0
+
+
+@schema(frozen=True, slots=True, config=_SCHEMA)
+class ControlSection:
+    socket: FilePath = Path("/run/gatelane/control.sock")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class AgentConfig:
     lane: LaneSection
     io_board: IoBoardSection
@@ -179,6 +288,9 @@ class AgentConfig:
     passes: PassesSection
     mqtt: MqttSection
     status: StatusSection = field(default_factory=StatusSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+    clock: ClockSection = field(default_factory=ClockSection)
+    control: ControlSection = field(default_factory=ControlSection)
     source: Path | None = None
 
     @property
@@ -186,118 +298,120 @@ class AgentConfig:
         return self.lane.state_dir / "outbox.sqlite"
 
 
-def load_config(path: Path) -> AgentConfig:
-    """Read and validate the agent's TOML configuration file."""
+# The file's sections, in the order the schema declares them.
+SECTIONS: Mapping[str, type[Any]] = MappingProxyType({
+    name: kind for name, kind in get_type_hints(AgentConfig).items() if name != "source"
+})  # fmt: skip
+_KEYS = {name: tuple(item.name for item in fields(kind)) for name, kind in SECTIONS.items()}
+
+
+# -- reading a file --------------------------------------------------------------------------
+
+
+class ConfigFileError(ConfigError):
+    """A configuration file with problems; the message has one line per problem."""
+
+    def __init__(self, where: str, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(f"{where}: {item}" for item in problems))
+        self.where, self.problems = where, problems
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, ConfigProblem | None]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: configuration file not found") from exc
+        return tomllib.loads(path.read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return None, ConfigProblem("", "configuration file not found")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+        return None, ConfigProblem("", f"cannot be read: {exc.strerror or exc}")
     except ValueError as exc:
         # TOMLDecodeError, text that is not UTF-8, and integers too long to convert.
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        return None, ConfigProblem("", f"not valid TOML: {exc}")
+
+
+def check_config(path: Path) -> list[ConfigProblem]:
+    """Every problem of the configuration file at ``path``, in file order (empty: it is good)."""
+    raw, unreadable = _read(path)
+    if raw is None:
+        return [unreadable] if unreadable else []
+    return _validate(raw, path)[1]
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate the agent's TOML configuration file.
+
+    Raises:
+        ConfigFileError: the file is missing, unreadable, not TOML, or has problems (all of
+            them in the message, one per line).
+    """
+    raw, unreadable = _read(path)
+    if raw is None:
+        raise ConfigFileError(str(path), [unreadable] if unreadable else [])
     return parse_config(raw, path)
 
 
 def parse_config(raw: dict[str, Any], path: Path | None = None) -> AgentConfig:
     """Validate an already-parsed configuration mapping; paths resolve against the file's folder."""
-    where = str(path) if path else "config"
-    reader = _Reader(raw, where, path.parent if path else Path.cwd())
-    s = reader.section("lane", LaneSection)
-    lane = LaneSection(
-        site=s.text("site"),
-        lane=s.text("lane"),
-        gate=s.opt_text("gate"),
-        direction=s.choice("direction", ("exit", "entry")),
-        state_dir=s.path("state_dir"),
-        pass_without_truck_s=s.number("pass_without_truck_s"),
-    )
-    state = lane.state_dir
-    s = reader.section("io_board", IoBoardSection)
-    io_board = IoBoardSection(
-        url=s.text("url"), baudrate=s.integer("baudrate"), t_clear_s=s.number("t_clear_s")
-    )
-    s = reader.section("weighbridge", WeighbridgeSection)
-    weighbridge = WeighbridgeSection(
-        url=s.text("url"),
-        protocol=s.text("protocol"),
-        baudrate=s.integer("baudrate"),
-        line=s.text("line"),
-        max_kg=s.number("max_kg"),
-        e_kg=s.number("e_kg"),
-        unstable_timeout_s=s.number("unstable_timeout_s"),
-        not_on_deck_s=s.number("not_on_deck_s"),
-        frozen_s=s.number("frozen_s"),
-    )
-    s = reader.section("camera", CameraSection)
-    camera = CameraSection(
-        source=s.text("source"),
-        confirm_frames=s.integer("confirm_frames"),
-        snapshot_dir=s.opt_path("snapshot_dir") or state / "snapshots",
-        snapshot_cap_mb=s.number("snapshot_cap_mb"),
-    )
-    s = reader.section("passes", PassesSection)
-    passes = PassesSection(
-        trust_list=s.path("trust_list"),
-        ledger=s.opt_path("ledger") or state / "passes.sqlite",
-        revocations=s.opt_path("revocations"),
-        skew_s=s.integer("skew_s"),
-        default_tolerance_kg=s.opt_number("default_tolerance_kg"),
-    )
-    s = reader.section("mqtt", MqttSection)
-    mqtt = MqttSection(
-        broker=s.text("broker"),
-        lab=s.flag("lab"),
-        keepalive_s=s.integer("keepalive_s"),
-        ca=s.opt_path("ca"),
-        cert=s.opt_path("cert"),
-        key=s.opt_path("key"),
-        command_keys=s.opt_path("command_keys"),
-        health_interval_s=s.number("health_interval_s"),
-        outbox_max_mb=s.opt_number("outbox_max_mb"),
-        reconnect_first_min_s=s.number("reconnect_first_min_s"),
-        reconnect_first_max_s=s.number("reconnect_first_max_s"),
-        reconnect_max_s=s.number("reconnect_max_s"),
-    )
-    status = StatusSection(listen=reader.section("status", StatusSection).listen("listen"))
-    config = AgentConfig(lane=lane, io_board=io_board, weighbridge=weighbridge, camera=camera,
-                         passes=passes, mqtt=mqtt, status=status, source=path)  # fmt: skip
-    _check_relations(config, where)
-    _check_security(config, where)
+    config, problems = _validate(raw, path)
+    if config is None or problems:
+        raise ConfigFileError(str(path) if path else "config", problems)
     return config
 
 
-def _check_relations(config: AgentConfig, where: str) -> None:
-    """Ranges that depend on another setting (each key's own range is checked as it is read)."""
-    scale = config.weighbridge
-    # The scale refuses Max < 20 e (weighing/events.py ScaleConfig); say so before it is opened.
-    if scale.e_kg > scale.max_kg / 20:
-        raise ConfigError(
-            f"{where}: [weighbridge] e_kg = {_num(scale.e_kg)} is out of range; allowed: "
-            f"0 < e_kg <= max_kg / 20 = {_num(scale.max_kg / 20)} kg"
-        )
-    mqtt = config.mqtt
+def _validate(
+    raw: dict[str, Any], path: Path | None
+) -> tuple[AgentConfig | None, list[ConfigProblem]]:
+    base = path.parent if path else Path.cwd()
+    problems = [rules.unknown_section(name, value, _KEYS) for name, value in raw.items()
+                if name not in SECTIONS]  # fmt: skip
+    made: dict[str, Any] = {}
+    checkable: dict[str, tuple[Any, set[str]]] = {}
+    for name, kind in SECTIONS.items():
+        section, usable, bad, found = _section(name, kind, raw.get(name, {}), base.absolute())
+        problems += found
+        if section is not None:
+            made[name] = section
+        if usable is not None:
+            checkable[name] = (usable, bad)
+    for name, keys, check in rules.ACROSS:
+        if name in checkable and not keys & checkable[name][1]:
+            problems += check(checkable[name][0])
+    problems = rules.in_file_order(problems, raw, _KEYS)
+    if problems:
+        return None, problems
+    state = made["lane"].state_dir
+    if "snapshot_dir" not in raw.get("camera", {}):
+        made["camera"] = dataclasses.replace(made["camera"], snapshot_dir=state / "snapshots")
+    if "ledger" not in raw.get("passes", {}):
+        made["passes"] = dataclasses.replace(made["passes"], ledger=state / "passes.sqlite")
+    return AgentConfig(**made, source=path), []
+
+
+def _section(
+    name: str, kind: type[Any], table: object, base: Path
+) -> tuple[Any, Any, set[str], list[ConfigProblem]]:
+    """``[name]`` validated: (the section or None, a section to check across keys or None, the
+    keys that are wrong, the problems). With wrong keys, the section without them (their
+    defaults in their place) is still checked across the keys it has right."""
+    adapter, context = TypeAdapter(kind), {"base": base}
     try:
-        _ = mqtt.reconnect  # ReconnectJitter checks the window as it is made
-    except ConfigError as exc:
-        window = (mqtt.reconnect_first_min_s, mqtt.reconnect_first_max_s, mqtt.reconnect_max_s)
-        raise ConfigError(
-            f"{where}: [mqtt] needs 0 < reconnect_first_min_s <= reconnect_first_max_s <= "
-            f"reconnect_max_s, got {window[0]:g}, {window[1]:g}, {window[2]:g}"
-        ) from exc
-
-
-def _check_security(config: AgentConfig, where: str) -> None:
-    mqtt = config.mqtt
-    if mqtt.broker.startswith("mqtts://"):
-        if not (mqtt.ca and mqtt.cert and mqtt.key):
-            raise ConfigError(f"{where}: [mqtt] mqtts:// needs ca, cert and key")
-    elif not mqtt.lab:
-        raise ConfigError(
-            f"{where}: [mqtt] broker {mqtt.broker!r} is not TLS (mqtts://); "
-            "set lab = true only for a lab or simulator setup"
-        )
+        section = adapter.validate_python(table, context=context)
+        return section, section, set(), []
+    except ValidationError as exc:
+        errors = exc.errors()
+    problems = []
+    for error in errors:
+        item = rules.translate(error, name)
+        if item.reason == "unknown key":
+            item = rules.unknown_key(item, _KEYS[name])
+        problems.append(item)
+    bad = {str(error["loc"][0]) for error in errors if error["loc"]}
+    if not isinstance(table, dict) or len(bad) < len(errors):
+        return None, None, bad, problems
+    try:
+        rest = {key: value for key, value in table.items() if key not in bad}
+        return None, adapter.validate_python(rest, context=context), bad, problems
+    except ValidationError:  # a required key is wrong or missing
+        return None, None, bad, problems
 
 
 _MISSING: Any = object()
@@ -325,133 +439,3 @@ def setting_default(section: type[Any], name: str) -> Any:
     if value is _MISSING:
         raise KeyError(f"{section.__name__}.{name} is required: it has no default")
     return value
-
-
-class _Reader:
-    def __init__(self, raw: dict[str, Any], where: str, base: Path) -> None:
-        self._raw, self._where, self._base = raw, where, base
-
-    def section(self, name: str, shape: type[Any]) -> _Section:
-        """The ``[name]`` table, its settings' defaults taken from the dataclass ``shape``."""
-        table = self._raw.get(name, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{self._where}: [{name}] must be a table")
-        return _Section(table, f"{self._where}: [{name}]", name, shape, self._base)
-
-
-class _Section:
-    """One table of the file. A key the file leaves out takes its field's default; a key whose
-    field has no default is required."""
-
-    def __init__(
-        self, table: dict[str, Any], where: str, name: str, shape: type[Any], base: Path
-    ) -> None:
-        self._table, self._where, self._name = table, where, name
-        self._shape, self._base = shape, base
-
-    def _get(
-        self,
-        key: str,
-        kind: type | tuple[type, ...],
-        expected: str = "",
-        *,
-        optional: bool = False,
-    ) -> Any:
-        default = None if optional else _field_default(self._shape, key)
-        value = self._table.get(key, default)
-        if value is _MISSING:
-            raise ConfigError(f"{self._where} {key} is required")
-        if value is not None and value is not default and not isinstance(value, kind):
-            raise ConfigError(f"{self._where} {key} = {value!r} has the wrong type{expected}")
-        if isinstance(value, bool) and kind in (int, float, (int, float)):
-            raise ConfigError(f"{self._where} {key} must be a number, not a boolean")
-        return value
-
-    def text(self, key: str) -> str:
-        value: str = self._get(key, str)
-        if not value:
-            raise ConfigError(f"{self._where} {key} must not be empty")
-        return value
-
-    def opt_text(self, key: str) -> str | None:
-        value: str | None = self._get(key, str, optional=True)
-        return value
-
-    def _in_range(self, key: str, value: float) -> None:
-        allowed = SETTING_RANGES[f"{self._name}.{key}"]
-        if value not in allowed:
-            finite = isinstance(value, int) or math.isfinite(value)
-            problem = "is out of range" if finite else "is not a finite number"
-            raise ConfigError(
-                f"{self._where} {key} = {value!r} {problem}; allowed: {allowed.describe(key)}"
-            )
-
-    def integer(self, key: str) -> int:
-        allowed = SETTING_RANGES[f"{self._name}.{key}"]
-        expected = f"; allowed: an integer, {allowed.describe(key)}"
-        value: int = self._get(key, int, expected)
-        self._in_range(key, value)
-        return value
-
-    def number(self, key: str) -> float:
-        value: float = self._get(key, (int, float))
-        self._in_range(key, value)  # before float(): a huge integer would overflow
-        return float(value)
-
-    def opt_number(self, key: str) -> float | None:
-        value: float | None = self._get(key, (int, float), optional=True)
-        if value is None:
-            return None
-        self._in_range(key, value)
-        return float(value)
-
-    def flag(self, key: str) -> bool:
-        value: bool = self._get(key, bool)
-        return value
-
-    def listen(self, key: str) -> str:
-        value = self.text(key)
-        problem = _listen_problem(value)
-        if problem:
-            raise ConfigError(
-                f"{self._where} {key} = {value!r} {problem}; allowed: {_LISTEN_RULE}"
-            )
-        return value
-
-    def choice(self, key: str, options: tuple[str, ...]) -> str:
-        value = self.text(key)
-        if value not in options:
-            raise ConfigError(
-                f"{self._where} {key} = {value!r}: expected one of {', '.join(options)}"
-            )
-        return value
-
-    def path(self, key: str) -> Path:
-        value = self._get(key, (str, Path))
-        return self._base / value if not isinstance(value, Path) else value
-
-    def opt_path(self, key: str) -> Path | None:
-        value = self._get(key, str, optional=True)
-        return None if value is None else self._base / value
-
-
-def _listen_problem(listen: str) -> str | None:
-    """Why ``listen`` is not a loopback ``host:port`` (None when it is one)."""
-    if listen.startswith("["):
-        host, bracket, port = listen[1:].partition("]:")
-        if not bracket:
-            return "is not HOST:PORT"
-    else:
-        # Split like the status server does: the port follows the last colon (also ::1:8787).
-        host, _, port = listen.rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()):
-        return "is not HOST:PORT"
-    if len(port) > 5 or int(port) not in _PORT:  # length first: int() refuses 4300+ digits
-        return f"has a port outside {_PORTS}"
-    if host.lower() in _LOOPBACK_NAMES:
-        return None
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    return None if loopback else "is not a loopback address"

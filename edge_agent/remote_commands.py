@@ -3,10 +3,11 @@
 ``RemoteCommands.handle`` takes a command message as it came off the broker and returns what
 the lane must record as its ``cmd_result`` (or None when the refusal is not worth a record).
 The verifier (``telemetry/commands.py``) checks signature, freshness and replay; this module
-runs what it let through: a remote release goes to the lane machine, pushed trust and
-revocations replace the pass authority, pushed site uses go into the pass ledger, a pushed
-configuration is applied by the agent. Anyone on the broker can send garbage: only a bounded
-number of unsigned refusals cost a record, a refusal of a validly signed command always does.
+runs what it let through: a remote release and a lane mode go to the lane machine, pushed
+trust and revocations replace the pass authority, pushed site uses go into the pass ledger,
+a pushed configuration is applied by the agent. Anyone on the broker can send garbage: only
+a bounded number of unsigned refusals cost a record, a refusal of a validly signed command
+always does.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 from edge_agent.catalogue import Code, EventType
 from edge_agent.config import AgentConfig
 from edge_agent.drivers.pass_ledger import PassLedger
-from edge_agent.lane.actions import LaneAction, OpenBarrier, Publish
-from edge_agent.lane.inputs import RemoteRelease
+from edge_agent.lane.actions import Answer, LaneAction, OpenBarrier, Publish
+from edge_agent.lane.inputs import ModeRequested, RemoteRelease
+from edge_agent.lane.modes import Via, parse_mode
 from edge_agent.protocols import gp1
 from edge_agent.telemetry.commands import Command, CommandVerifier, Rejection, echo
 from edge_agent.telemetry.records import RefusalBudget
@@ -65,14 +67,14 @@ class RemoteCommands:
         ledger: PassLedger,
         time_floor: TimeFloor,
         wall_clock: Callable[[], float],
-        release: Callable[[RemoteRelease], list[LaneAction]],
+        release: Callable[[RemoteRelease | ModeRequested], list[LaneAction]],
         reconfigure: Callable[[], dict[str, Any]],
         load_trust: Callable[[AgentConfig, CommandVerifier], PassAuthority],
     ) -> None:
-        """``release`` steps the lane machine with a verified release and returns what it
-        asked for; ``reconfigure`` applies the stored remote settings and returns them as
-        reported; ``load_trust`` builds the pass authority from the local file and the
-        pushed state."""
+        """``release`` steps the lane machine with a verified release (or lane mode) and
+        returns what it asked for; ``reconfigure`` applies the stored remote settings and
+        returns them as reported; ``load_trust`` builds the pass authority from the local
+        file and the pushed state."""
         self.verifier = verifier
         self._local_config = local_config
         self._passes = passes
@@ -119,6 +121,8 @@ class RemoteCommands:
         match verdict.name:
             case "remote_release":
                 return self._remote_release(verdict, now)
+            case "lane_mode":
+                return self._lane_mode(verdict, now)
             case "trust_update" | "revocations":
                 fresh = self._load_trust(self._local_config, verifier)
                 self._passes.trust, self._passes.revoked = fresh.trust, fresh.revoked
@@ -137,6 +141,20 @@ class RemoteCommands:
             case other:  # the verifier knows every name it lets through
                 raise ValueError(f"verified command {other!r} has no handler")
         return CommandOutcome(verdict.cmd_id, name, True, None, "applied", reported=reported)
+
+    def _lane_mode(self, verdict: Command, now: float) -> CommandOutcome:
+        """The machine decides (modes.py: remote may only move between in_service and
+        out_of_service); a refusal changes nothing and says why."""
+        request = ModeRequested(
+            now, parse_mode(verdict.args["mode"]), verdict.issuer, str(verdict.args["reason"]),
+            Via.REMOTE, verdict.cmd_id, self._time_floor.now(self._wall_clock()),
+        )
+        answers = [a for a in self._release(request)
+                   if isinstance(a, Answer) and a.ref == verdict.cmd_id]  # fmt: skip
+        if answers and answers[0].accepted:
+            return CommandOutcome(verdict.cmd_id, verdict.name, True, None, answers[0].detail)
+        why = answers[0].detail if answers else "the lane did not take the request"
+        return CommandOutcome(verdict.cmd_id, verdict.name, False, Code.CMD_PRECONDITION, why)
 
     def _remote_release(self, verdict: Command, now: float) -> CommandOutcome:
         release = RemoteRelease(

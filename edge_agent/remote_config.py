@@ -16,11 +16,17 @@ of every remote setting in the command's result and in each health report.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import SETTING_RANGES, AgentConfig, Range
+
+if TYPE_CHECKING:
+    from edge_agent.telemetry.commands import Applied
+
+log = logging.getLogger("edge_agent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +126,15 @@ def reported(config: AgentConfig) -> dict[str, Any]:
         value = getattr(getattr(config, setting.section), setting.key)
         out[name] = int(value) if isinstance(value, float) and value.is_integer() else value
     return out
+
+
+def effective_config(local: AgentConfig, applied: Applied | None) -> AgentConfig:
+    """The local file with the last applied remote settings on top (the file alone when none
+    were applied, or when the stored ones no longer fit this version's limits)."""
+    if applied is None:
+        return local
+    try:
+        return apply_settings(local, applied.body.get("settings", {}))
+    except ValueError as exc:  # stored by an agent version with wider limits
+        log.error("remote settings (version %s) not applied: %s", applied.version, exc)
+        return local

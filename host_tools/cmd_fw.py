@@ -3,6 +3,7 @@
     lanectl fw info [--firmware-dir DIR] [--port URL] [--json]
     lanectl fw deploy --port URL [--firmware-dir DIR] [--json] [--timeout S]
     lanectl fw rollback --port URL [--json] [--timeout S]
+    lanectl fw install --port URL [--firmware-dir DIR] [--force] [--json] [--timeout S]
 
 ``info`` without ``--port``: the release in DIR (default: the firmware/ folder shipped with
 this tool), its version, files and manifest hash. With ``--port``: also the board's
@@ -15,8 +16,10 @@ barrier closed at rest), uploads with mpremote into a staging folder, verifies e
 SHA-256 on the board, writes the release record last, swaps it in, resets, and checks that
 the board comes back with the new manifest and a closed barrier; any failure puts the
 previous release back (host_tools/fw_deploy.py has the steps). ``rollback`` swaps back to
-the release before. Both work over a real port, socket:// and the simulator's pty; the
-edge agent must be stopped. Exit 0 on success, 1 otherwise (the JSON says what runs now).
+the release before; a second rollback keeps it (nothing older). ``install`` puts the firmware
+on a fresh board that runs plain MicroPython (host_tools/fw_install.py). All work over a real
+port, socket:// and the simulator's pty; the edge agent must be stopped. Exit 0 on success,
+1 otherwise (the JSON says what runs now).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import DeviceError
-from host_tools import fw_deploy
+from host_tools import fw_deploy, fw_install
+from host_tools.cli import add_json, command
 from host_tools.errors import fail
 from host_tools.fw_release import FIRMWARE_DIR, ask_board, manifest, release_version
 
@@ -73,8 +77,9 @@ def _print_report(report: fw_deploy.Report, *, as_json: bool) -> int:
         print(json.dumps(report.as_json()))
     else:
         now = report.after or report.before or {}
-        print(f"{report.action} {report.outcome}: the board runs {now.get('version')} "
-              f"(manifest {now.get('manifest')})"
+        runs = (f"the board runs {now.get('version')} (manifest {now.get('manifest')})"
+                if "version" in now else "the board was not changed")  # fmt: skip
+        print(f"{report.action} {report.outcome}: {runs}"
               + (f"; {report.error}" if report.error else ""))  # fmt: skip
     return 0 if report.ok else 1
 
@@ -87,30 +92,70 @@ def _deploy(args: argparse.Namespace) -> int:
     return _print_report(report, as_json=args.json)
 
 
+def _install(args: argparse.Namespace) -> int:
+    folder = Path(args.firmware_dir)
+    if not (folder / "main.py").is_file():
+        return fail("fw install", f"{folder} holds no firmware (main.py missing)")
+    report = fw_install.install(args.port, folder, timeout=args.timeout, force=args.force,
+                                log=_progress)  # fmt: skip
+    return _print_report(report, as_json=args.json)
+
+
 def _rollback(args: argparse.Namespace) -> int:
     report = fw_deploy.rollback(args.port, timeout=args.timeout, log=_progress)
     return _print_report(report, as_json=args.json)
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("fw", help="IO-board firmware: versions, deploy, rollback")
+    parser = command(subparsers, "fw", "IO-board firmware: versions, install, deploy, rollback",
+                     "lanectl fw info --port /dev/gatelane-io",
+                     "lanectl fw deploy --port /dev/gatelane-io")
     commands = parser.add_subparsers(dest="fw_command", metavar="ACTION", required=True)
-    info = commands.add_parser("info", help="release manifest, and the board's when --port")
-    info.add_argument("--firmware-dir", default=str(FIRMWARE_DIR), help="release folder")
-    info.add_argument("--port", help="pyserial URL of the IO board (sends one HELLO)")
-    info.add_argument("--json", action="store_true", help="one JSON object")
-    info.add_argument("--timeout", type=float, default=2.0, help="seconds to wait")
+    info = command(commands, "info", "release manifest, and the board's when --port",
+                   "lanectl fw info", "lanectl fw info --port /dev/gatelane-io --json")
+    _release_dir(info)
+    info.add_argument("--port", metavar="URL", help="the IO board (sends one HELLO)")
+    add_json(info)
+    info.add_argument("--timeout", type=float, default=2.0,
+                      help="seconds to wait for the board (default 2)")
     info.set_defaults(func=_info)
-    deploy = commands.add_parser("deploy", help="compile, upload, verify, swap, self-test")
-    deploy.add_argument("--port", required=True, help="pyserial URL of the IO board")
-    deploy.add_argument("--firmware-dir", default=str(FIRMWARE_DIR), help="release folder")
-    deploy.add_argument("--json", action="store_true", help="one JSON object")
-    deploy.add_argument("--timeout", type=float, default=15.0,
-                        help="seconds for the board to answer and to come back after its reset")
+    deploy = command(commands, "deploy", "compile, upload, verify, swap, self-test (stop the "
+                     "agent first)", "lanectl fw deploy --port /dev/gatelane-io",
+                     "lanectl fw deploy --port /dev/gatelane-io --firmware-dir release-0.2/")
+    _port(deploy)
+    _release_dir(deploy)
+    add_json(deploy)
+    _reset_timeout(deploy)
     deploy.set_defaults(func=_deploy)
-    back = commands.add_parser("rollback", help="return to the release before the last deploy")
-    back.add_argument("--port", required=True, help="pyserial URL of the IO board")
-    back.add_argument("--json", action="store_true", help="one JSON object")
-    back.add_argument("--timeout", type=float, default=15.0,
-                      help="seconds for the board to answer and to come back after its reset")
+    back = command(commands, "rollback", "return to the release before the last deploy",
+                   "lanectl fw rollback --port /dev/gatelane-io")
+    _port(back)
+    add_json(back)
+    _reset_timeout(back)
     back.set_defaults(func=_rollback)
+    first = command(commands, "install", "put the firmware on a fresh board that runs plain "
+                    "MicroPython", "lanectl fw install --port /dev/ttyACM0")
+    _port(first)
+    _release_dir(first)
+    first.add_argument("--force", action="store_true",
+                       help="replace a main.py already on the board")
+    add_json(first)
+    _reset_timeout(first)
+    first.set_defaults(func=_install)
+
+
+def _port(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", required=True, metavar="URL",
+                        help="the IO board: /dev/serial/by-id/..., /dev/ttyACM0, "
+                        "socket://host:port")  # fmt: skip
+
+
+def _release_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--firmware-dir", default=str(FIRMWARE_DIR), metavar="DIR",
+                        help="release folder (default: the firmware shipped with lanectl)")
+
+
+def _reset_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=float, default=15.0,
+                        help="seconds for the board to answer and to come back after its reset "
+                        "(default 15)")  # fmt: skip

@@ -6,7 +6,7 @@
                        [--valid-for 2h] [--allow-expired] [--png FILE]
     lanectl pass verify (TEXT | --image IMG) --trust FILE --site S [--gate G]
                         [--direction exit|entry] [--at ISO8601] [--ledger DB] [--json]
-    lanectl pass inspect TEXT
+    lanectl pass inspect TEXT [--at ISO8601] [--json]
 
 Exit codes: 0 done / pass valid, 1 pass rejected or unreadable, 2 bad arguments or files.
 Every error is one ``lanectl pass ...: message`` line on stderr, never a traceback.
@@ -20,10 +20,11 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.protocols import gp1
+from host_tools.cli import add_json, command, emit, text
 from host_tools.errors import fail
 
 _DURATION = re.compile(r"(\d+)\s*([smhd])")
@@ -50,21 +51,13 @@ def parse_instant(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line and exit 2, like the command's other errors."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def _keygen(args: argparse.Namespace) -> int:
     try:
         key_path, trust_path = gp1.write_keypair(Path(args.out), args.alg, issuer=args.issuer)
     except (OSError, EdgeAgentError) as exc:
         return fail("pass", str(exc))
     kid = gp1.TrustList.load(trust_path).entries[0].kid.hex()
-    print(json.dumps({"key": str(key_path), "trust": str(trust_path), "kid": kid,
-                      "alg": args.alg}))
+    emit(args, {"key": str(key_path), "trust": str(trust_path), "kid": kid, "alg": args.alg})
     return 0
 
 
@@ -102,7 +95,9 @@ def _issue(args: argparse.Namespace) -> int:
             write_png(text, Path(args.png))
         except (OSError, ValueError) as exc:
             return fail("pass", f"cannot write {args.png}: {exc}")
-    print(text)
+    emit(args, {"text": text, "png": args.png, "valid_from": gp1.format_time(
+        int(valid_from.timestamp())), "valid_until": gp1.format_time(end)},
+        lambda doc: str(doc["text"]))
     return 0
 
 
@@ -173,58 +168,117 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if verdict.valid else 1
 
 
+def span(seconds: float) -> str:
+    """A duration for people: ``45s``, ``12m 5s``, ``1h 59m``, ``3d 2h``."""
+    s = int(abs(seconds))
+    days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {s % 60}s" if minutes else f"{s}s"
+
+
+def pass_dates(claims: dict[str, Any], now: float) -> dict[str, str | None]:
+    """iat/nbf/exp as ISO 8601 UTC, and where ``now`` stands: not yet, expires in, expired."""
+    nbf, exp = claims.get("nbf"), claims.get("exp")
+    if nbf is not None and now < nbf:
+        state = f"not valid yet: valid in {span(nbf - now)}"
+    elif exp is not None and now >= exp:
+        state = f"expired {span(now - exp)} ago"
+    elif exp is not None:
+        state = f"expires in {span(exp - now)}"
+    else:
+        state = None
+    return {"iat": gp1.format_time(claims.get("iat")), "nbf": gp1.format_time(nbf),
+            "exp": gp1.format_time(exp), "now": gp1.format_time(int(now)), "state": state}
+
+
+def _inspect_text(info: dict[str, Any]) -> str:
+    dates = info["dates"]
+    claims = {k: v for k, v in info["claims"].items() if k not in ("iat", "nbf", "exp")}
+    head = [f"alg       {info['alg']}  kid {info['kid']}  (signature NOT verified: use "
+            "`lanectl pass verify`)",
+            f"issued    {dates['iat']}", f"valid     {dates['nbf']} .. {dates['exp']}",
+            f"now       {dates['now']}: {dates['state']}"]  # fmt: skip
+    return "\n".join(head) + "\n" + text(claims)
+
+
 def _inspect(args: argparse.Namespace) -> int:
     try:
         info = gp1.inspect_pass(args.text)
     except ValueError as exc:
-        print(json.dumps({"error": str(exc), "reason": gp1.BAD_FORMAT}))
+        if not args.json:
+            return fail("pass inspect", f"not a readable GP1 pass: {exc}", 1)
+        print(json.dumps({"ok": False, "error": str(exc), "reason": gp1.BAD_FORMAT}))
         return 1
-    print(json.dumps(info, ensure_ascii=False, indent=2))
+    now = args.at.timestamp() if args.at else time.time()
+    info["dates"] = pass_dates(info["claims"], now)
+    emit(args, info, _inspect_text)
     return 0
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("pass", help="issue, verify and inspect GP1 release passes")
-    sub = parser.add_subparsers(dest="pass_command", metavar="ACTION", required=True,
-                                parser_class=_OneLineParser)
+    parser = command(subparsers, "pass", "issue, verify and inspect GP1 release passes",
+                     "lanectl pass inspect 'GP1:...'",
+                     "lanectl pass verify 'GP1:...' --trust trust.json --site BZ01 --gate G3")
+    sub = parser.add_subparsers(dest="pass_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("keygen", help="create an issuer key and a trust list holding it")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--alg", choices=("ed25519", "es256"), default="ed25519")
+    p = command(sub, "keygen", "create an issuer key and a trust list holding it",
+                "lanectl pass keygen --out lab-keys/")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the key and trust list")
+    p.add_argument("--alg", choices=("ed25519", "es256"), default="ed25519",
+                   help="signature algorithm (default ed25519)")
     p.add_argument("--issuer", default="customs", help=argparse.SUPPRESS)
+    add_json(p)
     p.set_defaults(func=_keygen)
 
-    p = sub.add_parser("issue", help="sign a pass and print its QR text")
-    p.add_argument("--key", required=True, metavar="KEY.pem")
-    p.add_argument("--release-no", required=True)
-    p.add_argument("--enterprise", required=True)
-    p.add_argument("--plate", action="append", required=True)
-    p.add_argument("--container", action="append")
-    p.add_argument("--gross-kg", type=int, required=True)
-    p.add_argument("--tolerance-kg", type=int)
-    p.add_argument("--site", required=True)
-    p.add_argument("--gate", action="append")
-    p.add_argument("--direction", choices=gp1.DIRECTIONS, default="exit")
-    p.add_argument("--issuer", default="customs")
-    p.add_argument("--valid-from", type=parse_instant, metavar="ISO8601")
-    p.add_argument("--valid-for", type=parse_duration, default=2 * 3600, metavar="DURATION")
+    p = command(sub, "issue", "sign a pass and print its QR text",
+                "lanectl pass issue --key lab-keys/issuer.key.pem --release-no REL-1 "
+                "--enterprise ACME --plate AB123CD --gross-kg 31240 --site BZ01 --gate G3 "
+                "--png pass.png")
+    p.add_argument("--key", required=True, metavar="KEY.pem", help="issuer private key")
+    p.add_argument("--release-no", required=True, help="customs release number")
+    p.add_argument("--enterprise", required=True, help="the releasing enterprise")
+    p.add_argument("--plate", action="append", required=True,
+                   help="truck plate (repeat for a trailer)")
+    p.add_argument("--container", action="append", help="container number (repeatable)")
+    p.add_argument("--gross-kg", type=int, required=True, help="declared gross weight, kg")
+    p.add_argument("--tolerance-kg", type=int, help="allowed difference to the declared weight")
+    p.add_argument("--site", required=True, help="site code the pass is valid at")
+    p.add_argument("--gate", action="append", help="gate code (repeatable; none: any gate)")
+    p.add_argument("--direction", choices=gp1.DIRECTIONS, default="exit",
+                   help="lane direction (default exit)")
+    p.add_argument("--issuer", default="customs", help="issuer name (default customs)")
+    p.add_argument("--valid-from", type=parse_instant, metavar="ISO8601",
+                   help="start of validity (default now; no offset = UTC)")
+    p.add_argument("--valid-for", type=parse_duration, default=2 * 3600, metavar="DURATION",
+                   help="validity, e.g. 90s, 30m, 2h, 1d (default 2h)")
     p.add_argument("--allow-expired", action="store_true",
                    help="issue even if the pass has already expired (lab tests with verify --at)")
     p.add_argument("--png", metavar="FILE", help="also write the QR code as a PNG")
+    add_json(p)
     p.set_defaults(func=_issue)
 
-    p = sub.add_parser("verify", help="verify a pass for a lane, as the lane would")
-    p.add_argument("text", nargs="?", metavar="TEXT")
-    p.add_argument("--image", metavar="IMG")
-    p.add_argument("--trust", required=True, metavar="FILE")
-    p.add_argument("--site", required=True)
-    p.add_argument("--gate")
-    p.add_argument("--direction", choices=gp1.DIRECTIONS, default="exit")
-    p.add_argument("--at", type=parse_instant, metavar="ISO8601")
+    p = command(sub, "verify", "verify a pass for a lane, as the lane would",
+                "lanectl pass verify --image pass.png --trust trust.json --site BZ01 --gate G3")
+    p.add_argument("text", nargs="?", metavar="TEXT", help="the pass text (GP1:...)")
+    p.add_argument("--image", metavar="IMG", help="read the pass from a photo instead")
+    p.add_argument("--trust", required=True, metavar="FILE", help="trust list (trust.json)")
+    p.add_argument("--site", required=True, help="this lane's site code")
+    p.add_argument("--gate", help="this lane's gate code")
+    p.add_argument("--direction", choices=gp1.DIRECTIONS, default="exit",
+                   help="this lane's direction (default exit)")
+    p.add_argument("--at", type=parse_instant, metavar="ISO8601",
+                   help="verify as of this time (default now)")
     p.add_argument("--ledger", metavar="DB", help="record a valid pass as used in this ledger")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=_verify)
 
-    p = sub.add_parser("inspect", help="decode a pass without trusting it")
-    p.add_argument("text", metavar="TEXT")
+    p = command(sub, "inspect", "decode a pass without trusting it: claims and dates",
+                "lanectl pass inspect 'GP1:...'", "lanectl pass inspect 'GP1:...' --json")
+    p.add_argument("text", metavar="TEXT", help="the pass text (GP1:...)")
+    p.add_argument("--at", type=parse_instant, metavar="ISO8601",
+                   help="say whether it is valid at this time (default now)")
+    add_json(p)
     p.set_defaults(func=_inspect)

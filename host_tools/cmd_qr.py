@@ -4,7 +4,8 @@
     lanectl qr live --source URL [--seconds N] [--json]
 
 ``decode`` never stops at a bad file: it reports ``error`` for that file and goes on
-(exit 1 if any file could not be read). ``live`` prints each confirmed read as it happens.
+(exit 1 if any file could not be read). ``live`` prints each confirmed read as it happens and,
+at the end, the per-frame processing time (median and p95) on stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import EdgeAgentError
+from host_tools.cli import add_json, command
 from host_tools.errors import fail
+
+
+def latency_summary(timings_ms: list[float]) -> dict[str, float]:
+    """Median and p95 of per-frame times (linear interpolation: p95 is never below the median)."""
+    import numpy as np
+
+    median, p95 = np.percentile(np.asarray(timings_ms, dtype=float), [50, 95])
+    return {"median_ms": round(float(median), 2), "p95_ms": round(float(p95), 2)}
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -65,7 +75,8 @@ def _live(args: argparse.Namespace) -> int:
             try:
                 frame = source.read(0.5)
             except CameraLost as exc:
-                print(json.dumps({"event": "camera_lost", "detail": str(exc)}), flush=True)
+                print(json.dumps({"event": "camera_lost", "detail": str(exc)}) if args.json
+                      else f"camera lost: {exc} (retrying)", flush=True)
                 time.sleep(0.5)
                 continue
             if frame is None:
@@ -82,29 +93,36 @@ def _live(args: argparse.Namespace) -> int:
         pass
     finally:
         source.close()
-    timings = sorted(pipeline.timings())
+    timings = pipeline.timings()
     if timings:
-        summary = {"event": "summary", "frames": frames,
-                   "median_ms": round(timings[len(timings) // 2], 2),
-                   "p95_ms": round(timings[int(0.95 * (len(timings) - 1))], 2)}
-        print(json.dumps(summary), file=sys.stderr)
+        summary = {"event": "summary", "frames": frames, **latency_summary(timings)}
+        print(json.dumps(summary) if args.json else
+              f"{frames} frames, per frame: median {summary['median_ms']} ms, "
+              f"p95 {summary['p95_ms']} ms", file=sys.stderr)  # fmt: skip
     return 0
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("qr", help="decode QR codes from images or a camera")
+    parser = command(subparsers, "qr", "decode QR codes from images or a camera",
+                     "lanectl qr decode photo.jpg", "lanectl qr live --source picamera2:")
     sub = parser.add_subparsers(dest="qr_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("decode", help="decode every QR code in image files")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--json", action="store_true")
+    p = command(sub, "decode", "decode every QR code in image files",
+                "lanectl qr decode pass.png gate-photo.jpg --json")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    add_json(p, "one JSON list: file, texts, ms")
     p.set_defaults(func=_decode)
 
-    p = sub.add_parser("live", help="watch a frame source and print confirmed reads")
+    p = command(sub, "live", "watch a frame source and print confirmed reads",
+                "lanectl qr live --source picamera2: --seconds 30",
+                "lanectl qr live --source uvc:0 --json")
     p.add_argument("--source", required=True, metavar="URL",
                    help="sim://HOST:PORT, dir:///path, picamera2:, uvc:0")
-    p.add_argument("--seconds", type=float, default=0.0, help="stop after N seconds")
-    p.add_argument("--confirm", type=int, default=2, help="frames that must agree")
-    p.add_argument("--debounce", type=float, default=10.0, metavar="S")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--seconds", type=float, default=0.0,
+                   help="stop after N seconds (default: until Ctrl-C)")
+    p.add_argument("--confirm", type=int, default=2,
+                   help="frames that must agree before a read counts (default 2)")
+    p.add_argument("--debounce", type=float, default=10.0, metavar="S",
+                   help="the same text is not reported again for S seconds (default 10)")
+    add_json(p, "JSON lines")
     p.set_defaults(func=_live)

@@ -1,26 +1,46 @@
-"""``lanectl status``: what the running agent is doing now."""
+"""``lanectl status``: what the running agent is doing now; ``--watch S`` refreshes it every
+S seconds until Ctrl-C (an agent that stops answering is shown, and watched on)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edge_agent.config import StatusSection, load_config, setting_default
-from host_tools.errors import fail
+from host_tools.cli import command
+from host_tools.errors import ToolError, fail
 
 DEFAULT_LISTEN: str = setting_default(StatusSection, "listen")
+CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen: a watch redraws in place
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} s: give 0.1..3600 seconds")
+    return value
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("status", help="show the running agent's live status")
+    parser = command(subparsers, "status", "show the running agent's live status",
+                     "lanectl status", "lanectl status --watch 2",
+                     "lanectl status --config /etc/gatelane/agent.toml --json")  # fmt: skip
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--url", help=f"status URL (default http://{DEFAULT_LISTEN}/status)")
     where.add_argument("--config", type=Path, help="the agent's TOML file (reads [status] listen)")
-    parser.add_argument("--json", action="store_true", help="print the raw JSON document")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON document "
+                        "(with --watch: one line per refresh)")  # fmt: skip
+    parser.add_argument("--watch", type=_positive_seconds, metavar="S",
+                        help="refresh every S seconds until Ctrl-C")
     parser.set_defaults(func=run)
 
 
@@ -33,18 +53,61 @@ def _status_url(args: argparse.Namespace) -> str:
     return f"http://{listen}/status"
 
 
+def _request(args: argparse.Namespace, url: str) -> urllib.request.Request:
+    """The status request; with ``--config`` naming a ``token_file``, its bearer token."""
+    headers = {"Accept": "application/json"}
+    token_file = getattr(load_config(args.config).status, "token_file", None) if args.config \
+        else None  # fmt: skip
+    if token_file:
+        try:
+            headers["Authorization"] = "Bearer " + Path(token_file).read_text("utf-8").strip()
+        except OSError as exc:
+            raise ToolError(f"cannot read the status token {token_file}: "
+                            f"{exc.strerror or exc}") from None  # fmt: skip
+    return urllib.request.Request(url, headers=headers)
+
+
+def _read(request: urllib.request.Request) -> Any:
+    with urllib.request.urlopen(request, timeout=3) as response:
+        return json.loads(response.read())
+
+
+def _unreachable(url: str, exc: Exception) -> str:
+    return (f"cannot read the agent's status from {url}: {getattr(exc, 'reason', exc)} "
+            "(is edge-agent running? `systemctl status gatelane-agent`)")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
+    url = _status_url(args)
+    request = _request(args, url)
+    if args.watch:
+        return _watch(args, request)
     try:
-        url = _status_url(args)
-        with urllib.request.urlopen(url, timeout=3) as response:
-            doc = json.loads(response.read())
+        doc = _read(request)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return fail("status", f"cannot read the agent's status: {exc}", 1)
-    if args.json:
-        print(json.dumps(doc, indent=2))
-        return 0
-    print(_render(doc))
+        return fail("status", _unreachable(url, exc), 1)
+    print(json.dumps(doc, indent=2) if args.json else _render(doc))
     return 0
+
+
+def _watch(args: argparse.Namespace, request: urllib.request.Request) -> int:
+    """Redraw until Ctrl-C; an unreachable agent is shown and watched on, not an exit."""
+    try:
+        while True:
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            try:
+                doc: Any = _read(request)
+                error = None
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                doc, error = None, _unreachable(request.full_url, exc)
+            if args.json:
+                print(json.dumps({"at": now, "status": doc, "error": error}), flush=True)
+            else:
+                body = error if doc is None else _render(doc)
+                print(f"{CLEAR}{now}  every {args.watch:g} s, Ctrl-C to stop\n{body}", flush=True)
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _render(doc: dict[str, Any]) -> str:

@@ -12,16 +12,30 @@ a traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 
 USAGE_EXIT = 2
 """Bad arguments, files or devices: nothing was done."""
+
+_json_errors = False
+
+
+def json_errors(on: bool) -> None:
+    """With ``--json`` an error is a JSON object on stdout, so a script reads it like a result."""
+    global _json_errors
+    _json_errors = on
 
 
 class ToolError(Exception):
     """Root of every error the tools raise for the technician."""
 
     exit_code = USAGE_EXIT
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
 
 
 class SiteError(ToolError):
@@ -39,7 +53,12 @@ class Refused(DeployError):
 
 
 def fail(where: str, message: str, code: int = USAGE_EXIT) -> int:
-    """Print ``lanectl WHERE: message`` as one line on stderr; return ``code`` to exit with."""
+    """Print ``lanectl WHERE: message`` as one line on stderr (with ``--json``: an object with
+    ``error`` on stdout); return ``code`` to exit with."""
     one_line = " ".join(message.splitlines())
-    print(f"lanectl {where}: {one_line}", file=sys.stderr)
+    if _json_errors:
+        doc = {"ok": False, "error": one_line, "command": where, "exit_code": code}
+        print(json.dumps(doc, ensure_ascii=False), flush=True)
+    else:
+        print(f"{' '.join(('lanectl', where)).rstrip()}: {one_line}", file=sys.stderr, flush=True)
     return code

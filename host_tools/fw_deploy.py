@@ -17,6 +17,10 @@ release that has not yet proven itself. ``deploy`` goes:
   self_test    HELLO carries the new manifest and the barrier reaches closed (the board then
                commits the trial itself)
 
+``rollback`` swaps app and app.prev and marks the release it left (app.prev/ROLLED_BACK): a
+second rollback finds nothing older and keeps the running release instead of swapping forward
+again; the next deploy clears the mark.
+
 A failure before the swap drops the staging and resets into the running release. After it,
 a new release that crashed has already reset the board back to the previous one (trial);
 otherwise app and app.prev are swapped back over the REPL (maintenance first if the new
@@ -42,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import DeviceError
-from host_tools.cmd_io import BoardSession
+from host_tools.board_session import BoardSession
 from host_tools.errors import DeployError, Refused
 from host_tools.fw_release import manifest, manifest_of, release_version
 
@@ -101,6 +105,7 @@ _PREPARE = '_rm("app.new")\nos.mkdir("app.new")\n_say(1)'
 _VERIFY = '_say(_hashes("app.new"))'
 _SWAP = """
 _touch("app.trial")
+_rm("app/ROLLED_BACK")
 _rm("app.prev")
 if _isdir("app"):
     os.rename("app", "app.prev")
@@ -111,8 +116,11 @@ _INSPECT = '_say({"app": _hashes("app"), "prev": _hashes("app.prev")})'
 # After a failed update the release that failed is marked: no rollback returns to it.
 _PUT_BACK = '_swap_back()\nif _isdir("app.prev"):\n    _touch("app.prev/FAILED")\n_say(1)'
 _CLEAN_UP = '_rm("app.new")\n_rm("app.trial")\n_say(1)'
-# A rollback boots its target on trial: if it cannot run, the board returns by itself.
-_ROLL_BACK = '_swap_back()\nif _isdir("app"):\n    _touch("app.trial")\n_say(1)'
+# A rollback boots its target on trial: if it cannot run, the board returns by itself. The
+# release it leaves is marked: it is newer, so no later rollback returns to it.
+ROLLED_BACK = "ROLLED_BACK"
+_ROLL_BACK = ('_swap_back()\nif _isdir("app"):\n    _touch("app.trial")\n'
+              f'if _isdir("app.prev"):\n    _touch("app.prev/{ROLLED_BACK}")\n_say(1)')
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +148,8 @@ class Report:
     def ok(self) -> bool:
         """A deploy succeeded only when deployed; a rollback when it rolled back (or there
         was nothing to roll back)."""
-        wanted = ("deployed",) if self.action == "deploy" else ("rolled_back", "unchanged")
+        wanted = {"deploy": ("deployed",), "install": ("installed",)}.get(
+            self.action, ("rolled_back", "unchanged"))
         return self.outcome in wanted
 
     def passed(self, name: str, detail: str) -> None:
@@ -267,7 +276,7 @@ def enter_maintenance(url: str, report: Report, timeout: float) -> BoardRepl:
         report.failed("safe_state", f"barrier {snap.barrier}, faults "
                       f"{sorted(snap.faults) or '-'}: the firmware is changed only with the "
                       "barrier closed at rest and no fault")  # fmt: skip
-        raise Refused(report.error)
+        raise Refused(report.error or "the board is not in a safe state")
     report.passed("safe_state", f"barrier closed, no fault, running "
                   f"{report.before['version']} ({report.before['manifest']})")  # fmt: skip
     try:
@@ -434,9 +443,12 @@ def rollback(url: str, *, timeout: float = 15.0,
         there = repl.call(_INSPECT)
         prev = there["prev"]
         failed = prev is not None and "FAILED" in prev
-        if failed or (there["app"] is None and prev is None):
-            why = ("app.prev holds a release that failed its trial" if failed
-                   else "nothing deployed: the board runs the release it was installed with")
+        newer = prev is not None and ROLLED_BACK in prev
+        if failed or newer or (there["app"] is None and prev is None):
+            why = ("app.prev holds a release that failed its trial" if failed else
+                   "nothing older to roll back to: the last rollback already left the newer "
+                   "release (deploy to change the firmware)" if newer else
+                   "nothing deployed: the board runs the release it was installed with")
             report.passed(step, f"nothing to roll back to ({why})")
             repl.call(_CLEAN_UP)
             repl.reset()

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import cast
 
 from edge_agent.config import IoBoardSection, setting_default
-from edge_agent.drivers.serialport import LineSettings, open_port
+from edge_agent.drivers.serialport import LineSettings
 from edge_agent.errors import DeviceError
 from edge_agent.protocols import iolink
+from host_tools.ports import open_tool_port
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 BAUDRATE: int = setting_default(IoBoardSection, "baudrate")
@@ -74,7 +75,7 @@ def ask_board(url: str, timeout: float) -> iolink.HelloAck:
     Raises:
         DeviceError: the port cannot be used or the board did not answer.
     """
-    port = open_port(url, LineSettings(baudrate=BAUDRATE), timeout=0.05)
+    port = open_tool_port(url, LineSettings(baudrate=BAUDRATE), timeout=0.05)
     try:
         codec = iolink.LinkCodec()
         boot = int.from_bytes(os.urandom(4), "big")
@@ -93,4 +94,5 @@ def ask_board(url: str, timeout: float) -> iolink.HelloAck:
         raise DeviceError(f"{url}: {exc}") from exc
     finally:
         port.close()
-    raise DeviceError(f"no HELLO_ACK from {url} within {timeout} s")
+    raise DeviceError(f"no HELLO_ACK from {url} within {timeout:g} s: is the board plugged in "
+                      "and running the gatelane firmware? (a blank board: lanectl fw install)")

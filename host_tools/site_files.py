@@ -92,14 +92,18 @@ use_username_as_clientid true
 
 
 def agent_toml_text(
-    template: str, *, site: str, lane: str, broker_url: str, command_keys: str | None = None
+    template: str, *, site: str, lane: str, broker_url: str, command_keys: str | None = None,
+    gate: str | None = None, any_gate: bool = False,
 ) -> str:
-    """The example agent config with this lane's identity, broker, certificate and key files.
+    """The example agent config with this lane's identity, gate, broker, certificate and key
+    files.
 
     ``command_keys`` names the lane's command key list; None (a site made before command
-    keys existed) comments the setting out rather than point at a missing file.
+    keys existed) comments the setting out rather than point at a missing file. Without a
+    ``gate`` (and without ``any_gate``) the gate stays commented out: the agent refuses to
+    start until the technician sets it.
     """
-    values = {
+    values: dict[tuple[str, str], str | bool] = {
         ("lane", "site"): site,
         ("lane", "lane"): lane,
         ("mqtt", "broker"): broker_url,
@@ -107,6 +111,10 @@ def agent_toml_text(
         ("mqtt", "cert"): f"{lane}.crt",
         ("mqtt", "key"): f"{lane}.key",
     }
+    if gate is not None:
+        values[("lane", "gate")] = gate
+    elif any_gate:
+        values[("lane", "any_gate")] = True
     if command_keys is not None:
         values[("mqtt", "command_keys")] = command_keys
     found: set[tuple[str, str]] = set()
@@ -154,6 +162,17 @@ def command_keys_text(entries: Iterable[Mapping[str, str]]) -> str:
 
 
 # -- input checks -----------------------------------------------------------------------------
+
+
+_GATE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_gate(lane: str, gate: str) -> str:
+    """A gate code as the passes name it; raises SiteError."""
+    if not _GATE.fullmatch(gate):
+        raise SiteError(f"gate {gate!r} of lane {lane!r}: use 1..64 letters, digits, '.', '_' "
+                        "or '-' (the code the passes name)")  # fmt: skip
+    return gate
 
 
 def check_ids(site: str, lanes: Sequence[str], backend_prefix: str) -> list[str]:

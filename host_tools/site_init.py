@@ -17,8 +17,9 @@ Layout of a site folder::
     keys/officer-console.key.pem  command key, command tier (the backend's signing service)
     broker/                       copy to the broker: mosquitto.conf, acl, ca.crt, crl.pem,
                                   server.crt, server.key
-    lanes/<lane>/                 copy to the lane: agent.toml, command_keys.json, ca.crt,
-                                  <lane>.crt, <lane>.key
+    trust.json                    the customs issuer keys given with --trust (passes)
+    lanes/<lane>/                 copy to the lane: agent.toml, command_keys.json, trust.json,
+                                  ca.crt, <lane>.crt, <lane>.key
     backend/                      the ingest workers: ca.crt, <cn>.crt, <cn>.key each
 
 Time is a parameter (``now``) so that tests can make expired certificates.
@@ -27,7 +28,7 @@ Time is a parameter (``now``) so that tests can make expired certificates.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge_agent.errors import ConfigError
+from edge_agent.protocols import gp1
 from edge_agent.telemetry.commands import KeyRole
 from edge_agent.telemetry.mqtt import DEFAULT_PORTS, TlsFiles
 from edge_agent.telemetry.topics import check_segment
@@ -48,6 +50,7 @@ from host_tools.site_files import (
     agent_template,
     agent_toml_text,
     check_broker,
+    check_gate,
     check_ids,
     command_keys_text,
     ingest_worker_cn,
@@ -81,6 +84,7 @@ DEFAULT_INGEST_WORKERS = 2
 DEFAULT_BROKER_PORT = DEFAULT_PORTS["mqtts"]
 MAX_INGEST_WORKERS = 100
 COMMAND_KEYS = {"root": KeyRole.ROOT, "officer-console": KeyRole.COMMAND}
+TRUST_FILE = "trust.json"  # the name the agent config template gives [passes] trust_list
 DEFAULT_DAYS = 730
 CA_MIN_DAYS = 3650
 
@@ -119,9 +123,23 @@ def init_site(
     broker_dir: Path | None = None,
     force: bool = False,
     now: datetime | None = None,
+    gates: Mapping[str, str] | None = None,
+    any_gate: bool = False,
+    trust: Path | None = None,
 ) -> dict[str, Any]:
-    """Generate a whole site folder; returns the ``site.json`` document."""
+    """Generate a whole site folder; returns the ``site.json`` document.
+
+    ``gates`` maps lanes to the gate code their passes name; ``any_gate`` lets the lanes
+    without one accept a pass for any gate. ``trust`` is the customs trust list (issuer
+    keys) every lane gets. A lane without a gate or without a trust list gets a config the
+    agent refuses until the technician adds it (``todo`` in the returned document).
+    """
     lanes = check_ids(site, lanes, backend_prefix)
+    gates = {lane: check_gate(lane, gate) for lane, gate in (gates or {}).items()}
+    unknown = sorted(set(gates) - set(lanes))
+    if unknown:
+        raise SiteError(f"a gate is given for {', '.join(unknown)}, which is not in the lanes")
+    trust_doc = _read_trust(trust) if trust is not None else None
     check_broker(broker_host, broker_port)
     if days < 1:
         raise SiteError(f"--days must be at least 1, not {days}")
@@ -135,7 +153,8 @@ def init_site(
     if not broker.is_absolute():
         raise SiteError(f"broker folder {broker} must be an absolute path (Mosquitto needs one)")
     template = agent_template()
-    planned = [out / "site.json", out / "ca", out / "keys", out / "broker", out / "backend"]
+    planned = [out / "site.json", out / "ca", out / "keys", out / "broker", out / "backend",
+               out / TRUST_FILE]
     planned += [out / "lanes" / lane for lane in lanes]
     existing = [p for p in planned if p.exists()]
     if existing and not force:
@@ -148,7 +167,10 @@ def init_site(
         "backend": backend_prefix, "ingest_workers": workers,
         "broker": {"host": broker_host, "port": broker_port, "dir": str(broker)},
         "lanes": lanes, "command_keys": [], "crl_number": 0, "certs": [],
+        "gates": gates, "any_gate": any_gate,
     }
+    if trust_doc is not None:
+        write_file(out / TRUST_FILE, trust_doc)
     write_file(out / "ca" / "ca.crt", ca.cert_pem())
     write_file(out / "ca" / "ca.key", ca.key_pem(), secret=True)
     for name, role in COMMAND_KEYS.items():
@@ -175,10 +197,33 @@ def init_site(
     return doc
 
 
-def issue(out: Path, cn: str, *, days: int | None = None, now: datetime | None = None) -> Issued:
+def todo(out: Path, doc: Mapping[str, Any], lane: str) -> list[str]:
+    """What the technician must still do before the lane's agent starts (empty: nothing)."""
+    left = []
+    if lane not in doc.get("gates", {}) and not doc.get("any_gate"):
+        left.append(f"set [lane] gate in {out / 'lanes' / lane / 'agent.toml'} (give the lane "
+                    f"as {lane}=GATE next time, or --any-gate)")  # fmt: skip
+    if not (out / "lanes" / lane / TRUST_FILE).exists():
+        left.append(f"copy the customs trust list to {out / 'lanes' / lane / TRUST_FILE} (or "
+                    "give --trust FILE)")  # fmt: skip
+    return left
+
+
+def _read_trust(path: Path) -> bytes:
+    """The trust list's bytes once the agent's own loader accepted them; raises SiteError."""
+    try:
+        gp1.TrustList.load(path)
+        return path.read_bytes()
+    except (ConfigError, OSError) as exc:
+        raise SiteError(f"--trust {path}: {exc}") from None
+
+
+def issue(out: Path, cn: str, *, days: int | None = None, now: datetime | None = None,
+          gate: str | None = None) -> Issued:  # fmt: skip
     """(Re-)issue the client certificate of a lane or an ingest worker.
 
-    A new lane gets its agent config and command keys; a new ingest worker (named
+    A new lane gets its agent config (with ``gate``), command keys and the site's trust
+    list; a new ingest worker (named
     ``<backend>-<n>``) gets its own ``user`` block in the ACL, which the broker must re-read.
     """
     doc = load_site(out)
@@ -193,6 +238,8 @@ def issue(out: Path, cn: str, *, days: int | None = None, now: datetime | None =
     elif not worker and cn not in doc["lanes"]:
         check_ids(doc["site"], [*doc["lanes"], cn], doc["backend"])
         doc["lanes"].append(cn)
+        if gate is not None:
+            doc.setdefault("gates", {})[cn] = check_gate(cn, gate)
         _write_lane_config(out, doc, cn, agent_template())
     files = _issue_files(out, doc, ca, cn, now=now, days=days or doc["days"])
     _save(out, doc)
@@ -337,7 +384,11 @@ def _write_lane_config(out: Path, doc: dict[str, Any], lane: str, template: str)
     url = f"mqtts://{f'[{host}]' if ':' in host else host}:{port}"
     keys = doc["command_keys"]
     toml = agent_toml_text(template, site=doc["site"], lane=lane, broker_url=url,
-                           command_keys=COMMAND_KEYS_FILE if keys else None)
+                           command_keys=COMMAND_KEYS_FILE if keys else None,
+                           gate=doc.get("gates", {}).get(lane),
+                           any_gate=bool(doc.get("any_gate")))  # fmt: skip
+    if (out / TRUST_FILE).exists():
+        write_file(out / "lanes" / lane / TRUST_FILE, (out / TRUST_FILE).read_bytes())
     if keys:
         write_file(out / "lanes" / lane / COMMAND_KEYS_FILE, command_keys_text(keys).encode())
     write_file(out / "lanes" / lane / "agent.toml", toml.encode())

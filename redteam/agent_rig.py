@@ -109,6 +109,9 @@ health_interval_s = 1
 
 [status]
 listen = "127.0.0.1:{free_port()}"
+
+[control]
+socket = "{self.workdir / 'control.sock'}"
 """
 
     def start(self, *, wait_online: bool = True) -> None:

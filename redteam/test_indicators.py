@@ -39,7 +39,7 @@ def lanectl_decode(protocol: str, data: bytes) -> list[dict[str, Any]]:
     """``lanectl weigh decode --protocol P -`` with ``data`` on stdin: its JSON lines."""
     proc = subprocess.run(
         [sys.executable, "-m", "host_tools.lanectl", "weigh", "decode", "--protocol", protocol,
-         "-"],
+         "-", "--json"],
         input=data, capture_output=True, cwd=REPO, timeout=60, check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")

@@ -90,6 +90,9 @@ class BackendSim:
         # Every (re)connect asks for all acks again (the broker may have lost them).
         self._connects = self._acks_resent_for = 0
         self._states: dict[str, dict[str, Any]] = {}
+        # lane -> (boot_id, how) each time it went offline: "planned" (a clean stop's farewell),
+        # "failed" (the agent gave up and said so) or "crash" (the last will: it vanished).
+        self._offline: dict[str, list[tuple[object, str]]] = {}
         self._health: dict[str, list[dict[str, Any]]] = {}
         self._arrival: dict[str, dict[int, float]] = {}  # lane -> seq -> monotonic at store
         self._counts = {"stored": 0, "duplicates": 0, "conflicts": 0, "rejected": 0}
@@ -214,6 +217,11 @@ class BackendSim:
         with self._lock:
             return self._states.get(lane)
 
+    def offline_history(self, lane: str) -> list[str]:
+        """How the lane went offline, oldest first: "planned", "failed" or "crash"."""
+        with self._lock:
+            return [how for _boot, how in self._offline.get(lane, [])]
+
     def health(self, lane: str) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._health.get(lane, []))
@@ -312,7 +320,13 @@ class BackendSim:
             if message.retain:
                 self._learn_watermark(parsed.site, parsed.lane, payload)
         elif parsed.kind is TopicKind.STATE:
-            self._states[parsed.lane] = _json_or_error(payload)
+            state = self._states[parsed.lane] = _json_or_error(payload)
+            if state.get("online") is False:
+                reason = str(state.get("reason"))
+                how = {"stopped": "planned", "failed": "failed"}.get(reason, "crash")
+                seen = self._offline.setdefault(parsed.lane, [])
+                if not seen or seen[-1][0] != state.get("boot_id"):  # a retained replay: once
+                    seen.append((state.get("boot_id"), how))
         elif parsed.kind is TopicKind.HEALTH:
             self._health.setdefault(parsed.lane, []).append(_json_or_error(payload))
 

@@ -199,6 +199,9 @@ command_keys = "{self.command_keys_path}"
 
 [status]
 listen = "127.0.0.1:{self.status_port}"
+
+[control]
+socket = "{self._tmp / 'control.sock'}"
 """
         path = self._tmp / "agent.toml"
         path.write_text(text, encoding="utf-8")

@@ -3,8 +3,14 @@
     sim://HOST:PORT          the camera simulator's TCP stream (length-prefixed greyscale frames)
     dir:///path/to/images    replay image files in name order (``?fps=8&loop=1``)
     fake-camera://NAME       an in-process fake the test shows images to (``camera_fake``)
-    picamera2:               Raspberry Pi camera (lores YUV420 stream, Y plane = greyscale)
-    uvc:0                    USB UVC camera through OpenCV (optional dependency)
+    picamera2:               Raspberry Pi camera (YUV420 stream, Y plane = greyscale)
+    uvc:0  uvc:/dev/video0   USB UVC camera through OpenCV, by index or device node
+                             (a recorded video file's path plays as a camera the same way)
+
+The Pi camera and UVC sources need a library the agent does not bring along (Debian's
+python3-picamera2; OpenCV from the ``uvc`` extra). ``check_frame_source`` is called when the
+lane's devices are opened, so a missing library stops the agent at start with one line
+naming what to install, instead of a camera that is lost at every grab.
 
 Every source has latest-frame semantics: a slow consumer gets the newest frame, never a queue
 of stale ones. ``read(timeout)`` returns a new ``Frame`` or None on timeout; while a live
@@ -15,6 +21,7 @@ keeps reconnecting in the background.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import socket
 import struct
 import threading
@@ -22,7 +29,8 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -42,6 +50,32 @@ class CameraLost(DeviceError):
     """The frame source is gone; the lane reports ``lane.camera_lost`` and retries."""
 
     code = "lane.camera_lost"
+
+
+class CameraLibraryMissing(ConfigError):
+    """The configured camera needs a library that is not installed; the message says which."""
+
+
+# scheme -> (module imported, what to install); the remedy is what a technician types.
+CAMERA_LIBRARIES = {
+    "picamera2": ("picamera2", "apt install python3-picamera2"),
+    "uvc": ("cv2", "install gatelane[uvc] (opencv-python-headless)"),
+}
+
+
+def camera_library(scheme: str, url: str) -> ModuleType:
+    """The library a ``picamera2:`` or ``uvc:`` source drives its camera with.
+
+    Raises:
+        CameraLibraryMissing: it cannot be imported (not installed, or blocked).
+    """
+    module, remedy = CAMERA_LIBRARIES[scheme]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise CameraLibraryMissing(
+            f"camera {url}: the {module} library is not installed ({exc}); {remedy}"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,17 +347,16 @@ class _GrabberSource(FrameSource):
 
 
 class PiCameraSource(_GrabberSource):
-    """Pi camera via picamera2: a lores YUV420 stream whose Y plane is the greyscale frame."""
+    """Pi camera via picamera2: a YUV420 stream whose Y plane is the greyscale frame."""
 
     def __init__(self, url: str, size: tuple[int, int] = (1280, 720)) -> None:
         self._size = size
         self._cam: Any = None
+        self._lib: Any = camera_library("picamera2", url)  # before the grabber starts
         super().__init__(url)
 
     def _open(self) -> None:
-        from picamera2 import Picamera2  # type: ignore[import-not-found]
-
-        cam = Picamera2()
+        cam = self._lib.Picamera2()
         config = cam.create_video_configuration(
             main={"size": self._size, "format": "YUV420"}, buffer_count=2
         )
@@ -344,34 +377,77 @@ class PiCameraSource(_GrabberSource):
 
 
 class UvcSource(_GrabberSource):
-    """USB UVC camera through OpenCV (install opencv-python-headless on the lane)."""
+    """USB UVC camera through OpenCV, by index (``uvc:0``) or device node (``uvc:/dev/video0``).
 
-    def __init__(self, url: str, index: int) -> None:
-        self._index = index
+    A path that is a video file plays through the same capture code; at its end the camera
+    counts as lost and is reopened (from the start) after the back-off.
+    """
+
+    def __init__(self, url: str, device: int | str) -> None:
+        self._device = device
         self._cap: Any = None
+        self._cv2: Any = camera_library("uvc", url)  # before the grabber starts
         super().__init__(url)
 
     def _open(self) -> None:
-        import cv2
-
-        cap = cv2.VideoCapture(self._index)
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        cv2 = self._cv2
+        device = self._device
+        # A device node goes straight to V4L2; an index or a file lets OpenCV choose.
+        backend = cv2.CAP_V4L2 if isinstance(device, str) and device.startswith("/dev/") \
+            else cv2.CAP_ANY
+        cap = cv2.VideoCapture(device, backend)
         if not cap.isOpened():
-            raise DeviceError(f"{self.url}: cannot open")
+            cap.release()
+            raise DeviceError(f"{self.url}: cannot open {device}")
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a queue of old ones
         self._cap = cap
 
     def _grab(self) -> npt.NDArray[np.uint8] | None:
-        import cv2
-
         ok, image = self._cap.read()
-        if not ok:
+        if not ok or image is None:
             return None
-        return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        if image.ndim == 2:  # a greyscale device (or a Y-only format) needs no conversion
+            return np.ascontiguousarray(image, dtype=np.uint8)
+        return np.ascontiguousarray(self._cv2.cvtColor(image, self._cv2.COLOR_BGR2GRAY))
 
     def _release(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def uvc_device(url: str) -> int | str:
+    """The device of a ``uvc:`` URL: an index (``uvc:0``) or an absolute path."""
+    parts = urlsplit(url)
+    device = unquote(parts.netloc + parts.path) or "0"
+    if device.isdigit():
+        return int(device)
+    if device.startswith("/"):
+        return device
+    raise ConfigError(
+        f"{url}: expected uvc:N with a device index or uvc:/dev/videoN with a device node"
+    )
+
+
+def check_frame_source(url: str) -> None:
+    """Refuse, before anything runs, a URL that ``open_frame_source`` would refuse for good:
+    an unknown scheme, a malformed address, or a camera whose library is not installed.
+
+    Raises:
+        ConfigError: the URL is wrong (``CameraLibraryMissing`` when a library is missing).
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "sim":
+        parts = urlsplit(url)
+        if not parts.hostname or parts.port is None:
+            raise ConfigError(f"{url}: expected sim://HOST:PORT")
+    elif scheme == "uvc":
+        uvc_device(url)
+        camera_library(scheme, url)
+    elif scheme == "picamera2":
+        camera_library(scheme, url)
+    elif scheme not in ("dir", "fake-camera"):
+        _refuse(url)
 
 
 def open_frame_source(url: str) -> FrameSource:
@@ -393,12 +469,14 @@ def open_frame_source(url: str) -> FrameSource:
     if parts.scheme == "picamera2":
         return PiCameraSource(url)
     if parts.scheme == "uvc":
-        index = parts.path or parts.netloc or "0"
-        if not index.isdigit():
-            raise ConfigError(f"{url}: expected uvc:N with a device index")
-        return UvcSource(url, int(index))
-    if parts.scheme == "file":
+        return UvcSource(url, uvc_device(url))
+    _refuse(url)
+
+
+def _refuse(url: str) -> NoReturn:
+    if urlsplit(url).scheme == "file":
         raise ConfigError(f"{url}: video files are not supported yet; use dir:// with frames")
     raise ConfigError(
-        f"{url}: unknown frame source (sim://, dir://, fake-camera://, picamera2:, uvc:N)"
+        f"{url}: unknown frame source (sim://, dir://, fake-camera://, picamera2:, uvc:N,"
+        " uvc:/dev/videoN)"
     )

@@ -28,6 +28,7 @@ import builtins
 import functools
 import math
 import os
+import sysconfig
 import threading
 import time
 import types
@@ -44,7 +45,17 @@ from edge_agent.errors import DeviceError
 from edge_agent.protocols import iolink
 from edge_agent.protocols.iolink import Barrier
 
-FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+
+def _firmware_dir() -> Path:
+    """firmware/ of a source checkout, else the copy an installed package carries (its wheel's
+    data files, share/gatelane/firmware under the environment's prefix)."""
+    checkout = Path(__file__).resolve().parents[2] / "firmware"
+    if (checkout / "controller.py").is_file():
+        return checkout
+    return Path(sysconfig.get_path("data")) / "share" / "gatelane" / "firmware"
+
+
+FIRMWARE_DIR = _firmware_dir()
 _CORE = ("ticks", "crc16", "cobs", "link", "interlock", "controller", "manifest")
 LOOP_S = 0.005  # main.py PERIOD_MS
 RX_BUDGET = 512  # main.py: link bytes taken per loop iteration

@@ -17,9 +17,17 @@ class OpenBarrier:
 
 @dataclass(frozen=True, slots=True)
 class CloseWhenClear:
-    """Ask the IO board to close as soon as its safety checks allow (truck backed off)."""
+    """Ask the IO board to close as soon as its safety checks allow (truck backed off, or the
+    technician asked in manual mode: then without a transit, ``None``)."""
 
-    transit_id: str
+    transit_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BoardMaintenance:
+    """Ask the IO board to enter (``enter``) or leave its MAINTENANCE state."""
+
+    enter: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,4 +60,24 @@ class TakeSnapshot:
     ref: str
 
 
-LaneAction = OpenBarrier | CloseWhenClear | Publish | MarkPassUsed | TakeSnapshot
+@dataclass(frozen=True, slots=True)
+class PersistMode:
+    """Store the lane's mode document (``ModeBook.to_doc``) so that a restart keeps it."""
+
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The outcome of the request named ``ref`` (a mode change, a barrier request, a sign-in),
+    for whoever asked; the shell hands it back, it does nothing itself."""
+
+    ref: str
+    accepted: bool
+    detail: str
+
+
+LaneAction = (
+    OpenBarrier | CloseWhenClear | BoardMaintenance | Publish | MarkPassUsed | TakeSnapshot
+    | PersistMode | Answer
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_agent.catalogue import Code
+from edge_agent.lane.modes import LaneMode, Via
 from edge_agent.protocols import gp1
 from edge_agent.protocols.iolink_session import BoardSnapshot, LinkLost, LinkUp
 from edge_agent.weighing.events import DeckCleared, TruckOnDeck, WeightAbnormality, WeightCommitted
@@ -90,6 +91,43 @@ class StorageChanged:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ModeRequested:
+    """Put the lane in ``mode`` (from lanectl, or a verified remote ``lane_mode``).
+
+    ``ref`` names the request in the machine's ``Answer``; ``wall`` is the wall time (UTC
+    seconds) the change is recorded at; ``uid`` is the local peer's user id."""
+
+    at: float
+    mode: LaneMode
+    by: str
+    reason: str
+    via: Via
+    ref: str
+    wall: float | None = None
+    uid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BarrierRequested:
+    """The technician asks the barrier to open (``open``) or close, in manual mode."""
+
+    at: float
+    open: bool
+    by: str
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A technician names themself at the lane: technician releases are recorded as them."""
+
+    at: float
+    name: str
+    ref: str
+    wall: float | None = None
+
+
 LaneInput = (
     TruckOnDeck
     | PassPresented
@@ -103,4 +141,7 @@ LaneInput = (
     | RemoteRelease
     | PassUseRecorded
     | StorageChanged
+    | ModeRequested
+    | BarrierRequested
+    | SignedIn
 )

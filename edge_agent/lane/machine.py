@@ -7,7 +7,10 @@ Rules (every change to this file keeps them true; tests in edge_agent/tests/test
      and on a handler that lands elsewhere; in production such a pair is logged and ignored.
   L2 The barrier is opened only for a transit with (a valid pass and a committed weight and no
      open abnormality and the IO link up), or by a signed remote release echoing the challenge
-     published with the hold, or by the technician key. Nothing else opens it.
+     published with the hold, or by the technician key. Nothing else opens it. The lane's mode
+     (``modes.py``) narrows this: in service all three; in manual only the technician (the key
+     or ``BarrierRequested``); out of service and in maintenance nothing. A shown pass in a
+     mode where no decision opens holds the truck with the mode's code, unmarked.
   L3 OpenBarrier is emitted only by ``_commit_open``; a pass is marked used at most once per
      transit (a retry after a barrier timeout re-sends OpenBarrier, nothing else), and its use
      is recorded before the barrier opens: ``_open`` asks for MarkPassUsed and waits in
@@ -20,7 +23,8 @@ Rules (every change to this file keeps them true; tests in edge_agent/tests/test
      ``handle_timer(now)`` must be called. The shell executes barrier actions first, then the
      rest in the order given.
   L7 The firmware closes the barrier on its own after the truck passed; the machine asks for a
-     close only when a truck backed off with the barrier open (CloseWhenClear).
+     close only when a truck backed off with the barrier open (CloseWhenClear), or when the
+     technician asks in manual mode.
   L8 A transit with a pass whose deck has carried no load (a pass shown on foot, a truck that
      turned away before the deck) ends as ``abandoned`` (``lane.no_truck``) once
      ``pass_without_truck_s`` passed since its last pass read and nothing was decided: no
@@ -29,20 +33,18 @@ Rules (every change to this file keeps them true; tests in edge_agent/tests/test
   L9 Fail closed on storage: while the lane's records cannot be written (StorageChanged), no
      decision opens the barrier; the truck is held with ``lane.storage_fault`` and decided
      again when storage is back.
+  L10 Every mode change is published (``lane_mode``) and persisted (``PersistMode``).
+The handlers of the lane's conditions (``conditions.py``) and of its modes and technician
+(``technician.py``) are the machine's too: TRANSITIONS names them like the rest.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent import defaults
 from edge_agent.catalogue import Code, EventType
-from edge_agent.errors import ConfigError
 from edge_agent.lane.actions import (
     CloseWhenClear,
     LaneAction,
@@ -51,16 +53,23 @@ from edge_agent.lane.actions import (
     Publish,
     TakeSnapshot,
 )
+from edge_agent.lane.conditions import ConditionRules
 from edge_agent.lane.inputs import (
+    BarrierRequested,
     CameraChanged,
     LaneInput,
+    ModeRequested,
     PassPresented,
     PassUseRecorded,
     RemoteRelease,
+    SignedIn,
     StorageChanged,
 )
+from edge_agent.lane.modes import HOLD_DETAIL, ModeBook, remote_may_release
 from edge_agent.lane.policy import PolicyConfig, decide
+from edge_agent.lane.state import LaneState, MachineConfig
 from edge_agent.lane.table import DeadlinePassed, Ignored, On, check_landing, handler_for
+from edge_agent.lane.technician import TechnicianRules
 from edge_agent.lane.transit import (
     Transit,
     abnormality_data,
@@ -73,40 +82,10 @@ from edge_agent.protocols.iolink import Barrier
 from edge_agent.protocols.iolink_session import BoardSnapshot, LinkLost, LinkUp
 from edge_agent.weighing.events import DeckCleared, TruckOnDeck, WeightAbnormality, WeightCommitted
 
-
-class LaneState(enum.Enum):
-    IDLE = "idle"  # deck empty, barrier closed
-    LOADING = "loading"  # truck on deck; waiting for pass and weight
-    RECORDING = "recording"  # decided to open; waiting for the pass's use to be durable
-    OPENING = "opening"  # OpenBarrier sent; waiting for the board to report open
-    OPEN = "open"  # barrier open; waiting for the truck to pass and leave the deck
-    HOLD = "hold"  # abnormality published; waiting for release or the truck backing off
+__all__ = ["TRANSITIONS", "LaneMachine", "LaneState", "MachineConfig"]
 
 
-@dataclass(frozen=True, slots=True)
-class MachineConfig:
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    opening_timeout_s: float = 6.0
-    # Rule L8: long enough for a driver who shows the pass while still driving up, short
-    # enough that the next truck finds the lane idle.
-    pass_without_truck_s: float = defaults.PASS_WITHOUT_TRUCK_S
-
-    def __post_init__(self) -> None:
-        for name in ("opening_timeout_s", "pass_without_truck_s"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (math.isfinite(value) and value > 0)
-            ):
-                raise ConfigError(f"lane {name} must be a positive number of seconds: {value!r}")
-
-
-# Holds for these reasons lift by themselves when the condition clears (the link comes back).
-_SELF_CLEARING = frozenset({Code.LANE_IO_LINK_LOST, Code.LANE_STORAGE_FAULT})
-
-
-class LaneMachine:
+class LaneMachine(ConditionRules, TechnicianRules):
     """Inputs in, actions out. See the rules at the top of this module."""
 
     def __init__(
@@ -126,13 +105,24 @@ class LaneMachine:
         self._barrier = Barrier.UNKNOWN
         self._opening_deadline: float | None = None
         self._input_at = 0.0  # when the input being handled happened: decision latency starts here
+        self.modes = ModeBook()
+        self._wall_ref: tuple[float, float] | None = None  # (now, wall) of the last wall seen
 
     # -- public interface ------------------------------------------------------------------
     def set_policy(self, policy: PolicyConfig) -> None:
         """New decision settings (a remote config); a decision already taken stands."""
         self._config = dataclasses.replace(self._config, policy=policy)
 
-    def handle(self, event: LaneInput, now: float) -> list[LaneAction]:
+    def restore_modes(self, book: ModeBook) -> None:
+        """The mode persisted before a restart."""
+        self.modes = book
+
+    def handle(
+        self, event: LaneInput, now: float, *, wall: float | None = None
+    ) -> list[LaneAction]:
+        """``wall``: the wall clock (UTC seconds) at ``now``, for the times modes record."""
+        if wall is not None:
+            self._wall_ref = (now, wall)
         entry = self._entry(type(event))
         if entry is None:
             return []
@@ -204,6 +194,8 @@ class LaneMachine:
         transit = self.transit
         assert transit is not None
         presented, weight = transit.pass_presented, transit.weight_kg
+        if presented is not None and (held := self._mode_hold(now)) is not None:
+            return held
         if presented is not None and not presented.valid:
             return self._hold([presented.reason or Code.PASS_BAD_FORMAT], now, "pass rejected")
         if transit.abnormal:
@@ -367,15 +359,18 @@ class LaneMachine:
         return actions
 
     def _board_hold(self, event: BoardSnapshot, now: float) -> list[LaneAction]:
-        rising_key = event.input("tech_key") and not self._tech_key
-        actions = self._track_board(event, now)
-        if rising_key and self.transit is not None:
-            released = Publish(EventType.RELEASED, {"by": "technician"}, self.transit.transit_id)
-            actions += [released, *self._open(now, by="technician")]
+        release = event.input("tech_key") and not self._tech_key and self.transit is not None
+        actions = self._track_board(event, now, key_used=release)
+        if release and self.state is LaneState.HOLD:
+            actions += self._key_release(now)
         return actions
 
-    def _track_board(self, event: BoardSnapshot, now: float) -> list[LaneAction]:
+    def _track_board(
+        self, event: BoardSnapshot, now: float, *, key_used: bool = False
+    ) -> list[LaneAction]:
         actions: list[LaneAction] = []
+        rising = event.input("tech_key") and not self._tech_key
+        barrier_changed = event.barrier != self._barrier
         transit = self.transit
         loop_b = event.input("loop_b")
         left_loop_b = self._loop_b and not loop_b
@@ -393,63 +388,18 @@ class LaneMachine:
         self._faults = frozenset(event.faults)
         if transit is not None and transit.passed and transit.deck_clear:
             actions += self._end("passed", now)
-        return actions
-
-    def _link_lost(self, event: LinkLost, now: float) -> list[LaneAction]:
-        if not self._io_up:
-            return []
-        self._io_up = False
-        return self._condition_lost(Code.LANE_IO_LINK_LOST, event.reason)
-
-    def _link_up(self, event: LinkUp, now: float) -> list[LaneAction]:
-        if self._io_up:
-            return []
-        self._io_up = True
-        return self._condition_back(EventType.IO_LINK_RESTORED, now)
-
-    def _storage(self, event: StorageChanged, now: float) -> list[LaneAction]:
-        if event.ok == self._storage_ok:
-            return []
-        self._storage_ok = event.ok
-        if not event.ok:
-            return self._condition_lost(Code.LANE_STORAGE_FAULT, event.reason)
-        return self._condition_back(EventType.STORAGE_RESTORED, now)
-
-    def _condition_lost(self, code: Code, reason: str) -> list[LaneAction]:
-        return [Publish(EventType.ABNORMALITY, abnormality_data(code, reason), self._transit_id)]
-
-    def _condition_back(self, restored: EventType, now: float) -> list[LaneAction]:
-        """A lane condition (IO link, storage) came back; a hold that only such conditions
-        caused is decided again."""
-        actions: list[LaneAction] = [Publish(restored, {}, self._transit_id)]
-        transit = self.transit
-        if (
-            self.state is LaneState.HOLD
-            and transit is not None
-            and transit.hold_reasons
-            and set(transit.hold_reasons) <= _SELF_CLEARING
-        ):
-            self.state = LaneState.LOADING
-            transit.hold_reasons = ()
-            actions += self._try_decide(now)
-        return actions
-
-    def _camera(self, event: CameraChanged, now: float) -> list[LaneAction]:
-        if event.up == self._camera_up:
-            return []
-        self._camera_up = event.up
-        if event.up:
-            return [Publish(EventType.CAMERA_RESTORED, {}, self._transit_id)]
-        data = abnormality_data(Code.LANE_CAMERA_LOST, event.reason)
-        return [Publish(EventType.ABNORMALITY, data, self._transit_id)]
+        return actions + self._board_mode(event, rising=rising, key_used=key_used,
+                                          barrier_changed=barrier_changed, now=now)
 
     def _hold_release(self, event: RemoteRelease, now: float) -> list[LaneAction]:
         transit = self.transit
         assert transit is not None
         # The officer cannot see the deck: an open arm with no truck on it would be taken by
         # whichever truck comes next, unchecked.
+        mode = self.modes.mode
         refused = (
-            "challenge mismatch" if event.challenge != transit.challenge
+            HOLD_DETAIL[mode] if not remote_may_release(mode)
+            else "challenge mismatch" if event.challenge != transit.challenge
             else "no truck on the deck" if not transit.loaded
             else None
         )
@@ -493,6 +443,17 @@ def _ignored(why: str, *kinds: type) -> dict[type, On | Ignored]:
     return dict.fromkeys(kinds, Ignored(why))
 
 
+def _requests(state: LaneState, *, mode: tuple[LaneState, ...] = (),
+              barrier: tuple[LaneState, ...] = ()) -> dict[type, On | Ignored]:  # fmt: skip
+    """The lane's mode and the technician's requests (technician.py); a mode change may
+    decide a held truck again, a barrier request start or end a transit."""
+    return {
+        ModeRequested: On(M._mode_requested, state, *mode),
+        BarrierRequested: On(M._hand_barrier, state, *barrier),
+        SignedIn: On(M._signed_in, state),
+    }
+
+
 # L1: the whole transition table. Every input type has its entry in every state.
 TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
     S.IDLE: {
@@ -503,6 +464,7 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         DeckCleared: Ignored("no transit to end: the deck was empty already"),
         BoardSnapshot: On(M._track_board, S.IDLE),
         **_conditions(S.IDLE),
+        **_requests(S.IDLE, barrier=(S.OPENING,)),
         RemoteRelease: Ignored(_NO_HOLD),
         PassUseRecorded: Ignored(_NOT_ASKED),
         DeadlinePassed: Ignored(_NO_DEADLINE),
@@ -515,6 +477,7 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         DeckCleared: On(M._deck_cleared_waiting, S.LOADING, S.IDLE),
         BoardSnapshot: On(M._track_board, S.LOADING),
         **_conditions(S.LOADING),
+        **_requests(S.LOADING, barrier=(S.RECORDING, S.OPENING)),
         RemoteRelease: Ignored(_NO_HOLD),
         PassUseRecorded: Ignored(_NOT_ASKED),
         DeadlinePassed: On(M._no_truck_expired, S.IDLE),
@@ -525,12 +488,15 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         WeightCommitted: On(M._take_weight, S.HOLD),
         WeightAbnormality: On(M._pending_abnormal, S.HOLD),
         DeckCleared: On(M._deck_cleared_waiting, S.HOLD, S.IDLE),
-        BoardSnapshot: On(M._board_hold, S.HOLD, S.IDLE, S.RECORDING, S.OPENING),
-        LinkUp: On(M._link_up, S.HOLD, S.RECORDING),
+        BoardSnapshot: On(M._board_hold, S.HOLD, S.IDLE, S.RECORDING, S.OPENING, S.LOADING),
+        # A hold lifted before the weight came (a release asked before it) waits in LOADING.
+        LinkUp: On(M._link_up, S.HOLD, S.RECORDING, S.LOADING),
         LinkLost: On(M._link_lost, S.HOLD),
         CameraChanged: On(M._camera, S.HOLD),
-        StorageChanged: On(M._storage, S.HOLD, S.RECORDING),
+        StorageChanged: On(M._storage, S.HOLD, S.RECORDING, S.LOADING),
         RemoteRelease: On(M._hold_release, S.HOLD, S.RECORDING, S.OPENING),
+        **_requests(S.HOLD, mode=(S.LOADING, S.RECORDING, S.OPENING),
+                    barrier=(S.RECORDING, S.OPENING)),
         PassUseRecorded: Ignored(_NOT_ASKED),
         DeadlinePassed: On(M._no_truck_expired, S.IDLE),
     },
@@ -538,7 +504,7 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         **_ignored(
             _SAME_STEP,
             TruckOnDeck, PassPresented, WeightCommitted, WeightAbnormality, DeckCleared,
-            BoardSnapshot,
+            BoardSnapshot, ModeRequested, BarrierRequested, SignedIn,
         ),
         **_conditions(S.RECORDING),
         RemoteRelease: Ignored(_NO_HOLD),
@@ -553,6 +519,7 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         DeckCleared: On(M._deck_cleared_moving, S.OPENING, S.IDLE),
         BoardSnapshot: On(M._board_opening, S.OPENING, S.OPEN, S.IDLE),
         **_conditions(S.OPENING),
+        **_requests(S.OPENING, barrier=(S.IDLE,)),
         RemoteRelease: Ignored(_NO_HOLD),
         PassUseRecorded: Ignored(_NOT_ASKED),
         DeadlinePassed: On(M._opening_expired, S.HOLD),
@@ -565,6 +532,7 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         DeckCleared: On(M._deck_cleared_moving, S.OPEN, S.IDLE),
         BoardSnapshot: On(M._track_board, S.OPEN, S.IDLE),
         **_conditions(S.OPEN),
+        **_requests(S.OPEN, barrier=(S.IDLE,)),
         RemoteRelease: Ignored(_NO_HOLD),
         PassUseRecorded: Ignored(_NOT_ASKED),
         DeadlinePassed: Ignored(_NO_DEADLINE),

@@ -5,6 +5,7 @@
     revocations     {version, pass_hashes?, command_kids?} at least one list
     config          {version, settings}
     site_uses       {version, pass_hashes}                  passes used at other lanes
+    lane_mode       {mode, reason}                          in_service or out_of_service
 
 A list that is present replaces the one applied before (the backend always sends the whole
 list of that kind); a list that is absent leaves the applied one as it is. ``pass_keys`` are
@@ -19,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edge_agent.errors import ConfigError
+from edge_agent.lane.modes import MAX_REASON, MODE_NAMES, REMOTE_MODES, text_problems
 from edge_agent.protocols import gp1
 
 ArgsCheck = Callable[[Mapping[str, Any]], list[str]]
@@ -30,6 +32,7 @@ ALLOWED_ARGS = {
     "revocations": frozenset({"version", "pass_hashes", "command_kids"}),
     "config": frozenset({"version", "settings"}),
     "site_uses": frozenset({"version", "pass_hashes"}),
+    "lane_mode": frozenset({"mode", "reason"}),
 }
 LISTS = {
     "trust_update": ("pass_keys", "command_keys"),
@@ -65,6 +68,19 @@ def structure_problems(name: str, args: Mapping[str, Any]) -> list[str]:
             problems.extend(_LIST_CHECKS[key](args[key]))
     if name == "config" and not isinstance(args.get("settings"), dict):
         problems.append("config needs a settings object")
+    if name == "lane_mode":
+        problems.extend(_lane_mode(args))
+    return problems
+
+
+def _lane_mode(args: Mapping[str, Any]) -> list[str]:
+    mode = args.get("mode")
+    remote = sorted(str(m) for m in REMOTE_MODES)
+    problems = text_problems("reason", args.get("reason"), MAX_REASON)
+    if mode not in MODE_NAMES:
+        problems.append(f"mode must be one of {', '.join(remote)}, not {str(mode)[:32]!r}")
+    elif mode not in remote:
+        problems.append(f"mode {mode} is set at the lane; remotely: {', '.join(remote)}")
     return problems
 
 

@@ -17,7 +17,8 @@ lane's own checks) -> version newer than the last applied (trust_update, revocat
 config) -> cmd_id and nonce never seen. A command that passes is recorded on disk *before*
 it is returned, so a crash, a QoS1 redelivery or a replay can never run it twice.
 ``remote_release`` must carry the challenge the lane published with the hold; the lane
-machine compares it. Key tiers: ``command`` keys sign remote_release and config; ``root``
+machine compares it. Key tiers: ``command`` keys sign remote_release, config, site_uses and
+lane_mode; ``root``
 keys (from local configuration only) sign trust_update and revocations.
 
 The versioned commands are desired state: the verifier keeps, in the same transaction as the
@@ -66,6 +67,7 @@ REQUIRED_ROLE = {
     "remote_release": KeyRole.COMMAND,
     "config": KeyRole.COMMAND,
     "site_uses": KeyRole.COMMAND,  # the backend's view of which passes the site used
+    "lane_mode": KeyRole.COMMAND,  # in service / out of service (modes.py: what else is local)
     "trust_update": KeyRole.ROOT,
     "revocations": KeyRole.ROOT,
 }

@@ -128,6 +128,8 @@ class DeliveryCounters:
     rebuilds: int = 0
     acks_refused: int = 0
     retained_commands_ignored: int = 0
+    connects: int = 0  # CONNACKs accepted
+    losses: int = 0  # connections that had been up and went down (dropped or cut)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -140,6 +142,7 @@ class _Tracked:
     token: int | None  # the send awaiting its PUBACK, else None
     due: float  # when to resend if still not watermarked
     sends: int
+    stored: bool = False  # the broker took it (PUBACK success) at least once
 
 
 @dataclass(slots=True)
@@ -207,9 +210,20 @@ class Delivery:
 
     @property
     def will(self) -> Publish:
-        """The retained offline state: the last will, and the farewell of a clean stop."""
-        offline = encode(state_message(False, self.outbox.boot_id))
+        """The retained offline state the broker sends if the lane vanishes (the last will)."""
+        offline = encode(state_message(False, self.outbox.boot_id, reason="lost"))
         return Publish(self.topics.state, offline, retain=True)
+
+    def farewell(self, reason: str = "stopped", by: str | None = None,
+                 detail: str | None = None) -> Publish:
+        """The retained offline state of an agent that stops on purpose (or on a failure)."""
+        offline = state_message(False, self.outbox.boot_id, reason=reason, by=by, detail=detail)
+        return Publish(self.topics.state, encode(offline), retain=True)
+
+    def handed_over(self, seq: int) -> bool:
+        """The broker has event ``seq`` (PUBACKed) or the backend has acked it."""
+        tracked = self._tracked.get(seq)
+        return seq <= self.acked_upto or (tracked is not None and tracked.stored)
 
     def next_deadline(self) -> float | None:
         """The monotonic time by which ``tick`` must run, or None: only an event can help."""
@@ -313,6 +327,7 @@ class Delivery:
     # -- connection ------------------------------------------------------------------------
 
     def _on_connected(self, now: float) -> list[Action]:
+        self.counters.connects += 1
         self.state = LinkState.SUBSCRIBING
         self._sub_mid = None
         self._waiting_since = now if self._in_flight else None
@@ -341,6 +356,8 @@ class Delivery:
                 self.last_error += (": the broker may refuse this lane's TLS certificate "
                                     "(wrong CA, expired or revoked)")
         else:
+            if self.state is not LinkState.CUT:  # a cut was counted when it was made
+                self.counters.losses += 1
             self.last_error = f"disconnected: {reason}"
         self._lose()
 
@@ -362,6 +379,7 @@ class Delivery:
         assert self._waiting_since is not None
         self.last_error = f"no PUBACK for {now - self._waiting_since:.1f} s: reconnecting"
         self.counters.cuts += 1
+        self.counters.losses += 1
         self.state = LinkState.CUT
         self._waiting_since = None
         self._cut_at = now
@@ -439,6 +457,7 @@ class Delivery:
             self._schedule(seq, tracked, now + retry)
             return
         if code < 128:
+            tracked.stored = True
             return  # success: from here the watermark timer decides
         self.counters.refused += 1
         if code in PERMANENT_REFUSALS:

@@ -127,11 +127,19 @@ def decode(payload: bytes) -> dict[str, Any]:
     return message
 
 
-def state_message(online: bool, boot_id: int, version: str | None = None) -> dict[str, Any]:
-    """The retained ``state`` payload: birth (online, with version) or will/offline."""
+def state_message(
+    online: bool, boot_id: int, version: str | None = None, *,
+    reason: str | None = None, by: str | None = None, detail: str | None = None,
+) -> dict[str, Any]:
+    """The retained ``state`` payload: birth (online, with version) or offline, whose
+    ``reason`` tells a planned stop (``stopped``, with ``by`` and ``detail`` when known) from
+    the last will (``lost``: the broker saw the lane vanish) and an agent that failed."""
     message: dict[str, Any] = {"online": online, "boot_id": boot_id}
     if online and version is not None:
         message["version"] = version
+    if not online and reason is not None:
+        message["reason"] = reason
+        message.update({k: v for k, v in (("by", by), ("detail", detail)) if v})
     return message
 
 

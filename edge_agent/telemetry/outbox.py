@@ -446,6 +446,8 @@ class Outbox:
             events, first, last = self._db.execute(
                 "SELECT COUNT(*), MIN(seq), MAX(seq) FROM events"
             ).fetchone()
+            oldest = self._db.execute(
+                "SELECT created_ms FROM events ORDER BY seq LIMIT 1").fetchone()
             health = self._db.execute("SELECT COUNT(*) FROM health").fetchone()[0]
             dead = self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0]
             next_seq = self._meta("next_seq", 1)
@@ -456,6 +458,7 @@ class Outbox:
             "events": events,
             "first_seq": first,
             "last_seq": last,
+            "oldest_ms": oldest[0] if oldest else None,  # wall time the oldest event was made
             "next_seq": next_seq,
             "health": health,
             "dead_letters": dead,

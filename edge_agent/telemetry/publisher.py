@@ -153,15 +153,22 @@ class Publisher:
         """Tell the sender that new rows were committed (cheap; call after every add)."""
         self._wake.set()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop sending, publish the retained offline state and disconnect cleanly (no LWT)."""
+    def stop(self, timeout: float = 5.0, *, reason: str = "stopped", by: str | None = None,
+             detail: str | None = None) -> None:
+        """Stop sending, publish the retained offline state and disconnect cleanly (no LWT).
+
+        The farewell says why (``reason`` ``stopped``: planned; ``failed``: the agent gave up),
+        which the last will (``lost``) cannot. A second call does nothing.
+        """
+        if self._stopped:
+            return
         self._stopping = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         client = self._link.client
         if client.is_connected():
-            offline = self._delivery.will
+            offline = self._delivery.farewell(reason, by, detail)
             info = client.publish(offline.topic, offline.payload, qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 with contextlib.suppress(RuntimeError, ValueError):
@@ -169,6 +176,10 @@ class Publisher:
         client.disconnect()
         client.loop_stop()
         self._stopped = True
+
+    def handed_over(self, seq: int) -> bool:
+        """The broker (or already the backend) has event ``seq``: safe to disconnect."""
+        return self._delivery.handed_over(seq)
 
     def publish_transient(self, topic: str, payload: bytes, expiry_s: int) -> None:
         """Send a message that is not in the outbox (a health alarm while the disk is full),

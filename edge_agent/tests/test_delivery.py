@@ -286,7 +286,15 @@ def test_without_tls_the_messages_do_not_blame_certificates(wire: Wire) -> None:
 def test_the_will_is_the_retained_offline_state(wire: Wire) -> None:
     will = wire.machine.will
     assert (will.topic, will.retain, json.loads(will.payload)) == (
-        TOPICS.state, True, {"online": False, "boot_id": 1})
+        TOPICS.state, True, {"online": False, "boot_id": 1, "reason": "lost"})
+
+
+def test_the_farewell_of_a_planned_stop_says_who_and_why(wire: Wire) -> None:
+    farewell = wire.machine.farewell("stopped", "SIGTERM", "systemctl stop")
+    assert (farewell.topic, farewell.retain, json.loads(farewell.payload)) == (
+        TOPICS.state, True,
+        {"online": False, "boot_id": 1, "reason": "stopped", "by": "SIGTERM",
+         "detail": "systemctl stop"})
 
 
 # -- resends, refusals, dead letters ---------------------------------------------------------

@@ -53,7 +53,9 @@ def test_birth_is_retained_and_a_clean_stop_publishes_offline(
     assert wait_until(lambda: (backend.lane_state(LANE) or {}).get("online") is True)
     assert backend.lane_state(LANE) == {"online": True, "boot_id": 1, "version": "9.9.9"}
     lane.close()
-    assert wait_until(lambda: backend.lane_state(LANE) == {"online": False, "boot_id": 1})
+    assert wait_until(lambda: backend.lane_state(LANE) == {"online": False, "boot_id": 1,
+                                                           "reason": "stopped"})
+    assert backend.offline_history(LANE) == ["planned"]
 
 
 def test_nothing_is_lost_while_the_broker_is_down(

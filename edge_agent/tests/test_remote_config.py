@@ -21,6 +21,7 @@ LOCAL_TEXT = """
 [lane]
 site = "BZ01"
 lane = "exit-03"
+gate = "G3"
 [io_board]
 url = "/dev/ttyACM0"
 [weighbridge]

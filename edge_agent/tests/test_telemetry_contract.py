@@ -169,7 +169,8 @@ def test_every_message_on_the_wire_matches_its_channel_schema(
     backend.publish_command(SITE, LANE, "remote_release", sign_command(key, "k1", claims))
     assert wait_until(lambda: len(commands) == 1)
     lane.close()
-    assert wait_until(lambda: any(json.loads(m.payload) == {"online": False, "boot_id": 1}
+    assert wait_until(lambda: any(json.loads(m.payload) == {"online": False, "boot_id": 1,
+                                                         "reason": "stopped"}
                                   for m in captured if m.topic.endswith("/state")))
     sniffer.disconnect()
     sniffer.loop_stop()

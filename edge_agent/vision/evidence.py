@@ -69,6 +69,7 @@ class EvidenceStore:
         self._last: tuple[npt.NDArray[np.uint8], tuple[Polygon, ...]] | None = None
         self._outlines: tuple[Polygon, ...] = ()
         self._outlines_at = -math.inf
+        self._last_at = -math.inf
         self._counter = 0
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -85,6 +86,14 @@ class EvidenceStore:
             elif at - self._outlines_at >= OUTLINE_KEPT_S:
                 self._outlines = ()
             self._last = (frame, self._outlines)
+            self._last_at = at
+
+    def latest(self) -> tuple[npt.NDArray[np.uint8], float, tuple[Polygon, ...]] | None:
+        """The remembered frame (not a copy), its time and its code outlines; for the lane
+        page, which encodes it on its own thread."""
+        with self._lock:
+            last, at = self._last, self._last_at
+        return None if last is None else (last[0], at, last[1])
 
     def snapshot(self, name: str) -> Snapshot | None:
         """Encode and keep the remembered frame; None when no frame has been seen yet."""

@@ -4,7 +4,6 @@ board boots what was deployed there."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -18,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from host_tools import cmd_fw, cmd_io, fw_deploy, fw_release
+from host_tools import fw_deploy, fw_release, lanectl
+from host_tools.board_session import BoardSession
 from simulators.iohost import FIRMWARE_DIR, BarrierLoop, IoBoardHost, micropython_executable
 
 pytestmark = pytest.mark.skipif(
@@ -28,16 +28,8 @@ Capture = pytest.CaptureFixture[str]
 INSTALLED, _ = fw_release.manifest(FIRMWARE_DIR)
 
 
-def lanectl(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lanectl")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    cmd_fw.register(subparsers)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
 def report_of(argv: list[str], capsys: Capture) -> tuple[int, dict[str, Any]]:
-    code = lanectl([*argv, "--json", "--timeout", "4"])
+    code = lanectl.main([*argv, "--json", "--timeout", "4"])
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -89,6 +81,31 @@ def test_version_bump_deploys_then_rolls_back(
     assert not lane.outputs()["barrier_open"] and lane.inputs()["limit_closed"]
 
 
+def test_a_second_rollback_does_not_roll_forward(
+    lane: IoBoardHost, tmp_path: Path, capsys: Capture
+) -> None:
+    first, second = release(tmp_path, "0.1.1", "first"), release(tmp_path, "0.1.2", "second")
+    for folder in (first, second):
+        code, report = report_of(["fw", "deploy", "--port", lane.port, "--firmware-dir",
+                                  str(folder)], capsys)  # fmt: skip
+        assert code == 0 and report["outcome"] == "deployed", report
+    code, report = report_of(["fw", "rollback", "--port", lane.port], capsys)
+    assert code == 0 and report["outcome"] == "rolled_back", report
+    assert report["after"]["version"] == "0.1.1"
+    # Again: 0.1.1 stays; swapping app and app.prev once more would bring 0.1.2 back.
+    code, report = report_of(["fw", "rollback", "--port", lane.port], capsys)
+    assert code == 0 and report["outcome"] == "unchanged", report
+    assert "nothing older to roll back to" in report["error"]
+    assert report["after"]["version"] == "0.1.1"
+    assert board_manifest(lane.port) == fw_release.manifest(first)[0]
+    # A deploy clears the mark: rolling back from it returns to the release it replaced.
+    code, report = report_of(["fw", "deploy", "--port", lane.port, "--firmware-dir",
+                              str(second)], capsys)  # fmt: skip
+    assert code == 0, report
+    code, report = report_of(["fw", "rollback", "--port", lane.port], capsys)
+    assert code == 0 and report["after"]["version"] == "0.1.1", report
+
+
 def cut_link(folder: Path) -> None:
     """link.py cut short (an interrupted copy): it compiles, the firmware dies importing it."""
     kept = (folder / "link.py").read_text(encoding="utf-8").splitlines(keepends=True)[:30]
@@ -135,7 +152,7 @@ def test_a_bad_release_rolls_back_to_the_running_one(
 def test_deploy_is_refused_unless_the_barrier_rests_closed(
     lane: IoBoardHost, tmp_path: Path, capsys: Capture
 ) -> None:
-    session = cmd_io.BoardSession(lane.port)
+    session = BoardSession(lane.port)
     session.open(5.0)
     try:
         assert session.result(session.board.open_barrier()) == "ok"
@@ -147,7 +164,7 @@ def test_deploy_is_refused_unless_the_barrier_rests_closed(
     assert code == 1 and report["outcome"] == "refused"
     assert "barrier open" in report["error"]
     assert [s["step"] for s in report["steps"]] == ["compile", "safe_state"]
-    state = cmd_io.BoardSession(lane.port)
+    state = BoardSession(lane.port)
     try:  # no maintenance, nothing changed: the barrier is still up and the board follows a host
         assert state.open(5.0).barrier == "open"
         assert state.board.hello is not None and state.board.hello.manifest == INSTALLED

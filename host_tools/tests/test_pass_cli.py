@@ -11,17 +11,12 @@ from pathlib import Path
 import pytest
 
 from edge_agent.protocols import gp1
-from host_tools import cmd_pass, cmd_qr
+from host_tools import cmd_pass
+from host_tools import lanectl as lanectl_main
 
 
 def lanectl(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="lanectl")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cmd_pass.register(sub)
-    cmd_qr.register(sub)
-    args = parser.parse_args(list(argv))
-    code: int = args.func(args)
-    return code
+    return lanectl_main.main(list(argv))
 
 
 @pytest.fixture
@@ -49,7 +44,7 @@ def verify_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, di
 @pytest.mark.parametrize("alg", ["ed25519", "es256"])
 def test_keygen_writes_key_and_trust(tmp_path: Path, alg: str,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    assert lanectl("pass", "keygen", "--out", str(tmp_path), "--alg", alg) == 0
+    assert lanectl("pass", "keygen", "--out", str(tmp_path), "--alg", alg, "--json") == 0
     out = json.loads(capsys.readouterr().out)
     assert (tmp_path / "issuer.key.pem").is_file()
     trust = gp1.TrustList.load(tmp_path / "trust.json")
@@ -145,11 +140,37 @@ def test_missing_trust_file_is_a_clean_error(tmp_path: Path,
 
 def test_inspect(keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = issue(keys, capsys)
-    assert lanectl("pass", "inspect", text) == 0
+    assert lanectl("pass", "inspect", text, "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["claims"]["release_no"] == "REL-1" and info["alg"] == "EdDSA"
+    assert lanectl("pass", "inspect", "nonsense", "--json") == 1
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["reason"] == "pass.bad_format" and "error" in refused
+
+
+@pytest.mark.parametrize(("at", "state"), [
+    ("2026-03-01T07:30:00Z", "not valid yet: valid in 30m 0s"),
+    ("2026-03-01T08:00:01Z", "expires in 1h 59m"),
+    ("2026-03-04T10:00:00Z", "expired 3d 0h ago"),
+])
+def test_inspect_shows_the_dates(keys: Path, capsys: pytest.CaptureFixture[str], at: str,
+                                 state: str) -> None:
+    text = issue(keys, capsys)  # valid 2026-03-01 08:00..10:00 UTC
+    assert lanectl("pass", "inspect", text, "--at", at, "--json") == 0
+    dates = json.loads(capsys.readouterr().out)["dates"]
+    assert dates["nbf"] == "2026-03-01T08:00:00Z" and dates["exp"] == "2026-03-01T10:00:00Z"
+    assert dates["iat"] is not None and dates["iat"].endswith("Z")
+    assert dates["state"] == state
+    assert lanectl("pass", "inspect", text, "--at", at) == 0
+    human = capsys.readouterr().out
+    assert "2026-03-01T08:00:00Z .. 2026-03-01T10:00:00Z" in human and state in human
+    assert "release_no" in human and "NOT verified" in human
+
+
+def test_inspect_of_garbage_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert lanectl("pass", "inspect", "nonsense") == 1
-    assert json.loads(capsys.readouterr().out)["reason"] == "pass.bad_format"
+    captured = capsys.readouterr()
+    assert captured.out == "" and "not a readable GP1 pass" in one_line_error(captured.err)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("30m", 1800), ("2h", 7200),

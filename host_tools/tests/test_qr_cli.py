@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -10,18 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from host_tools import cmd_qr
+from host_tools import lanectl as lanectl_main
+from host_tools.cmd_qr import latency_summary
 from simulators.pass_render import render_pass_frame
 
 TEXT = "GP1:QR CLI TEST 42"
 
 
 def lanectl(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="lanectl")
-    cmd_qr.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    code: int = args.func(args)
-    return code
+    return lanectl_main.main(list(argv))
 
 
 @pytest.fixture
@@ -64,8 +60,26 @@ def test_live_from_a_folder(images: Path, tmp_path: Path,
     for i in range(4):
         Image.fromarray(frame).save(frames / f"{i:03}.png")
     assert lanectl("qr", "live", "--source", f"dir://{frames}", "--json") == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
     assert [(line["event"], line["text"]) for line in lines] == [("read", TEXT)]
+    summary = json.loads(err)
+    assert summary["frames"] == 4 and summary["p95_ms"] >= summary["median_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    "timings",
+    [[1.0, 9.0], [5.0, 1.0, 3.0], [2.0] * 19 + [40.0], [float(n) for n in range(100, 0, -1)]],
+)
+def test_p95_is_never_below_the_median(timings: list[float]) -> None:
+    summary = latency_summary(timings)
+    assert min(timings) <= summary["median_ms"] <= summary["p95_ms"] <= max(timings)
+
+
+def test_p95_of_a_known_spread() -> None:
+    summary = latency_summary([float(n) for n in range(1, 101)])  # 1..100 ms, in any order
+    assert summary == {"median_ms": 50.5, "p95_ms": 95.05}
+    assert latency_summary([1.0, 9.0]) == {"median_ms": 5.0, "p95_ms": 8.6}
 
 
 def test_live_bad_source(capsys: pytest.CaptureFixture[str]) -> None:

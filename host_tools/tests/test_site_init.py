@@ -17,12 +17,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edge_agent.config import load_config
+from edge_agent.config import check_config, load_config
+from edge_agent.protocols import gp1
 from edge_agent.telemetry.mqtt import TlsFiles, make_client, parse_broker_url
 from host_tools import site_init
 from host_tools.lanectl import main as lanectl
 
-LANES = "exit-01,exit-02"
+LANES = "exit-01=G1,exit-02=G2"
 PEM = Encoding.PEM
 
 
@@ -53,7 +54,7 @@ def usages(certificate: x509.Certificate) -> list[x509.ObjectIdentifier]:
 def test_init_prints_where_everything_went(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert init(tmp_path / "s") == 0
+    assert init(tmp_path / "s", "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["lanes"]) == {"exit-01", "exit-02"}
     assert Path(summary["broker_config"]).is_file()
@@ -157,7 +158,7 @@ def test_the_lane_config_loads_and_points_at_the_lane_certificate(site: Path) ->
     assert config.mqtt.cert == site / "lanes" / "exit-02" / "exit-02.crt"
     assert config.mqtt.key == site / "lanes" / "exit-02" / "exit-02.key"
     assert config.mqtt.ca == site / "lanes" / "exit-02" / "ca.crt"
-    assert config.lane.gate is None  # the example's gate belongs to another lane
+    assert config.lane.gate == "G2"  # the example's gate belongs to another lane
     assert config.mqtt.command_keys == site / "lanes" / "exit-02" / "command_keys.json"
     # The agent can build its TLS client from these files (key matches cert, CA parses).
     make_client("exit-02", parse_broker_url(config.mqtt.broker),
@@ -247,7 +248,7 @@ def test_revoke_lists_the_lane_certificate_in_a_signed_crl(
     assert len(empty) == 0
     revoked = cert(tmp_path / "lanes" / "exit-02" / "exit-02.crt")
 
-    assert lanectl(["site", "revoke", "--dir", str(tmp_path), "--cn", "exit-02"]) == 0
+    assert lanectl(["site", "revoke", "--json", "--dir", str(tmp_path), "--cn", "exit-02"]) == 0
     assert json.loads(capsys.readouterr().out)["revoked_serials"] == [
         format(revoked.serial_number, "x")]
     crl = x509.load_pem_x509_crl((tmp_path / "broker" / "crl.pem").read_bytes())
@@ -267,14 +268,15 @@ def test_issue_replaces_a_lane_certificate_and_adds_new_lanes(
 ) -> None:
     assert init(tmp_path) == 0
     old = cert(tmp_path / "lanes" / "exit-01" / "exit-01.crt")
-    assert lanectl(["site", "revoke", "--dir", str(tmp_path), "--cn", "exit-01"]) == 0
-    assert lanectl(["site", "issue", "--dir", str(tmp_path), "--cn", "exit-01"]) == 0
+    assert lanectl(["site", "revoke", "--json", "--dir", str(tmp_path), "--cn", "exit-01"]) == 0
+    assert lanectl(["site", "issue", "--json", "--dir", str(tmp_path), "--cn", "exit-01"]) == 0
     new = cert(tmp_path / "lanes" / "exit-01" / "exit-01.crt")
     assert new.serial_number != old.serial_number and cn(new) == "exit-01"
     crl = x509.load_pem_x509_crl((tmp_path / "broker" / "crl.pem").read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(new.serial_number) is None
 
-    assert lanectl(["site", "issue", "--dir", str(tmp_path), "--cn", "entry-01"]) == 0
+    assert lanectl(["site", "issue", "--json", "--dir", str(tmp_path), "--cn", "entry-01",
+                    "--gate", "E1"]) == 0
     assert load_config(tmp_path / "lanes" / "entry-01" / "agent.toml").lane.lane == "entry-01"
     assert "entry-01" in json.loads((tmp_path / "site.json").read_text())["lanes"]
     capsys.readouterr()
@@ -295,6 +297,72 @@ def test_crl_is_signed_again_with_a_new_expiry_and_keeps_revocations(
     assert len(crl) == 1
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 3
     capsys.readouterr()
-    assert lanectl(["site", "crl", "--dir", str(tmp_path), "--days", "7"]) == 0
+    assert lanectl(["site", "crl", "--json", "--dir", str(tmp_path), "--days", "7"]) == 0
     next_update = datetime.fromisoformat(json.loads(capsys.readouterr().out)["next_update"])
     assert timedelta(days=6) < next_update - datetime.now(UTC) <= timedelta(days=7)
+
+
+# -- a lane folder the agent starts with ---------------------------------------------------------
+
+
+@pytest.fixture
+def customs_trust(tmp_path: Path) -> Path:
+    _, trust = gp1.write_keypair(tmp_path / "customs")
+    return trust
+
+
+def test_a_lane_with_gate_and_trust_list_passes_the_agents_config_check(
+    tmp_path: Path, customs_trust: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert init(tmp_path / "s", "--trust", str(customs_trust), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["todo"] == {}
+    for lane, gate in (("exit-01", "G1"), ("exit-02", "G2")):
+        path = tmp_path / "s" / "lanes" / lane / "agent.toml"
+        assert check_config(path) == []
+        config = load_config(path)
+        assert (config.lane.gate, config.lane.any_gate) == (gate, False)
+        # What the agent loads at start: the trust list, the same keys as given.
+        trust = gp1.TrustList.load(config.passes.trust_list)
+        assert config.passes.trust_list == path.parent / "trust.json"
+        assert trust.to_json() == gp1.TrustList.load(customs_trust).to_json()
+
+
+def test_any_gate_lanes_pass_the_check_too(tmp_path: Path, customs_trust: Path) -> None:
+    assert lanectl(["site", "init", "--site", "BZ01", "--lanes", "exit-01,exit-02=G2",
+                    "--any-gate", "--trust", str(customs_trust), "--out", str(tmp_path)]) == 0
+    first = tmp_path / "lanes" / "exit-01" / "agent.toml"
+    assert check_config(first) == []
+    assert load_config(first).lane.any_gate is True and load_config(first).lane.gate is None
+    assert load_config(tmp_path / "lanes" / "exit-02" / "agent.toml").lane.gate == "G2"
+
+
+def test_what_is_missing_is_listed_and_the_check_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert lanectl(["site", "init", "--site", "BZ01", "--lanes", "exit-01", "--out",
+                    str(tmp_path), "--json"]) == 0
+    todo = json.loads(capsys.readouterr().out)["todo"]["exit-01"]
+    assert any("[lane] gate" in item and "exit-01=GATE" in item for item in todo)
+    assert any("trust list" in item and "--trust FILE" in item for item in todo)
+    problems = [str(p) for p in check_config(tmp_path / "lanes" / "exit-01" / "agent.toml")]
+    assert [p.split(":")[0] for p in problems] == ["lane.gate"]
+    # Later, the lane's gate on a new lane: it passes once the trust list is there.
+    assert lanectl(["site", "issue", "--dir", str(tmp_path), "--cn", "entry-01", "--gate",
+                    "E1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["todo"] == [
+        f"copy the customs trust list to {tmp_path.resolve() / 'lanes' / 'entry-01' / 'trust.json'}"
+        " (or give --trust FILE)"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--lanes", "exit-01=G 1"], "gate 'G 1' of lane 'exit-01'"),
+    (["--lanes", "exit-01=G1", "--trust", "/nonexistent/trust.json"], "--trust"),
+])
+def test_bad_gates_and_trust_lists_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert lanectl(["site", "init", "--site", "BZ01", "--out", str(tmp_path), *extra]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert message in line and "Traceback" not in captured.err
+    assert not (tmp_path / "site.json").exists()

@@ -33,7 +33,7 @@ SITE = "BZ01"
 
 
 def init(out: Path, *extra: str) -> int:
-    return lanectl(["site", "init", "--site", SITE, "--lanes", "exit-01,exit-02", "--out",
+    return lanectl(["site", "init", "--site", SITE, "--lanes", "exit-01=G1,exit-02=G2", "--out",
                     str(out), *extra])
 
 
@@ -92,7 +92,7 @@ def test_issue_adds_a_worker_and_says_the_broker_must_reload_its_acl(
 ) -> None:
     assert init(tmp_path) == 0
     capsys.readouterr()
-    assert lanectl(["site", "issue", "--dir", str(tmp_path), "--ingest-worker"]) == 0
+    assert lanectl(["site", "issue", "--json", "--dir", str(tmp_path), "--ingest-worker"]) == 0
     added = json.loads(capsys.readouterr().out)
     assert added["cn"] == "backend-ingest-3" and added["kind"] == "ingest_worker"
     assert added["cert"] == str(tmp_path / "backend" / "backend-ingest-3.crt")
@@ -100,7 +100,8 @@ def test_issue_adds_a_worker_and_says_the_broker_must_reload_its_acl(
     assert acl_users(tmp_path) == ["backend-ingest-1", "backend-ingest-2", "backend-ingest-3"]
 
     # By name, with a gap; the next automatic one continues above the highest.
-    assert lanectl(["site", "issue", "--dir", str(tmp_path), "--cn", "backend-ingest-7"]) == 0
+    assert lanectl(["site", "issue", "--json", "--dir", str(tmp_path), "--cn",
+                    "backend-ingest-7"]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == "ingest_worker"
     assert site_init.next_ingest_worker(tmp_path) == "backend-ingest-8"
     assert record(tmp_path)["ingest_workers"][-1] == "backend-ingest-7"
@@ -108,7 +109,8 @@ def test_issue_adds_a_worker_and_says_the_broker_must_reload_its_acl(
 
     # Re-issuing a known worker leaves the ACL alone.
     acl = (tmp_path / "broker" / "acl").read_bytes()
-    assert lanectl(["site", "issue", "--dir", str(tmp_path), "--cn", "backend-ingest-1"]) == 0
+    assert lanectl(["site", "issue", "--json", "--dir", str(tmp_path), "--cn",
+                    "backend-ingest-1"]) == 0
     assert "acl" not in json.loads(capsys.readouterr().out)
     assert (tmp_path / "broker" / "acl").read_bytes() == acl
 
@@ -147,7 +149,7 @@ def test_the_command_keys_are_secret_files_and_the_record_holds_their_public_hal
 def test_every_lane_accepts_the_officer_key_and_keeps_each_key_in_its_tier(
     tmp_path: Path,
 ) -> None:
-    site_init.init_site(tmp_path, site=SITE, lanes=["exit-01", "exit-02"])
+    site_init.init_site(tmp_path, site=SITE, lanes=["exit-01", "exit-02"], any_gate=True)
     officer_kid, officer = private_key(tmp_path, "command")
     root_kid, root = private_key(tmp_path, "root")
     for lane in ("exit-01", "exit-02"):
@@ -173,9 +175,9 @@ def test_every_lane_accepts_the_officer_key_and_keeps_each_key_in_its_tier(
 
 
 def test_a_lane_added_later_gets_the_keys_while_the_root_key_is_offline(tmp_path: Path) -> None:
-    site_init.init_site(tmp_path, site=SITE, lanes=["exit-01"])
+    site_init.init_site(tmp_path, site=SITE, lanes=["exit-01"], gates={"exit-01": "G1"})
     (tmp_path / "keys" / "root.key.pem").unlink()  # moved to the offline safe
-    site_init.issue(tmp_path, "entry-01")
+    site_init.issue(tmp_path, "entry-01", gate="E1")
     lanes = tmp_path / "lanes"
     assert (lanes / "entry-01" / "command_keys.json").read_bytes() == (
         lanes / "exit-01" / "command_keys.json").read_bytes()
@@ -202,7 +204,7 @@ def test_an_older_site_record_still_works_and_can_grow(tmp_path: Path) -> None:
     assert (added.cn, added.ingest_worker, added.acl_rewritten) == ("backend-ingest-1", True, True)
     assert acl_users(tmp_path) == ["backend-ingest", "backend-ingest-1"]
     # A new lane: no command keys in this site, so its config names none.
-    site_init.issue(tmp_path, "exit-02")
+    site_init.issue(tmp_path, "exit-02", gate="G2")
     assert load_config(tmp_path / "lanes" / "exit-02" / "agent.toml").mqtt.command_keys is None
     assert not (tmp_path / "lanes" / "exit-02" / "command_keys.json").exists()
     assert record(tmp_path)["format"] == site_init.SITE_FORMAT

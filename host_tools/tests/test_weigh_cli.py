@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -12,15 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.protocols.indicators import PROTOCOLS, IndicatorReading, make_encoder
-from host_tools import cmd_weigh
+from host_tools import lanectl as lanectl_main
 from simulators.weight_dynamics import generate_truck_trace
 
 
-def lanectl(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lanectl")
-    cmd_weigh.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+def lanectl(argv: list[str], *, as_json: bool = True) -> int:
+    return lanectl_main.main([*argv, "--json"] if as_json else argv)
 
 
 def json_lines(text: str) -> list[dict]:
@@ -67,7 +63,8 @@ def test_decode_never_crashes(tmp_path, capsys, data, protocol):
 
 
 def test_decode_missing_file_is_exit_2(capsys):
-    assert lanectl(["weigh", "decode", "--protocol", "toledo", "/nonexistent/x.bin"]) == 2
+    assert lanectl(["weigh", "decode", "--protocol", "toledo", "/nonexistent/x.bin"],
+                   as_json=False) == 2
     assert "cannot read" in capsys.readouterr().err
 
 
@@ -116,7 +113,7 @@ def test_analyze_declared_mismatch(tmp_path, capsys):
 def test_analyze_bad_trace_is_exit_2(tmp_path, capsys, content, message):
     trace = tmp_path / "bad.csv"
     trace.write_text(content)
-    assert lanectl(["weigh", "analyze", str(trace)]) == 2
+    assert lanectl(["weigh", "analyze", str(trace)], as_json=False) == 2
     assert message in capsys.readouterr().err
 
 
@@ -161,3 +158,34 @@ def test_verify_and_monitor_against_the_simulator(tmp_path, capsys):
     lines = json_lines(capsys.readouterr().out)
     assert any(line.get("type") == "reading" for line in lines)
     assert record.read_text().startswith("t_s,kg\n") and os.path.getsize(record) > 20
+
+
+def test_plain_output_is_for_people(tmp_path, capsys):
+    trace = tmp_path / "trace.csv"
+    write_trace(trace, 1)
+    assert lanectl(["weigh", "analyze", str(trace)], as_json=False) == 0
+    out = capsys.readouterr().out
+    assert "decision" in out and "{" not in out
+    capture = tmp_path / "cap.bin"
+    capture.write_bytes(make_encoder("toledo").encode(IndicatorReading(12340.0, False)) + b"junk")
+    assert lanectl(["weigh", "decode", "--protocol", "toledo", str(capture)], as_json=False) == 0
+    assert "12340 kg" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["monitor", "verify"])
+def test_a_dead_port_is_one_line_exit_2(command, capsys):
+    extra = ["--reference-kg", "1"] if command == "verify" else []
+    argv = ["weigh", command, "--port", "/dev/ttyUSB-gone", "--protocol", "sma", *extra]
+    assert lanectl(argv, as_json=False) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"lanectl weigh {command}: cannot open '/dev/ttyUSB-gone'")
+
+
+def test_a_bad_plot_path_is_one_line_exit_2(tmp_path, capsys):
+    trace = tmp_path / "trace.csv"
+    write_trace(trace, 1)
+    assert lanectl(["weigh", "plot", str(trace), "--out", str(tmp_path / "no" / "p.png")],
+                   as_json=False) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "cannot write the plot" in line
