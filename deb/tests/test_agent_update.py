@@ -80,7 +80,7 @@ def build_broken(out: Path, work: Path) -> Path:
         handle.write(BROKEN_MAIN)
     done = subprocess.run(
         [str(source / script), "--out", str(out), "--version", C],
-        capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin",
+        capture_output=True, text=True, timeout=900, env={"PATH": "/usr/bin:/bin",
                                                           "PYTHON": sys.executable},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
@@ -96,11 +96,12 @@ def site_key() -> CommandKey:
 @pytest.fixture(scope="module")
 def debs(tmp_path_factory: pytest.TempPathFactory, site_key: CommandKey) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("agent-update")
-    built = {
-        "A": chroot.session_deb(tmp_path_factory),
-        "B": chroot.session_deb(tmp_path_factory, version=B),
-        "C": build_broken(tmp_path_factory.mktemp("deb"), work),
-    }
+    # The root and A and B are made in the background (once a session) while C builds here.
+    chroot.start_pristine(tmp_path_factory)
+    good = {"A": chroot.start_deb(tmp_path_factory),
+            "B": chroot.start_deb(tmp_path_factory, version=B)}  # fmt: skip
+    broken = build_broken(tmp_path_factory.mktemp("deb"), work)
+    built = {name: future.result() for name, future in good.items()} | {"C": broken}
     # B is signed by the site's root key (PACKAGE.sig beside it); C is proven by its hash.
     signed = work / built["B"].name
     shutil.copyfile(built["B"], signed)
