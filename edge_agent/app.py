@@ -70,6 +70,7 @@ ClockStatus = Callable[[], tuple[bool, str]]
 STATUS_EVERY_S = 0.25
 STORAGE_RETRY_S = 2.0
 CLOCK_CHECK_S = 1.0
+LEDGER_PURGE_S = 3600.0  # passes expired for a day leave the ledger once an hour
 
 
 class LaneAgent:
@@ -109,6 +110,7 @@ class LaneAgent:
         self._next_status = 0.0
         self._next_retry = 0.0
         self._next_clock = 0.0
+        self._next_purge = 0.0
         self._clock_synced = False  # the wall clock's state, looked at once a second
         self.service = Service() if service is None else service
         self._phase = "starting"  # then "waiting for clock sync", "running", "stopping"
@@ -328,6 +330,10 @@ class LaneAgent:
             self._watch_storage(now)
         with self.faults.guard("clock"):
             self._watch_clock(now)
+        if now >= self._next_purge:
+            self._next_purge = now + LEDGER_PURGE_S
+            with self.faults.guard("ledger purge"):
+                self._purge_ledger()
         if now >= self._next_status:
             self._next_status = now + STATUS_EVERY_S
             with self.faults.guard("status"):
@@ -364,6 +370,17 @@ class LaneAgent:
             else:
                 log.error("storage fault: %s; trucks are held until it is back", records.error)
             self._step(StorageChanged(now, records.ok, records.error), now)
+
+    def _purge_ledger(self) -> None:
+        """Keep passes.sqlite bounded: a pass expired a day ago is refused on its expiry alone.
+        Only while the clock is synced: a clock run ahead must not let a valid pass's use go."""
+        devices = self.devices
+        assert devices is not None
+        if not self._clock_synced:
+            return
+        purged = devices.ledger.purge_expired(devices.time_floor.now(self._wall_clock()))
+        if purged:
+            log.info("pass ledger: %d passes expired more than a day ago removed", purged)
 
     def _watch_clock(self, now: float) -> None:
         """Raise the persisted time floor from the wall clock while it is synced."""

@@ -370,17 +370,26 @@ def _put_back(url: str, report: Report, previous: str | None, timeout: float,
                   f"({report.after['manifest']}) runs, barrier closed")  # fmt: skip
 
 
-def deploy(url: str, folder: Path, *, timeout: float = 15.0,
-           log: Callable[[str], None] = lambda _line: None) -> Report:  # fmt: skip
-    report = Report("deploy", url, log=log)
+def compiled(folder: Path, report: Report) -> Release | None:
+    """The release in ``folder`` compiled with mpy-cross, recorded in the report; None (the
+    report says why) when it does not compile."""
     try:
         release = build(folder)
     except DeployError as exc:
         report.failed("compile", str(exc))
-        return report
+        return None
     report.release = {"dir": str(folder), "version": release.version,
                       "manifest": release.manifest, "files": release.files}  # fmt: skip
     report.passed("compile", f"{len(release.files)} files compile with mpy-cross")
+    return release
+
+
+def deploy(url: str, folder: Path, *, timeout: float = 15.0,
+           log: Callable[[str], None] = lambda _line: None) -> Report:  # fmt: skip
+    report = Report("deploy", url, log=log)
+    release = compiled(folder, report)
+    if release is None:
+        return report
     try:
         repl = enter_maintenance(url, report, timeout)
     except Refused as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge_agent.errors import DeviceError
 from host_tools.errors import DeployError
-from host_tools.fw_deploy import BoardRepl, Report, build, self_test
+from host_tools.fw_deploy import BoardRepl, Report, compiled, self_test
 from host_tools.fw_release import ask_board
 
 _LOOK = '_say(sorted(os.listdir()))'
@@ -42,14 +42,9 @@ def _not_blank(url: str, exc: DeployError) -> str:
 def install(url: str, folder: Path, *, timeout: float = 15.0, force: bool = False,
             log: Callable[[str], None] = lambda _line: None) -> Report:  # fmt: skip
     report = Report("install", url, log=log)
-    try:
-        release = build(folder)
-    except DeployError as exc:
-        report.failed("compile", str(exc))
+    release = compiled(folder, report)
+    if release is None:
         return report
-    report.release = {"dir": str(folder), "version": release.version,
-                      "manifest": release.manifest, "files": release.files}  # fmt: skip
-    report.passed("compile", f"{len(release.files)} files compile with mpy-cross")
     repl = BoardRepl(url)
     try:
         present = repl.call(_LOOK, timeout=FIRST_REPL_TIMEOUT_S)

@@ -429,13 +429,20 @@ socket = "{self._tmp / 'control.sock'}"
         return getattr(self, "broker", None) is not None
 
     def _wait_lane_idle(self, deadline: float) -> None:
-        """Wait for the barrier to be closed and the transit to be closed at the backend."""
+        """Wait for the barrier to be closed and the lane's transit to be closed: the arm may
+        be down before the truck's rear has left the deck, and the transit ends only then."""
         while time.monotonic() < deadline:
             outputs = self.iohost.outputs()
             moving = outputs.get("barrier_open") or outputs.get("barrier_close")
-            if not moving and self.barrier_position.limit_closed:
+            if not moving and self.barrier_position.limit_closed and self._lane_idle():
                 return
             time.sleep(0.05)
+
+    def _lane_idle(self) -> bool:
+        try:
+            return self.status().get("state") == "idle"
+        except (OSError, ValueError):  # the agent's page not up (yet): the barrier decides
+            return True
 
     def status(self) -> dict[str, Any]:
         """The agent's own status document (what ``lanectl status`` shows)."""

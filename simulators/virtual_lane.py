@@ -128,8 +128,9 @@ class VirtualLane:
         self._keys(workdir / "keys")
         path = self._write_config(workdir)
         self.config = load_config(path)
+        self.clock_synced = True  # what the lane's clock status says; a test may turn it off
         self.agent = LaneAgent(self.config, clock=self.clock, wall_clock=self.wall,
-                               clock_status=lambda: (True, "virtual"))
+                               clock_status=lambda: (self.clock_synced, "virtual"))
         self.devices: LaneDevices = open_devices(self.config, self.clock,
                                                  isolate_decoders=False)
         self.agent.attach(self.devices)

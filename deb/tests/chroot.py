@@ -270,3 +270,33 @@ def _root_of(pid: int) -> Path | None:
         return Path(os.readlink(f"/proc/{pid}/root"))
     except OSError:
         return None
+
+
+def lane_toml(*, site: str, lane: str, broker_url: str, listen: str, mqtt_extra: str = "") -> str:
+    """agent.toml for a lane on the simulated devices (fake IO board, indicator and camera)."""
+    return f"""\
+[lane]
+site = "{site}"
+lane = "{lane}"
+gate = "G3"
+
+[io_board]
+url = "fake-ioboard://lane"
+
+[weighbridge]
+url = "fake-indicator://lane"
+protocol = "yaohua-tf0"
+
+[camera]
+source = "fake-camera://lane"
+
+[passes]
+trust_list = "trust.json"
+
+[mqtt]
+broker = "{broker_url}"
+lab = true
+{mqtt_extra}
+[status]
+listen = "{listen}"
+"""

@@ -140,33 +140,9 @@ def write_lane_files(root: chroot.DebianRoot, keys: Path, site_key: CommandKey) 
     (etc / "trust.json").write_bytes(trust.read_bytes())
     (etc / "command_keys.json").write_text(json.dumps({"keys": [site_key.public_entry()]}))
     listen = f"127.0.0.1:{free_port()}"
-    (etc / "agent.toml").write_text(f"""\
-[lane]
-site = "BZ01"
-lane = "exit-03"
-gate = "G3"
-
-[io_board]
-url = "fake-ioboard://lane"
-
-[weighbridge]
-url = "fake-indicator://lane"
-protocol = "yaohua-tf0"
-
-[camera]
-source = "fake-camera://lane"
-
-[passes]
-trust_list = "trust.json"
-
-[mqtt]
-broker = "mqtt://127.0.0.1:9"
-lab = true
-command_keys = "command_keys.json"
-
-[status]
-listen = "{listen}"
-""")
+    (etc / "agent.toml").write_text(chroot.lane_toml(
+        site="BZ01", lane="exit-03", broker_url="mqtt://127.0.0.1:9", listen=listen,
+        mqtt_extra='command_keys = "command_keys.json"\n'))
     return listen
 
 

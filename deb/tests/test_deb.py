@@ -207,34 +207,9 @@ def write_lane_files(root: chroot.DebianRoot, broker_url: str, keys: Path) -> No
     """What a technician puts in /etc/gatelane: the trust list and agent.toml."""
     _key, trust = gp1.write_keypair(keys)
     root.host_path("/etc/gatelane/trust.json").write_bytes(trust.read_bytes())
-    root.host_path("/etc/gatelane/agent.toml").write_text(f"""\
-[lane]
-site = "{SITE}"
-lane = "{LANE}"
-gate = "G3"
-
-[io_board]
-url = "fake-ioboard://lane"
-
-[weighbridge]
-url = "fake-indicator://lane"
-protocol = "yaohua-tf0"
-
-[camera]
-source = "fake-camera://lane"
-
-[passes]
-trust_list = "trust.json"
-
-[mqtt]
-broker = "{broker_url}"
-lab = true
-reconnect_first_min_s = 0.2
-reconnect_first_max_s = 0.5
-
-[status]
-listen = "127.0.0.1:{free_port()}"
-""")
+    root.host_path("/etc/gatelane/agent.toml").write_text(chroot.lane_toml(
+        site=SITE, lane=LANE, broker_url=broker_url, listen=f"127.0.0.1:{free_port()}",
+        mqtt_extra="reconnect_first_min_s = 0.2\nreconnect_first_max_s = 0.5\n"))
 
 
 def test_the_agent_runs_as_its_unit_says_on_the_simulated_lane(

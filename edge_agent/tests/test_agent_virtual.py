@@ -126,3 +126,28 @@ def test_a_truck_plan_with_an_unmodelled_fault_is_refused_clearly(lane: VirtualL
     plan = TruckPlan("odd", VALID.truck, faults=("flipped_bits",))
     with pytest.raises(SimulatorError, match="not modelled"):
         lane.run_truck(plan)
+
+
+def test_the_ledger_forgets_passes_expired_a_day_ago_but_only_on_a_synced_clock(
+    lane: VirtualLane,
+) -> None:
+    assert lane.run_truck(VALID).ok
+    ledger = lane.devices.ledger
+    used = ledger.count()
+    day, old = 86400.0, b"\x01" * 16
+    # A pass that expired two days ago, as the ledger holds them after a long run.
+    ledger.mark_used(old, exp=lane.wall() - 2 * day, now=lane.wall() - 3 * day, lane="exit-03")
+    assert ledger.count() == used + 1
+
+    def an_hour_later() -> None:  # only the agent's timers: no truck, no board loop needed
+        lane.clock.advance(3601.0)
+        lane.agent.tick(lane.clock())
+        lane.clock.advance(1.0)
+        lane.agent.tick(lane.clock())
+
+    lane.clock_synced = False
+    an_hour_later()  # a purge is due, but a clock that is not synced may be far ahead
+    assert ledger.is_used(old) and ledger.count() == used + 1
+    lane.clock_synced = True
+    an_hour_later()
+    assert not ledger.is_used(old) and ledger.count() == used  # the truck's own use is kept
