@@ -30,7 +30,7 @@ types: $(STAMP)
 # The edit-test loop: lint, types and every test that needs no broker and starts no other
 # program (the markers are set in conftest.py); well under a minute. `make test` runs all.
 check: $(STAMP) lint types
-	$(PY) -m pytest -m "not broker and not process"
+	$(PY) -m pytest -m "not broker and not process" -n 2
 
 test: sysdeps $(STAMP) lint types
 	$(PY) -m pytest
