@@ -115,14 +115,24 @@ socket = "{self.workdir / 'control.sock'}"
 """
 
     def start(self, *, wait_online: bool = True) -> None:
-        log = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
-        )
-        log.close()
-        if wait_online:
-            assert wait_until(self.online, timeout=30.0), self.log()
+        # The status port was free when the file was written; a client socket opened since may
+        # have taken it (both come from the ephemeral range): then a new port, up to 3 times.
+        for _attempt in range(3):
+            log = self.log_path.open("ab")
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "edge_agent", "--config", str(self.config_path)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+            )
+            log.close()
+            if not wait_online:
+                return
+            wait_until(lambda: self.online() or not self.alive(), timeout=30.0)
+            if self.online():
+                return
+            if self.alive() or "Address already in use" not in self.log():
+                break
+            self.config_path.write_text(self._config(), encoding="utf-8")
+        raise AssertionError(self.log())
 
     def stop(self) -> None:
         process, self._process = self._process, None
