@@ -7,6 +7,7 @@ leaving it; a hold that only such conditions caused is decided again when they c
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from edge_agent.catalogue import Code, EventType
@@ -62,18 +63,22 @@ class ConditionRules:
     def _condition_back(self, restored: EventType, now: float) -> list[LaneAction]:
         """A lane condition (IO link, storage) came back; a hold that only such conditions
         caused is decided again."""
-        actions: list[LaneAction] = [Publish(restored, {}, self._transit_id)]
+        return [Publish(restored, {}, self._transit_id),
+                *self._redecide_hold(_SELF_CLEARING, now)]
+
+    def _redecide_hold(self, clearable: AbstractSet[str], now: float) -> list[LaneAction]:
+        """A hold whose every reason is in ``clearable`` is decided again (its cause is gone)."""
         transit = self.transit
         if (
             self.state is LaneState.HOLD
             and transit is not None
             and transit.hold_reasons
-            and set(transit.hold_reasons) <= _SELF_CLEARING
+            and set(transit.hold_reasons) <= clearable
         ):
             self.state = LaneState.LOADING
             transit.hold_reasons = ()
-            actions += self._try_decide(now)
-        return actions
+            return self._try_decide(now)
+        return []
 
     def _camera(self, event: CameraChanged, now: float) -> list[LaneAction]:
         if event.up == self._camera_up:

@@ -10,6 +10,7 @@ hand-driven barrier of manual mode and the technician's sign-in. Every request i
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.catalogue import EventType
@@ -64,7 +65,7 @@ class TechnicianRules:
 
         def _hold(self, reasons: list[str], now: float, detail: str) -> list[LaneAction]: ...
 
-        def _try_decide(self, now: float) -> list[LaneAction]: ...
+        def _redecide_hold(self, clearable: AbstractSet[str], now: float) -> list[LaneAction]: ...
 
         def _end_unpassed(self, outcome: str, now: float, **extra: Any) -> list[LaneAction]: ...
 
@@ -102,21 +103,7 @@ class TechnicianRules:
             actions.append(BoardMaintenance(False))
         actions += [Publish(EventType.LANE_MODE, self.modes.event_data(), self._transit_id),
                     PersistMode(self.modes.to_doc())]  # fmt: skip
-        return actions + self._redecide(now)
-
-    def _redecide(self, now: float) -> list[LaneAction]:
-        """A hold that only the lane's mode caused is decided again in the new mode."""
-        transit = self.transit
-        if (
-            self.state is LaneState.HOLD
-            and transit is not None
-            and transit.hold_reasons
-            and set(transit.hold_reasons) <= MODE_CODES
-        ):
-            self.state = LaneState.LOADING
-            transit.hold_reasons = ()
-            return self._try_decide(now)
-        return []
+        return actions + self._redecide_hold(MODE_CODES, now)  # a mode-only hold
 
     def _mode_hold(self, now: float) -> list[LaneAction] | None:
         """The hold a shown pass gets in a mode where no decision opens; None in service."""
