@@ -88,7 +88,7 @@ def _gate_frames() -> list[Frame]:
     rng = np.random.default_rng(SEED)
     key = gp1.generate_key("ed25519")
     passes = [gp1.issue_pass(key, release_no=f"REL-2026-{i:05d}", enterprise="Bench Freight",
-                             plates=(f"B{i:03d}XY", "TR12345"), containers=("MSCU1234565",),
+                             plates=(f"B{i:03d}XY", "TR12345"), containers=("MSCU1234566",),
                              declared_gross_kg=38_000 + i, tolerance_kg=250, site="SITE1",
                              gates=("G1",), valid_from=1_760_000_000, valid_for_s=7200,
                              cti=rng.bytes(16)) for i in range(8)]

@@ -29,12 +29,14 @@ class EventType(StrEnum):
     IO_LINK_RESTORED = "io_link_restored"
     STORAGE_RESTORED = "storage_restored"
     CAMERA_RESTORED = "camera_restored"
+    IDENTITY_SOURCE_RESTORED = "identity_source_restored"  # a plate camera or engine is back
     LANE_MODE = "lane_mode"  # the lane's mode changed: who, why, since when, from what
     # the shell
     EVIDENCE = "evidence"
     CMD_RESULT = "cmd_result"
     DEAD_LETTER = "dead_letter"
     LANE_OFFLINE = "lane_offline"  # a planned stop: by whom and why, sent before disconnecting
+    TRANSACTION_RECORD = "transaction_record"  # a record of the lane's log (docs/records.md)
 
     @property
     def urgent(self) -> bool:
@@ -63,6 +65,9 @@ class Code(StrEnum):
     WEIGHT_IMPLAUSIBLE_JUMP = "weight.implausible_jump"
     WEIGHT_DECLARED_MISMATCH = "weight.declared_mismatch"
     WEIGHT_NET_READING = "weight.net_reading"
+    WEIGHT_INDICATION_MISMATCH = "weight.indication_mismatch"  # estimate vs indicator > 1 e
+    WEIGHT_INDICATION_MISSING = "weight.indication_missing"  # no stable indication in time
+    WEIGHT_SCALE_UNHEALTHY = "weight.scale_unhealthy"  # between trucks: zero, trend, noise
     # a refused pass, in the verifier's order; already_used comes from the pass ledger
     PASS_BAD_FORMAT = "pass.bad_format"
     PASS_UNKNOWN_KEY = "pass.unknown_key"
@@ -74,14 +79,26 @@ class Code(StrEnum):
     PASS_WRONG_DIRECTION = "pass.wrong_direction"
     PASS_REVOKED = "pass.revoked"
     PASS_ALREADY_USED = "pass.already_used"
+    PASS_BAD_CONTAINER = "pass.bad_container"  # a container number fails ISO 6346
+    # the truck is not the one its pass names (identity checks, edge_agent/lane/identity.py)
+    VEHICLE_PLATE_MISMATCH = "vehicle.plate_mismatch"  # plates read, none the pass names
+    VEHICLE_PLATE_UNREAD = "vehicle.plate_unread"  # no plate read in time: hold or flag
+    # containers and seals against the pass (edge_agent/identity/containers.py, seals.py)
+    VEHICLE_CONTAINER_MISMATCH = "vehicle.container_mismatch"  # a container not on the pass
+    VEHICLE_CONTAINER_UNREAD = "vehicle.container_unread"  # a container on the pass not seen
+    VEHICLE_SEAL_MISMATCH = "vehicle.seal_mismatch"  # a seal open, or another seal instead
+    VEHICLE_SEAL_UNREAD = "vehicle.seal_unread"  # a seal on the pass not seen
+    VEHICLE_SEAL_TAMPERED = "vehicle.seal_tampered"  # an e-seal on the pass reports tampering
     # the lane itself
     LANE_IO_LINK_LOST = "lane.io_link_lost"
     LANE_SAFETY_FAULT = "lane.safety_fault"
     LANE_BARRIER_TIMEOUT = "lane.barrier_timeout"
     LANE_CAMERA_LOST = "lane.camera_lost"
+    LANE_IDENTITY_SOURCE_LOST = "lane.identity_source_lost"  # plate camera or engine down
     LANE_STORAGE_FAULT = "lane.storage_fault"
     LANE_NO_TRUCK = "lane.no_truck"
     LANE_STATE_QUARANTINED = "lane.state_quarantined"
+    LANE_RECORD_LOG_FAULT = "lane.record_log_fault"  # the transaction log refuses records
     LANE_OUT_OF_SERVICE = "lane.out_of_service"
     LANE_MAINTENANCE = "lane.maintenance"
     LANE_MANUAL = "lane.manual"

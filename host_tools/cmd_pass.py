@@ -2,7 +2,8 @@
 
     lanectl pass keygen --out DIR [--alg ed25519|es256]
     lanectl pass issue --key KEY.pem --release-no X --enterprise E --plate P ... --gross-kg N
-                       --site S [--gate G]... [--direction exit|entry] [--valid-from ISO8601]
+                       --site S [--gate G]... [--container C]... [--seal ID]...
+                       [--direction exit|entry] [--valid-from ISO8601]
                        [--valid-for 2h] [--allow-expired] [--png FILE]
     lanectl pass verify (TEXT | --image IMG) --trust FILE --site S [--gate G]
                         [--direction exit|entry] [--at ISO8601] [--ledger DB] [--json]
@@ -76,7 +77,8 @@ def _issue(args: argparse.Namespace) -> int:
         # issue_pass refuses what no lane would accept; it names the bad field.
         text = gp1.issue_pass(
             key, release_no=args.release_no, enterprise=args.enterprise, plates=args.plate,
-            containers=args.container or (), declared_gross_kg=args.gross_kg,
+            containers=args.container or (), seals=args.seal or (),
+            declared_gross_kg=args.gross_kg,
             tolerance_kg=args.tolerance_kg, site=args.site, gates=args.gate or (),
             direction=args.direction, issuer=args.issuer, valid_from=valid_from,
             valid_for_s=args.valid_for,
@@ -243,6 +245,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--plate", action="append", required=True,
                    help="truck plate (repeat for a trailer)")
     p.add_argument("--container", action="append", help="container number (repeatable)")
+    p.add_argument("--seal", action="append", metavar="ID",
+                   help="seal number on the load, mechanical or e-seal (repeatable)")
     p.add_argument("--gross-kg", type=int, required=True, help="declared gross weight, kg")
     p.add_argument("--tolerance-kg", type=int, help="allowed difference to the declared weight")
     p.add_argument("--site", required=True, help="site code the pass is valid at")

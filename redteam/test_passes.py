@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.errors import ConfigError
+from edge_agent.identity.iso6346 import check_digit
 from edge_agent.protocols import gp1
 from edge_agent.protocols.base45 import b45encode
 from edge_agent.telemetry.command_args import structure_problems
@@ -237,8 +238,10 @@ def test_5_issue_refuses_with_one_line(issuer_key: Path, change: dict[str, str])
 def test_5_issue_refuses_a_pass_too_large_for_the_qr_code(issuer_key: Path) -> None:
     argv = ["pass", "issue", "--key", str(issuer_key),
             *(part for option in GOOD_ISSUE.items() for part in option)]
-    for i in range(8):
-        argv += ["--container", f"{'C' * 62}{i:02d}", "--gate", f"{'G' * 62}{i:02d}"]
+    for i in range(7):  # GOOD_ISSUE has a plate: eight in all
+        serial = f"{i:06d}"  # valid ISO 6346 numbers: size is what must be refused here
+        argv += ["--container", f"MSCU{serial}{check_digit('MSCU' + serial)}",
+                 "--gate", f"{'G' * 62}{i:02d}", "--plate", f"{'P' * 62}{i:02d}"]
     line = assert_one_line_refusal(lanectl(*argv))
     assert "too large" in line
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edge_agent.errors import ConfigError
+from edge_agent.identity.iso6346 import validate_container
 from edge_agent.protocols import cose
 from edge_agent.protocols.base45 import b45decode, b45encode
 
@@ -62,6 +63,7 @@ WRONG_GATE = "pass.wrong_gate"
 WRONG_DIRECTION = "pass.wrong_direction"
 REVOKED = "pass.revoked"
 ALREADY_USED = "pass.already_used"
+BAD_CONTAINER = "pass.bad_container"  # a container number fails ISO 6346
 
 PrivateKey = cose.PrivateKey
 PublicKey = cose.PublicKey
@@ -83,9 +85,10 @@ class PassClaims:
     nbf: int
     exp: int
     cti: bytes
+    seals: tuple[str, ...] = ()  # release key 10, optional: passes before it carry none
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "release_no": self.release_no,
             "enterprise": self.enterprise,
             "plates": list(self.plates),
@@ -101,6 +104,9 @@ class PassClaims:
             "exp": self.exp,
             "cti": self.cti.hex(),
         }
+        if self.seals:  # absent when empty, so a pass without seals reads as it always did
+            doc["seals"] = list(self.seals)
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +416,25 @@ def _text_list(items: Iterable[str], what: str) -> list[str]:
     return out
 
 
+def _container_list(containers: Iterable[str]) -> list[str]:
+    out = _text_list(containers, "containers")
+    for number in out:
+        problem = validate_container(number)
+        if problem is not None:
+            raise ConfigError(f"container {number!r} is not a valid ISO 6346 number: "
+                              f"{problem.reason}; check the number on the container or the "
+                              "release document and issue the pass again")
+    return out
+
+
+def _bad_container(claims: PassClaims) -> str | None:
+    for number in claims.containers:
+        problem = validate_container(number)
+        if problem is not None:
+            return f"container {number!r}: {problem.reason}"
+    return None
+
+
 def _issue_int(value: object, what: str, low: int, high: int | None = None,
                unit: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (
@@ -429,7 +454,8 @@ def _issue_time(value: datetime | int, what: str) -> int:
 
 
 def issue_pass(private_key: PrivateKey, *, release_no: str, enterprise: str,
-               plates: Sequence[str], containers: Sequence[str] = (), declared_gross_kg: int,
+               plates: Sequence[str], containers: Sequence[str] = (),
+               seals: Sequence[str] = (), declared_gross_kg: int,
                tolerance_kg: int | None = None, site: str, gates: Sequence[str] = (),
                direction: str = "exit", issuer: str = "customs",
                valid_from: datetime | int, valid_for_s: int, cti: bytes | None = None,
@@ -445,7 +471,7 @@ def issue_pass(private_key: PrivateKey, *, release_no: str, enterprise: str,
     release: dict[int, Any] = {
         1: _issue_text(release_no, "release number"),
         2: _issue_text(enterprise, "enterprise", identifier=False),
-        3: _text_list(plates, "plates"), 4: _text_list(containers, "containers"),
+        3: _text_list(plates, "plates"), 4: _container_list(containers),
         5: _issue_int(declared_gross_kg, "declared gross weight", 1, MAX_GROSS_KG, " kg"),
         7: _issue_text(site, "site"), 9: DIRECTIONS.index(direction),
     }
@@ -453,6 +479,8 @@ def issue_pass(private_key: PrivateKey, *, release_no: str, enterprise: str,
         release[6] = _issue_int(tolerance_kg, "tolerance", 0, MAX_GROSS_KG, " kg")
     if gates:
         release[8] = _text_list(gates, "gates")
+    if seals:
+        release[10] = _text_list(seals, "seals")
     _issue_text(issuer, "issuer")
     _issue_int(valid_for_s, "validity period (valid_for_s)", 1, unit=" s")
     cti = os.urandom(CTI_BYTES) if cti is None else cti
@@ -538,7 +566,7 @@ def decode_claims(payload: bytes) -> PassClaims:
         site=_text(release, 7), gates=_get_texts(release, 8, optional=True),
         direction=DIRECTIONS[direction], iss=_text(claims, CLAIM_ISS),
         iat=_uint(claims, CLAIM_IAT), nbf=_uint(claims, CLAIM_NBF),
-        exp=_uint(claims, CLAIM_EXP), cti=cti,
+        exp=_uint(claims, CLAIM_EXP), cti=cti, seals=_get_texts(release, 10, optional=True),
     )
 
 
@@ -587,6 +615,9 @@ def verify_pass(text: str, *, trust: TrustList, site: str, gate: str | None,
     if entry.issuer and claims.iss != entry.issuer:
         return Verdict(False, UNKNOWN_KEY, claims,
                        f"key {entry.kid.hex()} is trusted for {entry.issuer!r}, not {claims.iss!r}")
+    bad_container = _bad_container(claims)
+    if bad_container is not None:
+        return Verdict(False, BAD_CONTAINER, claims, bad_container)
     if now + skew_s < claims.nbf:
         return Verdict(False, NOT_YET_VALID, claims, f"valid from {format_time(claims.nbf)}")
     if now - skew_s >= claims.exp:

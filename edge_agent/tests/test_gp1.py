@@ -32,7 +32,7 @@ def trust(key: gp1.PrivateKey) -> gp1.TrustList:
 def issue(key: gp1.PrivateKey, **overrides: object) -> str:
     fields: dict[str, object] = dict(
         release_no="REL-2026-0001", enterprise="ACME Logistics", plates=("AB123CD", "TR9876"),
-        containers=("MSCU1234565",), declared_gross_kg=40_000, tolerance_kg=250, site="SITE1",
+        containers=("MSCU1234566",), declared_gross_kg=40_000, tolerance_kg=250, site="SITE1",
         gates=("G1", "G2"), direction="exit", valid_from=T0 - HOUR, valid_for_s=4 * HOUR,
     )
     fields.update(overrides)
@@ -64,7 +64,7 @@ def test_round_trip_carries_every_claim(key: gp1.PrivateKey, trust: gp1.TrustLis
     c = verdict.claims
     assert c is not None
     assert (c.release_no, c.enterprise, c.plates, c.containers) == (
-        "REL-2026-0001", "ACME Logistics", ("AB123CD", "TR9876"), ("MSCU1234565",))
+        "REL-2026-0001", "ACME Logistics", ("AB123CD", "TR9876"), ("MSCU1234566",))
     assert (c.declared_gross_kg, c.tolerance_kg, c.site, c.gates, c.direction) == (
         40_000, 250, "SITE1", ("G1", "G2"), "exit")
     assert (c.iss, c.nbf, c.exp, c.cti) == ("customs", T0 - HOUR, T0 + 3 * HOUR, cti)
@@ -580,7 +580,7 @@ def test_issue_refuses_passes_every_lane_would_reject(key: gp1.PrivateKey,
 
 
 def test_largest_pass_that_issues_is_accepted(key: gp1.PrivateKey, trust: gp1.TrustList) -> None:
-    text = issue(key, plates=["P" * 64] * 4, containers=["C" * 64] * 4, gates=["G1"],
+    text = issue(key, plates=["P" * 64] * 8, containers=(), gates=["G1"],
                  declared_gross_kg=gp1.MAX_GROSS_KG, tolerance_kg=0, valid_for_s=1)
     assert len(text) <= gp1.MAX_TEXT_CHARS
     assert verify(text, trust, now=T0 - HOUR).valid

@@ -40,7 +40,7 @@ def test_every_rejection_code_has_a_vector() -> None:
     reasons = {v["reason"] for v in DOC["vectors"]}
     codes = {getattr(gp1, name) for name in ("BAD_FORMAT", "UNKNOWN_KEY", "BAD_SIGNATURE",
              "EXPIRED", "NOT_YET_VALID", "WRONG_SITE", "WRONG_GATE", "WRONG_DIRECTION",
-             "REVOKED", "ALREADY_USED")}
+             "REVOKED", "ALREADY_USED", "BAD_CONTAINER")}
     assert codes <= reasons
 
 

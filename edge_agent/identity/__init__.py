@@ -1,0 +1,1 @@
+"""Truck identity: container numbers (ISO 6346) and licence plates, as pure functions."""
