@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml constraints.txt | sysdeps
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "Installing pinned Python packages into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@# The plate models only: hyperlpr2's own dependency (opencv-python) would replace ours.
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt hyperlpr2
 	@touch $(STAMP)
 
 demo: sysdeps $(STAMP)

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-AREAS = ("weighing", "vision", "io", "telemetry", "lane", "flood", "soak")
+AREAS = ("weighing", "robustness", "vision", "io", "telemetry", "lane", "flood", "soak", "records",
+         "plates")
 RESULTS = Path(".bench/results.json")
 
 

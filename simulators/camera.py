@@ -4,6 +4,11 @@ Clients connect to ``sim://HOST:PORT`` (``edge_agent.drivers.camera``) and recei
 frames at ``fps`` in the same wire format the driver decodes (``encode_frame``). The scene is
 rendered by ``simulators.pass_render`` with a small hand tremor per frame and seeded noise, so
 a run is reproducible given its seed. ``drop_clients()`` simulates a camera cable pulled out.
+
+The same simulator is a lane's plate camera: ``show_plate(PlateSighting(...))`` puts a truck
+front with that plate in the frames (``simulators.plate_render``), in the sighting's condition,
+until ``show_plate(None)``. The wire is greyscale, as from a mono or IR plate camera;
+``render_color()`` gives the colour frame for code that reads frames in process.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ import numpy as np
 from edge_agent.drivers.camera import encode_frame
 from simulators.errors import SimulatorSetupError
 from simulators.pass_render import STYLES, render_pass_frame
+from simulators.plate_render import (
+    Condition,
+    PlateSighting,
+    draw_condition,
+    render_plate_frame,
+    to_gray,
+)
 
 
 @dataclass
@@ -27,6 +39,8 @@ class _Showing:
     text: str | None = None
     style: str = "phone"
     params: dict[str, Any] = field(default_factory=dict)
+    plate: PlateSighting | None = None
+    condition: Condition | None = None  # drawn once per plate sighting
 
 
 class CameraSim:
@@ -80,6 +94,31 @@ class CameraSim:
         with self._lock:
             self._showing = _Showing(text, style, hold)
 
+    def show_plate(self, sighting: PlateSighting | None) -> None:
+        """A truck carrying ``sighting``'s plate is in front of the camera (None = it left).
+
+        The condition's parameters (tilt, blur, dirt, where the bar is) are drawn once here,
+        so consecutive frames show one truck; only sensor noise and vibration vary.
+        """
+        with self._lock:
+            if sighting is None:
+                self._showing = _Showing()
+                return
+            condition = draw_condition(sighting.condition, self._rng)
+            self._showing = _Showing(plate=sighting, condition=condition)
+
+    def render_color(self) -> np.ndarray:
+        """The frame the camera would see now, BGR: a plate scene in colour, a pass in grey."""
+        with self._lock:
+            showing = self._showing
+        if showing.plate is None or showing.condition is None:
+            return np.repeat(self.render()[..., None], 3, axis=2)
+        sighting = showing.plate
+        return render_plate_frame(
+            sighting.text, sighting.kind, rng=self._rng, condition=showing.condition,
+            plate_width_px=sighting.plate_width_px, size=self.size, centre=sighting.centre,
+            scene_seed=self._seed).image
+
     def drop_clients(self) -> None:
         """Close every client connection (the driver must report the loss and reconnect)."""
         with self._lock:
@@ -93,6 +132,8 @@ class CameraSim:
         """The frame the camera would see now."""
         with self._lock:
             showing = self._showing
+        if showing.plate is not None:
+            return to_gray(self.render_color())
         params = dict(showing.params)
         if "rotation_deg" in params:  # hand tremor
             params["rotation_deg"] += float(self._rng.normal(0, 0.4))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from simulators.errors import SimulatorSetupError
+from simulators.plate_render import PlateSighting
 from simulators.world import DECK_END_M, TruckSpec
 
 
@@ -23,6 +24,8 @@ class TruckPlan:
     release: str | None = None  # how a hold ends: None = backs off; "remote"; "technician"
     broker_outage: bool = False  # the broker is down from drive-on until the truck has gone
     notes: str = ""
+    # What the lane's plate camera shows of this truck (CameraSim.show_plate); None: no plate.
+    plate_view: PlateSighting | None = None
 
     @property
     def declared(self) -> int:
