@@ -36,6 +36,7 @@ from edge_agent.protocols.indicators import (
     make_decoder,
 )
 from edge_agent.weighing import ScaleConfig, TraceError, analyze, read_trace
+from host_tools import cmd_weigh_health
 from host_tools.cli import add_json, command, emit
 from host_tools.errors import ToolError, fail
 from host_tools.ports import open_tool_port
@@ -442,3 +443,5 @@ def register(subparsers: Any) -> None:
     _add_scale(p)
     add_json(p)
     p.set_defaults(func=_plot)
+
+    cmd_weigh_health.register(sub, _add_scale)

@@ -13,6 +13,7 @@ ground truth and one named fault, for tests and the bench.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -383,6 +384,10 @@ def _output_fault(
     return frame_errors, keep
 
 
+DeckFactory = Callable[[float, np.random.Generator], DeckDynamics]
+"""(e_kg, the trace's generator) -> the deck a trace is shown on."""
+
+
 def generate_truck_trace(
     seed: int,
     *,
@@ -391,10 +396,12 @@ def generate_truck_trace(
     e_kg: float = 20.0,
     max_kg: float = 60000.0,
     after_stop_s: float = 15.0,
+    deck: DeckFactory | None = None,
 ) -> TruckTrace:
     """A seeded trace of one truck driving on, stopping and standing, with ``fault``.
 
     Every step draws from one generator in a fixed order: a seed always gives the same trace.
+    ``deck`` swaps in other deck dynamics (simulators.dynamics_family); the default is ours.
     """
     if fault not in FAULTS:
         known = ", ".join(FAULTS)
@@ -412,7 +419,7 @@ def generate_truck_trace(
     for share, arrive, ramp in zip(final, line.arrivals, line.ramps, strict=True):
         static += line.gross * share * _ramp((t - arrive) / ramp)
     truth = line.gross * float(final.sum())
-    dyn = DeckDynamics(e_kg, rng)
+    dyn = DeckDynamics(e_kg, rng) if deck is None else deck(e_kg, rng)
     _load_fault(rng, fault, dyn, static, t, line.stop_at)
     first_axle = float(line.arrivals[0])
     rolling = (t >= first_axle - 1.0) & (t < line.stop_at)

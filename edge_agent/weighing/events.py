@@ -91,6 +91,30 @@ class TruckOnDeck:
 
 
 @dataclass(frozen=True, slots=True)
+class IndicatedFrame:
+    """One indicator frame as it arrived: its displayed value, stable flag and raw bytes.
+
+    ``stable`` is None when the indicator's format has no motion flag."""
+
+    at: float
+    kg: float
+    stable: bool | None
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Indication:
+    """The indicator's own value at standstill (the primary indication): the displayed value
+    of a run of identical frames inside the committed window, with the frames themselves.
+
+    ``stable`` is the indicator's stable flag over the run (None: its format has none)."""
+
+    kg: float
+    stable: bool | None
+    frames: tuple[IndicatedFrame, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class WeightCommitted:
     """The truck's static weight, as soon as it could be trusted after the truck stopped.
 
@@ -103,6 +127,7 @@ class WeightCommitted:
     uncertainty_kg: float
     stopped_at: float
     evidence: Evidence
+    indication: Indication | None = None  # the indicator's value at standstill, once shown
 
 
 @dataclass(frozen=True, slots=True)

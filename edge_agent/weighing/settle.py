@@ -28,6 +28,12 @@ MODEL_SLACK = 0.03
 RESIDUAL_FACTOR = 1.6
 MIN_DECAY_PER_S = 0.3
 PERSISTENT_E = 1.5
+# A lightly damped deck (damping ratio 0.03: 0.15-0.8 /s) swings on for many seconds; its swing
+# counts as free when the window shows it shrink by this much, not just hold (a driven one).
+LIGHT_DECAY_PER_S = 0.1
+SHRINK_E = 4.0
+MODES = (1, 2)
+HOPELESS_FACTOR = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +69,37 @@ class OscillationSettler:
 
     def _accepts(self, fit: OscillationFit, span_s: float, noise_kg: float) -> bool:
         floor = max(noise_kg, self._e / math.sqrt(12))
-        if fit.residual_rms > RESIDUAL_FACTOR * floor + MODEL_SLACK * fit.amplitude:
+        swing = sum(m.amplitude for m in fit.modes)
+        if fit.residual_rms > RESIDUAL_FACTOR * floor + MODEL_SLACK * swing:
             return False
         # A swing that does not die away is being driven: wheels turning, a truck inching.
-        left = fit.amplitude * math.exp(-fit.decay_per_s * span_s)
-        return fit.decay_per_s >= MIN_DECAY_PER_S or left <= PERSISTENT_E * self._e
+        for mode in fit.modes:
+            left = mode.left_after(span_s)
+            shrank = mode.amplitude - left >= SHRINK_E * self._e
+            dying = mode.decay_per_s >= MIN_DECAY_PER_S or (
+                mode.decay_per_s >= LIGHT_DECAY_PER_S and shrank)
+            if not dying and left > PERSISTENT_E * self._e:
+                return False
+        return True
+
+    def explain(self, t: FloatArray, x: FloatArray, noise_kg: float) -> OscillationFit | None:
+        """The fit of a resting truck's swing to the whole window, when one explains it."""
+        if len(t) < MIN_SAMPLES or t[-1] - t[0] < MIN_SPAN_S:
+            return None
+        return self._fit(t, x, noise_kg)
+
+    def _fit(self, t: FloatArray, x: FloatArray, noise_kg: float) -> OscillationFit | None:
+        """The simplest model (one mode, else two) that explains a resting truck, or None."""
+        span = float(t[-1] - t[0])
+        for modes in MODES:
+            fit = fit_decaying_oscillation(t, x, modes=modes)
+            if fit is None:
+                return None
+            if self._accepts(fit, span, noise_kg):
+                return fit
+            if fit.residual_rms > HOPELESS_FACTOR * max(noise_kg, self._e):
+                return None  # far off: a ramp or a rolling truck, no second mode explains it
+        return None
 
     def propose(
         self, t: FloatArray, x: FloatArray, *, noise_kg: float, flicker: bool
@@ -86,8 +118,8 @@ class OscillationSettler:
             starts = []  # a scale that flickers does not hold still: suspect a frozen output
         # The shortest window first: if the model fails on it, every longer one fails too.
         for start in [starts[-1], *starts[:-1]] if starts else []:
-            fit = fit_decaying_oscillation(t[start:], x[start:])
-            if fit is None or not self._accepts(fit, float(t[-1] - t[start]), noise_kg):
+            fit = self._fit(t[start:], x[start:], noise_kg)
+            if fit is None:
                 if start == starts[-1]:
                     break
                 continue

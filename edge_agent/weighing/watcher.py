@@ -82,6 +82,9 @@ OFF_DECK_PROBE_S = 0.2
 STUCK_SAMPLES = 8
 STUCK_CHANCE = 1e-3
 FROZEN_MIN_SAMPLES = 50
+# A deck still swinging after the commit is judged on the level its swing model gives.
+SWING_LEVEL_S = 2.5
+SWING_LEVEL_EVERY_S = 0.5
 
 
 class DeckState(Enum):
@@ -141,6 +144,8 @@ class WeightWatcher:
         self._net = False  # the readings since _mode_since are net (tare subtracted)
         self._mode_since = -math.inf
         self._condition = ScaleCondition()
+        self._swing = OscillationSettler(self._e, scale.max_uncertainty_e * self._e)
+        self._last_swing_fit = -math.inf
 
     @property
     def scale(self) -> ScaleConfig:
@@ -260,6 +265,11 @@ class WeightWatcher:
     def zero_kg(self) -> float | None:
         """The empty-deck zero last found steady from gross readings."""
         return self._zero_ref
+
+    @property
+    def noise_kg(self) -> float | None:
+        """The spread (standard deviation) of the readings the last steady zero came from."""
+        return self._noise_kg
 
     # ---------------------------------------------------------------- states
     def _enter(self, state: DeckState, now: float) -> None:
@@ -389,11 +399,14 @@ class WeightWatcher:
         if len(x) < 4 or t[-1] - t[0] < 0.8 * STEP_WINDOW_S:
             return
         if float(np.std(x)) > max(FLAT_NOISE_FACTOR * self._noise(), FLAT_MIN_E * self._e):
-            return
-        self._flicker_watch.add(float(x[-2]), float(x[-1]), self._e)
-        if self._unproven():
-            return
-        level = float(np.mean(x))
+            level = self._swing_level(now)
+            if level is None:
+                return
+        else:
+            self._flicker_watch.add(float(x[-2]), float(x[-1]), self._e)
+            if self._unproven():
+                return
+            level = float(np.mean(x))
         earlier = [lv for at, lv in self._flat_levels if at <= now - STEP_WINDOW_S]
         self._flat_levels.append((now, level))
         jump = abs(level - earlier[-1]) if earlier else 0.0
@@ -409,6 +422,18 @@ class WeightWatcher:
                         f"level drifted from {self._ref_level:.0f} to {level:.0f} kg "
                         "with the truck at rest")
             self._rebase(level)
+
+    def _swing_level(self, now: float) -> float | None:
+        """The level under a swing that has not died down (a lightly damped deck), when the
+        model of a resting truck explains the last seconds; None when it does not."""
+        if now - self._last_swing_fit < SWING_LEVEL_EVERY_S or self._unproven():
+            return None
+        self._last_swing_fit = now
+        t, x = self._live_window(max(now - SWING_LEVEL_S, self._state_since, self._mode_since))
+        fit = self._swing.explain(t, x, self._noise())
+        if fit is None or 2 * fit.level_stderr > self._scale.max_uncertainty_e * self._e:
+            return None
+        return fit.level
 
     def _rebase(self, level: float) -> None:
         self._ref_level = level
