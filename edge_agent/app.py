@@ -41,6 +41,7 @@ from edge_agent.lane.actions import (
     Answer,
     BoardMaintenance,
     CloseWhenClear,
+    KeepCrop,
     LaneAction,
     MarkPassUsed,
     OpenBarrier,
@@ -54,12 +55,16 @@ from edge_agent.lane.policy import PolicyConfig
 from edge_agent.lifecycle import Stop, hand_over, readiness, reread, summary, wait_for_clock
 from edge_agent.logs import event_fields
 from edge_agent.notify import Service
+from edge_agent.plate_wiring import PlateWiring
 from edge_agent.readers import Readers
+from edge_agent.records.lane_log import LaneLog
 from edge_agent.remote_commands import RemoteCommands
 from edge_agent.remote_config import effective_config, reported
+from edge_agent.site_policy import policy_from_config
 from edge_agent.status import StatusBoard
 from edge_agent.telemetry.records import RecordKeeper
 from edge_agent.translate import DeviceInput, DeviceInputs
+from edge_agent.txlog import TransactionLogging
 from edge_agent.web.auth import read_token
 from edge_agent.web.server import serve_page
 
@@ -73,7 +78,7 @@ CLOCK_CHECK_S = 1.0
 LEDGER_PURGE_S = 3600.0  # passes expired for a day leave the ledger once an hour
 
 
-class LaneAgent:
+class LaneAgent(TransactionLogging, PlateWiring):
     """Runs one lane until ``stop`` is set."""
 
     def __init__(
@@ -100,6 +105,7 @@ class LaneAgent:
         self.devices: LaneDevices | None = None
         self.inputs: DeviceInputs | None = None
         self.records: RecordKeeper | None = None
+        self.txlog: LaneLog | None = None  # the transaction log (docs/records.md)
         self.commands: RemoteCommands | None = None
         self.readers: Readers | None = None
         self.status = StatusBoard(
@@ -142,6 +148,7 @@ class LaneAgent:
                 devices, self._put_device, self._clock, self._stop, self.faults, log
             )
             readers.start()
+            self._plates_start(devices)
             self._phase = "running"
             log.info("lane %s/%s running (agent %s, boot %s)", config.lane.site,
                      config.lane.lane, __version__, devices.outbox.boot_id)
@@ -168,8 +175,10 @@ class LaneAgent:
             load_trust=pass_trust,
         )
         self._reconfigure(self._effective_config())
+        self._plates_attach()
         now = self._clock()
         self._watch_clock(now)  # the clock's state is known before the first command
+        self._txlog_open(devices, now)
         book, damaged = load_mode(self.config.lane.state_dir, self._wall_clock())
         self.machine.restore_modes(book)  # a restart keeps the lane's mode
         self.status.set_mode(book.to_status())
@@ -218,6 +227,8 @@ class LaneAgent:
                 close()
         if self.readers is not None:
             self.readers.join(timeout=2.0)
+        self._plates_stop()
+        self._txlog_stop(why)
         if why.reason == "stopped" and self.records is not None:
             with self.faults.guard("stop"):
                 envelope = self._record(EventType.LANE_OFFLINE,
@@ -239,6 +250,7 @@ class LaneAgent:
             self.local_config = plan.config
             self.status.config_loaded(plan.config)
             self._reconfigure(self._effective_config())
+            self._txlog_config(f"reload of {plan.config.source}")
             self.service.log_level(plan.config.logging.level)
             log.warning("%s", plan.summary(self.local_config.source))
         self.service.notifier.reloaded()
@@ -330,6 +342,7 @@ class LaneAgent:
             self._watch_storage(now)
         with self.faults.guard("clock"):
             self._watch_clock(now)
+        self._txlog_tick(now)
         if now >= self._next_purge:
             self._next_purge = now + LEDGER_PURGE_S
             with self.faults.guard("ledger purge"):
@@ -388,9 +401,10 @@ class LaneAgent:
             return
         self._next_clock = now + CLOCK_CHECK_S
         assert self.devices is not None
-        self._clock_synced, _source = self._clock_status()
+        self._clock_synced, source = self._clock_status()
         if self._clock_synced:
             self.devices.time_floor.observe(self._wall_clock(), synced=True)
+        self._txlog_clock(now, source)
 
     # -- records ---------------------------------------------------------------------------------
     def _stamp(self, now: float) -> Stamp:
@@ -427,6 +441,7 @@ class LaneAgent:
             "commands_unreported": commands.refusals.suppressed,
             "faults": dict(self.faults.counts),
             "time_floor": int(devices.time_floor.value),
+            "transaction_log": self._txlog_health(),
         }
         versions = commands.versions()
         if versions is not None:
@@ -439,8 +454,8 @@ class LaneAgent:
         if devices is None or inputs is None:
             return {}
         camera_up = self.readers.camera_up if self.readers is not None else None
-        return device_status(devices, inputs, camera_up, self.config.lane.state_dir,
-                             self._wall_clock())
+        return self._plates_status(device_status(
+            devices, inputs, camera_up, self.config.lane.state_dir, self._wall_clock()))
 
     # -- remote settings -------------------------------------------------------------------------
     def _effective_config(self) -> AgentConfig:
@@ -452,6 +467,7 @@ class LaneAgent:
 
     def _apply_remote(self) -> dict[str, Any]:
         self._reconfigure(self._effective_config())
+        self._txlog_remote_config()
         return reported(self.config)
 
     def _reconfigure(self, config: AgentConfig) -> None:
@@ -503,6 +519,8 @@ class LaneAgent:
                 envelope = self._record(action.type, action.data, action.transit_id, now)
                 if envelope is not None:
                     self.status.record_event(envelope)
+                if action.type == EventType.DECISION:
+                    self._txlog_transit(action, envelope, now)
                 if action.type == EventType.TRANSIT_CLOSED and self.readers is not None:
                     self.readers.new_truck.set()
                 where = envelope.get("seq") if envelope else "held in memory"
@@ -514,24 +532,23 @@ class LaneAgent:
                                        now, self._wall_clock())
                 return self.machine.handle(used, now)
             case TakeSnapshot():
-                queue_evidence(devices, action, lambda chunk: self._record(
-                    EventType.EVIDENCE, chunk, action.transit_id, now, sheddable=True))
+                queue_evidence(devices, action, lambda chunk: self._evidence(
+                    action.transit_id, chunk, now))
             case BoardMaintenance():
                 seq = devices.board.maintenance(action.enter)
                 log.info("maintenance %s sent (seq %s)", "enter" if action.enter else "leave", seq)
             case PersistMode():
                 self.status.set_mode(self.machine.modes.to_status())
                 save_mode(self.config.lane.state_dir, action.doc)
+            case KeepCrop():
+                self._plates_crop(devices, action, now)
             case Answer():
                 pass  # handed back to the requester by whoever stepped the machine
         return []
 
 
 def _policy(config: AgentConfig) -> PolicyConfig:
-    return PolicyConfig(
-        e_kg=config.weighbridge.e_kg,
-        default_tolerance_kg=config.passes.default_tolerance_kg,
-    )
+    return policy_from_config(config)
 
 
 def _new_id() -> str:

@@ -55,12 +55,15 @@ SETTING_RANGES: Mapping[str, Range] = MappingProxyType({
     # The IO board refuses a CONFIG outside this (drivers/ioboard.py CONFIG_LIMITS_S).
     "io_board.t_clear_s": Range(0.1, 60.0, "s"),
     "weighbridge.baudrate": _BAUD,
+    "eseal.baudrate": _BAUD,
     "weighbridge.max_kg": Range(0, 1_000_000, "kg", low_open=True),
     # Also e_kg <= max_kg / 20 (a scale has at least 20 divisions), checked across keys.
     "weighbridge.e_kg": Range(0, 50_000, "kg", low_open=True),
     "weighbridge.unstable_timeout_s": _WAIT,
     "weighbridge.not_on_deck_s": _WAIT,
     "weighbridge.frozen_s": _WAIT,
+    # The indicator settles about a second after the estimate; a minute is a stuck indicator.
+    "weighbridge.indication_wait_s": Range(0, 60, "s", low_open=True),
     # The frames must be read within the pipeline's 2 s confirm window; more than 10 rarely are.
     "camera.confirm_frames": Range(1, 10, "frames"),
     "camera.snapshot_cap_mb": _DISK_MB,
@@ -68,6 +71,15 @@ SETTING_RANGES: Mapping[str, Range] = MappingProxyType({
     "passes.skew_s": Range(0, 3600, "s"),
     # 100 t is more than any truck: a wider tolerance would turn the declared-weight check off.
     "passes.default_tolerance_kg": Range(0, 100_000, "kg"),
+    # Half the declared gross would pass a truck carrying a third more or less: no check at all.
+    "passes.tolerance_percent": Range(0, 50, "%"),
+    "passes.tare_band_kg": Range(0, 100_000, "kg"),
+    # A decision waits this long for the plate; longer and the queue behind it grows.
+    "plates.wait_s": Range(0, 30, "s", low_open=True),
+    "containers.wait_s": Range(0, 30, "s", low_open=True),
+    "eseal.wait_s": Range(0, 30, "s", low_open=True),
+    # What e-seal readers report (ISO 18185 readers give -128..0 dBm).
+    "eseal.min_rssi_dbm": Range(-128, 0, "dBm"),
     "mqtt.keepalive_s": Range(1, 3600, "s"),
     "mqtt.health_interval_s": _WAIT,
     "mqtt.outbox_max_mb": _DISK_MB,
@@ -77,6 +89,19 @@ SETTING_RANGES: Mapping[str, Range] = MappingProxyType({
     # 0 starts at once; an hour covers a cold start's NTP/GNSS fix.
     "clock.wait_for_sync_s": Range(0, 3600, "s"),
 })  # fmt: skip
+
+
+# The entries of passes.tares (a table per plate, not one setting each).
+TARE_RANGES: Mapping[str, Range] = MappingProxyType({
+    "kg": Range(0, 100_000, "kg", low_open=True),
+    "band_kg": SETTING_RANGES["passes.tare_band_kg"],
+})  # fmt: skip
+
+PixelBox = tuple[int, int, int, int]  # x, y, width, height
+
+
+def _tares_problem(value: object) -> str | None:
+    return rules.tares_problem(value, TARE_RANGES)
 
 
 # -- value types -----------------------------------------------------------------------------
@@ -164,6 +189,18 @@ def _listen(value: str) -> str:
     return value
 
 
+def _checked(reason_of: Callable[[Any], str | None]) -> Callable[[Any], Any]:
+    """A validator from a ``config_rules`` check that names what is wrong (None: good)."""
+
+    def check(value: Any) -> Any:
+        reason = reason_of(value)
+        if reason:
+            raise rules.problem(reason)
+        return tuple(value) if isinstance(value, list) else value
+
+    return check
+
+
 Text = Annotated[str, Strict(), AfterValidator(_filled)]
 Flag = Annotated[bool, Strict()]
 FilePath = Annotated[Path, BeforeValidator(_path)]
@@ -206,6 +243,8 @@ class WeighbridgeSection:
     unstable_timeout_s: Annotated[float, _number("weighbridge.unstable_timeout_s")] = 15.0
     not_on_deck_s: Annotated[float, _number("weighbridge.not_on_deck_s")] = 5.0
     frozen_s: Annotated[float, _number("weighbridge.frozen_s")] = 6.0
+    # The indicator settles about a second after the estimate (weighing/indication.py).
+    indication_wait_s: Annotated[float, _number("weighbridge.indication_wait_s")] = 5.0
 
 
 @schema(frozen=True, slots=True, config=_SCHEMA)
@@ -223,6 +262,60 @@ class PassesSection:
     revocations: OptPath = None
     skew_s: Annotated[int, _integer("passes.skew_s")] = 300
     default_tolerance_kg: Annotated[float | None, _number("passes.default_tolerance_kg")] = None
+    # Unset: default_tolerance_kg flat when it is set, else both (weighing/declared.py).
+    tolerance_rule: Literal["absolute", "percent", "both"] | None = None
+    tolerance_percent: Annotated[float, _number("passes.tolerance_percent")] = 1.0
+    tare_band_kg: Annotated[float, _number("passes.tare_band_kg")] = 500.0
+    tares: Annotated[dict[str, Any], BeforeValidator(_checked(_tares_problem))] = field(
+        default_factory=dict
+    )
+
+    def tare_table(self) -> dict[str, tuple[float, float]]:
+        """The site's tares: plate -> (tare kg, band kg), the band its own or tare_band_kg."""
+        out = {}
+        for plate, entry in self.tares.items():
+            table = entry if isinstance(entry, Mapping) else {"kg": entry}
+            out[plate] = (float(table["kg"]), float(table.get("band_kg", self.tare_band_kg)))
+        return out
+
+
+@schema(frozen=True, slots=True, config=_SCHEMA)
+class PlatesSection:
+    """The plate check; with neither source nor region the lane reads no plate."""
+
+    source: Text | None = None  # the plate camera's own frame source (URL as camera.source)
+    region: Annotated[PixelBox | None, BeforeValidator(_checked(rules.region_problem))] = None
+    engine: Annotated[str, Strict(), AfterValidator(_checked(rules.plate_engine_problem))] = (
+        rules.PLATE_ENGINES[0]
+    )
+    wait_s: Annotated[float, _number("plates.wait_s")] = 3.0
+    unread: Literal["hold", "flag"] = "hold"
+
+    @property
+    def configured(self) -> bool:
+        return self.source is not None or self.region is not None
+
+
+@schema(frozen=True, slots=True, config=_SCHEMA)
+class ContainersSection:
+    """The container check; its reads come in on ``socket`` (docs/lane-identity.md)."""
+
+    check: Flag = False
+    socket: FilePath = Path("/run/gatelane/containers.sock")
+    wait_s: Annotated[float, _number("containers.wait_s")] = 3.0
+    unread: Literal["hold", "flag"] = "hold"
+
+
+@schema(frozen=True, slots=True, config=_SCHEMA)
+class EsealSection:
+    """The seal check; without ``url`` the lane reads no seal."""
+
+    url: Text | None = None  # the e-seal reader's port (a serialport URL or fake-eseal://NAME)
+    line: Annotated[str, Strict(), AfterValidator(_line)] = "8N1"
+    baudrate: Annotated[int, _integer("eseal.baudrate")] = 9600
+    min_rssi_dbm: Annotated[int | None, _integer("eseal.min_rssi_dbm")] = None
+    wait_s: Annotated[float, _number("eseal.wait_s")] = 3.0
+    unread: Literal["hold", "flag"] = "hold"
 
 
 _FLEET_SAFE = ReconnectJitter()
@@ -287,6 +380,9 @@ class AgentConfig:
     camera: CameraSection
     passes: PassesSection
     mqtt: MqttSection
+    plates: PlatesSection = field(default_factory=PlatesSection)
+    containers: ContainersSection = field(default_factory=ContainersSection)
+    eseal: EsealSection = field(default_factory=EsealSection)
     status: StatusSection = field(default_factory=StatusSection)
     logging: LoggingSection = field(default_factory=LoggingSection)
     clock: ClockSection = field(default_factory=ClockSection)

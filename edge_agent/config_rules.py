@@ -230,6 +230,59 @@ def is_loopback(listen: str) -> bool:
         return False
 
 
+# -- tables and lists ------------------------------------------------------------------------
+
+MIN_REGION_PX = 16  # the plate engine reads nothing smaller
+PLATE_ENGINES = ("hyperlpr2", "fake-plates://NAME")
+
+
+def tares_problem(value: object, ranges: Mapping[str, Range]) -> str | None:
+    """Why ``value`` is not ``{"PLATE" = KG}`` / ``{"PLATE" = {kg = KG, band_kg = KG}}``."""
+    if not isinstance(value, Mapping):
+        return f"must be a table of plate = tare, got {shown(value)}"
+    seen: dict[str, str] = {}
+    for plate, entry in value.items():
+        where = shown(plate)
+        if not plate.strip():
+            return "has an empty plate"
+        key = "".join(c for c in plate.upper() if c not in " .-·")  # as the tare table keys it
+        if key in seen:
+            return f"names one plate twice: {shown(seen[key])} and {where}"
+        seen[key] = plate
+        table = entry if isinstance(entry, Mapping) else {"kg": entry}
+        unknown = sorted(set(table) - set(ranges))
+        if unknown:
+            return f"{where}: unknown key {unknown[0]!r}; a tare has {' and '.join(ranges)}"
+        if "kg" not in table:
+            return f"{where}: kg is required"
+        for name in table:
+            reason = range_reason(ranges[name], name, table[name])
+            if reason:
+                return f"{where}: {name} {reason}"
+    return None
+
+
+def region_problem(value: object) -> str | None:
+    """Why ``value`` is not ``[x, y, width, height]`` of a camera's pixels (None: it is)."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or len(value) != 4 or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return f"must be [x, y, width, height] in whole pixels, got {shown(value)}"
+    x, y, width, height = value
+    if x < 0 or y < 0 or width < MIN_REGION_PX or height < MIN_REGION_PX:
+        return (f"must have x, y >= 0 and width, height >= {MIN_REGION_PX}, "
+                f"got {list(value)}")  # fmt: skip
+    return None
+
+
+def plate_engine_problem(value: str) -> str | None:
+    if value != PLATE_ENGINES[0] and not value.startswith("fake-plates://"):
+        return f"must be one of {', '.join(PLATE_ENGINES)}, got {shown(value)}"
+    return None
+
+
 # -- settings checked against each other ------------------------------------------------------
 
 

@@ -3,22 +3,29 @@
 Reader threads put the drivers' own frozen events on the inbox (``DeviceInput``); the main loop
 hands each to ``DeviceInputs.translate``, one ``match`` on its type. Weighing readings go through
 the weight watcher and its events reach the machine as they are; the IO board's snapshots and
-link events reach it as they are; a QR read is verified here (trust list, revocations, time
-floor) and checked against the pass ledger, and reaches the machine as ``PassPresented``
-carrying the verifier's verdict. Runs on the main loop only.
+link events, and the plate reader's reads, reach it as they are; a QR read is verified here
+(trust list, revocations, time floor) and checked against the pass ledger, and reaches the
+machine as ``PassPresented`` carrying the verifier's verdict. Runs on the main loop only.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from edge_agent import weighing
+from edge_agent.catalogue import Code
 from edge_agent.config import AgentConfig
 from edge_agent.drivers.weighbridge import IndicatorArrival
 from edge_agent.errors import DeviceError
-from edge_agent.lane.inputs import CameraChanged, LaneInput, PassPresented
+from edge_agent.lane.inputs import (
+    CameraChanged,
+    IdentitySeen,
+    IdentitySourceChanged,
+    LaneInput,
+    PassPresented,
+)
 from edge_agent.protocols import gp1
 from edge_agent.protocols.indicators import FrameError
 from edge_agent.protocols.iolink_session import (
@@ -30,10 +37,14 @@ from edge_agent.protocols.iolink_session import (
     LinkUp,
 )
 from edge_agent.vision.pipeline import QrRead
+from edge_agent.weighing.indication import IndicationGate
+from edge_agent.weighing.scale_health import ScaleHealth
 
 log = logging.getLogger("edge_agent.inputs")
 
-DeviceInput = IoEvent | IndicatorArrival | QrRead | CameraChanged
+DeviceInput = (
+    IoEvent | IndicatorArrival | QrRead | CameraChanged | IdentitySeen | IdentitySourceChanged
+)
 """What reader threads put on the inbox: each driver's own typed events."""
 
 
@@ -77,6 +88,9 @@ class DeviceInputs:
         self._is_used = is_used
         self._pass_time = pass_time
         self.watcher = weighing.WeightWatcher(_scale(config))
+        self.scale_health = ScaleHealth(config.weighbridge.e_kg)
+        self.indication = IndicationGate(
+            config.weighbridge.e_kg, wait_s=config.weighbridge.indication_wait_s)
         self.counts = InputCounts()
         self._beams: tuple[bool, bool] | None = None
 
@@ -93,19 +107,24 @@ class DeviceInputs:
         match item:
             case IndicatorArrival(at=at, item=FrameError() as error):
                 self.counts.frame_errors += 1
+                self.scale_health.observe_frame(ok=False)
                 return list(self.watcher.add_frame_error(at, error.reason))
             case IndicatorArrival(at=at, item=reading):
                 assert not isinstance(reading, FrameError)
                 self.counts.frames += 1
                 self.counts.last_kg = reading.kg
-                return list(self.watcher.add_reading(
+                self.scale_health.observe_frame(ok=True, overload=reading.overload)
+                self.indication.add_frame(at, reading)
+                return self._judged(self.indication.pass_on(at, self.watcher.add_reading(
                     at, reading.kg, motion=reading.motion, overload=reading.overload,
                     net=reading.net,
-                ))
+                )))
             case BoardSnapshot():
                 return [*self._beams_changed(item), item]
             case LinkUp() | LinkLost() | CameraChanged():
                 return [item]
+            case IdentitySeen() | IdentitySourceChanged():
+                return [item]  # read and judged by the plate reader and the lane
             case CommandResult():
                 if item.result != "ok":
                     log.warning("IO board refused command seq %s: %s", item.seq, item.result)
@@ -119,10 +138,26 @@ class DeviceInputs:
         raise TypeError(f"not a device input: {type(item).__name__}")
 
     def tick(self, now: float) -> list[LaneInput]:
-        return list(self.watcher.tick(now))
+        return self._judged(self.indication.pass_on(now, self.watcher.tick(now)))
+
+    def _judged(self, events: Iterable[weighing.WeighEvent]) -> list[LaneInput]:
+        """The watcher's events, followed by the scale's health: a truck that drives onto
+        an unfit scale gets ``weight.scale_unhealthy`` right after its TruckOnDeck."""
+        out: list[LaneInput] = []
+        for event in events:
+            self.scale_health.observe(event, noise_kg=self.watcher.noise_kg)
+            out.append(event)
+            if isinstance(event, weighing.TruckOnDeck):
+                report = self.scale_health.report()
+                if not report.healthy:
+                    out.append(weighing.WeightAbnormality(
+                        event.at, Code.WEIGHT_SCALE_UNHEALTHY, "; ".join(report.reasons), ()))
+        return out
 
     def next_deadline(self) -> float | None:
-        return self.watcher.next_deadline()
+        times = [t for t in (self.watcher.next_deadline(), self.indication.next_deadline())
+                 if t is not None]
+        return min(times) if times else None
 
     def _beams_changed(self, snapshot: BoardSnapshot) -> list[LaneInput]:
         beams = (snapshot.input("deck_front", True), snapshot.input("deck_rear", True))

@@ -61,6 +61,17 @@ class TakeSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class KeepCrop:
+    """Keep the crop an identity reader took (``crop_ref``: a plate) as evidence named ``ref``,
+    for a held truck."""
+
+    transit_id: str
+    kind: str
+    crop_ref: str
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class PersistMode:
     """Store the lane's mode document (``ModeBook.to_doc``) so that a restart keeps it."""
 
@@ -79,5 +90,5 @@ class Answer:
 
 LaneAction = (
     OpenBarrier | CloseWhenClear | BoardMaintenance | Publish | MarkPassUsed | TakeSnapshot
-    | PersistMode | Answer
+    | KeepCrop | PersistMode | Answer
 )

@@ -59,6 +59,27 @@ class CameraChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentitySeen:
+    """What an identity reader read in one frame: ``kind`` names the check (``plate``; later
+    ``container``, ``seal``), ``reads`` its texts, ``crop_ref`` the evidence crop kept of it."""
+
+    at: float
+    kind: str
+    reads: tuple[str, ...]
+    crop_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySourceChanged:
+    """An identity reader's source (camera, engine) went down (``up`` False) or came back."""
+
+    at: float
+    kind: str
+    up: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteRelease:
     """A verified, signed remote release from an officer."""
 
@@ -138,6 +159,8 @@ LaneInput = (
     | LinkUp
     | LinkLost
     | CameraChanged
+    | IdentitySeen
+    | IdentitySourceChanged
     | RemoteRelease
     | PassUseRecorded
     | StorageChanged

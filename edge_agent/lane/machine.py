@@ -6,18 +6,25 @@ Rules (every change to this file keeps them true; tests in edge_agent/tests/test
      says why that input is ignored there. A strict machine (tests) raises on any other pair
      and on a handler that lands elsewhere; in production such a pair is logged and ignored.
   L2 The barrier is opened only for a transit with (a valid pass and a committed weight and no
-     open abnormality and the IO link up), or by a signed remote release echoing the challenge
-     published with the hold, or by the technician key. Nothing else opens it. The lane's mode
-     (``modes.py``) narrows this: in service all three; in manual only the technician (the key
-     or ``BarrierRequested``); out of service and in maintenance nothing. A shown pass in a
-     mode where no decision opens holds the truck with the mode's code, unmarked.
+     open abnormality and the truck's identity confirmed and the IO link up), or by a signed
+     remote release echoing the challenge published with the hold, or by the technician key.
+     Nothing else opens it. The lane's mode (``modes.py``) narrows this: in service all
+     three; in manual only the technician (the key or ``BarrierRequested``); out of service
+     and in maintenance nothing. A shown pass in a mode where no decision opens holds the
+     truck with the mode's code, unmarked.
+     Identity (``identity.py``): every check the site's policy names (the plate) confirmed by
+     a read during the transit; a read that matches none of the pass's values holds
+     (``vehicle.plate_mismatch``); no read holds (``vehicle.plate_unread``) or, under the
+     site's ``flag`` policy, opens with the code in the decision's ``flags``. The decision
+     waits for a read at most ``wait_s`` after everything else was in.
   L3 OpenBarrier is emitted only by ``_commit_open``; a pass is marked used at most once per
      transit (a retry after a barrier timeout re-sends OpenBarrier, nothing else), and its use
      is recorded before the barrier opens: ``_open`` asks for MarkPassUsed and waits in
      RECORDING for the shell's PassUseRecorded; a use that could not be recorded (or that the
      ledger already held) holds the truck instead.
-  L4 The decision is taken the moment the later of pass and weight arrives; an abnormality seen
-     before the barrier is commanded open turns the transit into a hold at once.
+  L4 The decision is taken the moment the later of pass and weight arrives (with identity
+     checks: the moment a read confirms it, or its wait ends); an abnormality seen before the
+     barrier is commanded open turns the transit into a hold at once.
   L5 Every decision, hold and release is published, with the codes that caused it.
   L6 No clocks, no I/O: ``handle(input, now)`` returns actions; ``next_deadline()`` says when
      ``handle_timer(now)`` must be called. The shell executes barrier actions first, then the
@@ -34,8 +41,9 @@ Rules (every change to this file keeps them true; tests in edge_agent/tests/test
      decision opens the barrier; the truck is held with ``lane.storage_fault`` and decided
      again when storage is back.
   L10 Every mode change is published (``lane_mode``) and persisted (``PersistMode``).
-The handlers of the lane's conditions (``conditions.py``) and of its modes and technician
-(``technician.py``) are the machine's too: TRANSITIONS names them like the rest.
+The handlers of the decision (``decision.py``), of the lane's conditions (``conditions.py``)
+and of its modes and technician (``technician.py``) are the machine's too: TRANSITIONS names
+them like the rest.
 """
 
 from __future__ import annotations
@@ -45,18 +53,14 @@ from collections.abc import Callable
 from typing import Any
 
 from edge_agent.catalogue import Code, EventType
-from edge_agent.lane.actions import (
-    CloseWhenClear,
-    LaneAction,
-    MarkPassUsed,
-    OpenBarrier,
-    Publish,
-    TakeSnapshot,
-)
+from edge_agent.lane.actions import CloseWhenClear, LaneAction, Publish
 from edge_agent.lane.conditions import ConditionRules
+from edge_agent.lane.decision import DecisionRules
 from edge_agent.lane.inputs import (
     BarrierRequested,
     CameraChanged,
+    IdentitySeen,
+    IdentitySourceChanged,
     LaneInput,
     ModeRequested,
     PassPresented,
@@ -66,18 +70,11 @@ from edge_agent.lane.inputs import (
     StorageChanged,
 )
 from edge_agent.lane.modes import HOLD_DETAIL, ModeBook, remote_may_release
-from edge_agent.lane.policy import PolicyConfig, decide
+from edge_agent.lane.policy import PolicyConfig
 from edge_agent.lane.state import LaneState, MachineConfig
 from edge_agent.lane.table import DeadlinePassed, Ignored, On, check_landing, handler_for
 from edge_agent.lane.technician import TechnicianRules
-from edge_agent.lane.transit import (
-    Transit,
-    abnormality_data,
-    decision_data,
-    hold_data,
-    pass_read_data,
-    pass_used_data,
-)
+from edge_agent.lane.transit import Transit, abnormality_data, pass_read_data
 from edge_agent.protocols.iolink import Barrier
 from edge_agent.protocols.iolink_session import BoardSnapshot, LinkLost, LinkUp
 from edge_agent.weighing.events import DeckCleared, TruckOnDeck, WeightAbnormality, WeightCommitted
@@ -85,7 +82,7 @@ from edge_agent.weighing.events import DeckCleared, TruckOnDeck, WeightAbnormali
 __all__ = ["TRANSITIONS", "LaneMachine", "LaneState", "MachineConfig"]
 
 
-class LaneMachine(ConditionRules, TechnicianRules):
+class LaneMachine(DecisionRules, ConditionRules, TechnicianRules):
     """Inputs in, actions out. See the rules at the top of this module."""
 
     def __init__(
@@ -99,6 +96,7 @@ class LaneMachine(ConditionRules, TechnicianRules):
         self._io_up = True
         self._storage_ok = True
         self._camera_up = True
+        self._identity_down: dict[str, str] = {}  # identity readers down: kind -> why
         self._loop_b = False
         self._tech_key = False
         self._faults: frozenset[str] = frozenset()
@@ -133,6 +131,8 @@ class LaneMachine(ConditionRules, TechnicianRules):
         if self.state is LaneState.OPENING:
             return self._opening_deadline
         transit = self.transit
+        if self.state is LaneState.LOADING and transit and transit.identity_deadline is not None:
+            return transit.identity_deadline
         if (
             self.state in (LaneState.LOADING, LaneState.HOLD)
             and transit is not None
@@ -189,84 +189,6 @@ class LaneMachine(ConditionRules, TechnicianRules):
         close = [CloseWhenClear(transit.transit_id)] if transit.opened_by is not None else []
         return [*close, *self._end(outcome, now, **extra)]
 
-    # -- decision ------------------------------------------------------------------------------
-    def _try_decide(self, now: float) -> list[LaneAction]:
-        transit = self.transit
-        assert transit is not None
-        presented, weight = transit.pass_presented, transit.weight_kg
-        if presented is not None and (held := self._mode_hold(now)) is not None:
-            return held
-        if presented is not None and not presented.valid:
-            return self._hold([presented.reason or Code.PASS_BAD_FORMAT], now, "pass rejected")
-        if transit.abnormal:
-            return self._hold(list(transit.abnormal), now, "weighing abnormality")
-        if presented is None or presented.claims is None or weight is None:
-            return []
-        decision = decide(
-            presented.claims, weight, transit.uncertainty_kg or 0.0, self._config.policy
-        )
-        if not decision.open:
-            return self._hold(list(decision.reasons), now, decision.detail)
-        if not self._io_up:
-            return self._hold([Code.LANE_IO_LINK_LOST], now, "IO board link is down")
-        if not self._storage_ok:
-            return self._hold(
-                [Code.LANE_STORAGE_FAULT], now, "the lane cannot record the transit"
-            )
-        return self._open(now, by="policy")
-
-    def _open(self, now: float, *, by: str) -> list[LaneAction]:
-        """L3: a valid pass is recorded as used first; the barrier opens on PassUseRecorded."""
-        transit = self.transit
-        assert transit is not None
-        presented = transit.pass_presented
-        if presented is None or not presented.valid or transit.pass_marked:
-            return self._commit_open(now, by=by)
-        assert presented.claims is not None
-        transit.opened_by = by
-        self.state = LaneState.RECORDING
-        claims = presented.claims
-        return [MarkPassUsed(claims.cti.hex(), claims.exp, transit.transit_id)]
-
-    def _commit_open(self, now: float, *, by: str) -> list[LaneAction]:
-        transit = self.transit
-        assert transit is not None
-        transit.opened_by = by
-        self.state = LaneState.OPENING
-        self._opening_deadline = now + self._config.opening_timeout_s
-        data = {**decision_data(transit, "open", [], self._input_at), "by": by}
-        return [Publish(EventType.DECISION, data, transit.transit_id),
-                OpenBarrier(transit.transit_id)]
-
-    def _recording_result(self, event: PassUseRecorded, now: float) -> list[LaneAction]:
-        transit = self.transit
-        assert transit is not None
-        by = transit.opened_by or "policy"
-        if event.ok:
-            transit.pass_marked = True
-            assert transit.claims is not None  # only a valid pass is marked (_open)
-            used = Publish(EventType.PASS_USED, pass_used_data(transit.claims), transit.transit_id)
-            return [*self._commit_open(now, by=by), used]
-        transit.opened_by = None
-        code = event.code or Code.LANE_STORAGE_FAULT
-        return self._hold([code], now, event.detail or "the pass's use could not be recorded")
-
-    def _hold(self, reasons: list[str], now: float, detail: str) -> list[LaneAction]:
-        transit = self.transit
-        assert transit is not None
-        reasons = list(dict.fromkeys(reasons))
-        if self.state is LaneState.HOLD and tuple(reasons) == transit.hold_reasons:
-            return []
-        self.state = LaneState.HOLD
-        transit.hold_reasons = tuple(reasons)
-        transit.challenge = self._new_id()
-        snapshot_ref = f"{transit.transit_id}-{reasons[0]}"
-        data = hold_data(transit, reasons, detail, snapshot_ref, self._input_at)
-        return [
-            TakeSnapshot(transit.transit_id, reasons[0], snapshot_ref),
-            Publish(EventType.DECISION, data, transit.transit_id),
-        ]
-
     # -- handlers (named <state>_<input>, or <input> when several states share it) --------------
     def _idle_arrived(self, event: TruckOnDeck, now: float) -> list[LaneAction]:
         actions = self._start(now)
@@ -312,11 +234,7 @@ class LaneMachine(ConditionRules, TechnicianRules):
     def _take_weight(self, event: WeightCommitted, now: float) -> list[LaneAction]:
         transit = self.transit
         assert transit is not None
-        transit.loaded = True
-        transit.weight_kg = event.kg
-        transit.uncertainty_kg = event.uncertainty_kg
-        transit.weight_evidence = event.evidence
-        data = {"kg": event.kg, "uncertainty_kg": event.uncertainty_kg}
+        data = transit.take_weight(event)
         return [Publish(EventType.WEIGHT_COMMITTED, data, transit.transit_id)]
 
     def _loading_weight(self, event: WeightCommitted, now: float) -> list[LaneAction]:
@@ -426,6 +344,8 @@ _NOT_ASKED = "answers a MarkPassUsed, which only RECORDING waits for"
 _SAME_STEP = "the shell answers MarkPassUsed in the same step: nothing comes between"
 _NO_DEADLINE = "no deadline is set in this state"
 _LEAVING = "the barrier is commanded open: the truck is leaving"
+_NO_TRANSIT = "no truck in the lane: a read is matched only against a transit's pass"
+_DECIDING = (S.LOADING, S.HOLD, S.RECORDING, S.OPENING)  # a decision may land in these
 
 
 def _conditions(state: LaneState) -> dict[type, On | Ignored]:
@@ -436,6 +356,7 @@ def _conditions(state: LaneState) -> dict[type, On | Ignored]:
         LinkLost: On(M._link_lost, state),
         CameraChanged: On(M._camera, state),
         StorageChanged: On(M._storage, state),
+        IdentitySourceChanged: On(M._identity_source, state),
     }
 
 
@@ -463,6 +384,7 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         WeightAbnormality: On(M._record_abnormality, S.IDLE),
         DeckCleared: Ignored("no transit to end: the deck was empty already"),
         BoardSnapshot: On(M._track_board, S.IDLE),
+        IdentitySeen: Ignored(_NO_TRANSIT),
         **_conditions(S.IDLE),
         **_requests(S.IDLE, barrier=(S.OPENING,)),
         RemoteRelease: Ignored(_NO_HOLD),
@@ -476,11 +398,14 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         WeightAbnormality: On(M._pending_abnormal, S.HOLD),
         DeckCleared: On(M._deck_cleared_waiting, S.LOADING, S.IDLE),
         BoardSnapshot: On(M._track_board, S.LOADING),
+        IdentitySeen: On(M._identity_seen, *_DECIDING),
         **_conditions(S.LOADING),
+        IdentitySourceChanged: On(M._identity_source, *_DECIDING),
         **_requests(S.LOADING, barrier=(S.RECORDING, S.OPENING)),
         RemoteRelease: Ignored(_NO_HOLD),
         PassUseRecorded: Ignored(_NOT_ASKED),
-        DeadlinePassed: On(M._no_truck_expired, S.IDLE),
+        # The end of an identity wait (a decision), or L8's truck-less pass.
+        DeadlinePassed: On(M._loading_expired, S.IDLE, S.HOLD, S.RECORDING, S.OPENING),
     },
     S.HOLD: {
         TruckOnDeck: On(M._transit_arrived, S.HOLD),
@@ -489,11 +414,13 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         WeightAbnormality: On(M._pending_abnormal, S.HOLD),
         DeckCleared: On(M._deck_cleared_waiting, S.HOLD, S.IDLE),
         BoardSnapshot: On(M._board_hold, S.HOLD, S.IDLE, S.RECORDING, S.OPENING, S.LOADING),
+        IdentitySeen: On(M._identity_seen, S.HOLD),  # kept as evidence; the hold stands
         # A hold lifted before the weight came (a release asked before it) waits in LOADING.
         LinkUp: On(M._link_up, S.HOLD, S.RECORDING, S.LOADING),
         LinkLost: On(M._link_lost, S.HOLD),
         CameraChanged: On(M._camera, S.HOLD),
         StorageChanged: On(M._storage, S.HOLD, S.RECORDING, S.LOADING),
+        IdentitySourceChanged: On(M._identity_source, S.HOLD),
         RemoteRelease: On(M._hold_release, S.HOLD, S.RECORDING, S.OPENING),
         **_requests(S.HOLD, mode=(S.LOADING, S.RECORDING, S.OPENING),
                     barrier=(S.RECORDING, S.OPENING)),
@@ -504,7 +431,7 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         **_ignored(
             _SAME_STEP,
             TruckOnDeck, PassPresented, WeightCommitted, WeightAbnormality, DeckCleared,
-            BoardSnapshot, ModeRequested, BarrierRequested, SignedIn,
+            BoardSnapshot, IdentitySeen, ModeRequested, BarrierRequested, SignedIn,
         ),
         **_conditions(S.RECORDING),
         RemoteRelease: Ignored(_NO_HOLD),
@@ -518,6 +445,7 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         WeightAbnormality: On(M._record_abnormality, S.OPENING),
         DeckCleared: On(M._deck_cleared_moving, S.OPENING, S.IDLE),
         BoardSnapshot: On(M._board_opening, S.OPENING, S.OPEN, S.IDLE),
+        IdentitySeen: Ignored(_LEAVING),
         **_conditions(S.OPENING),
         **_requests(S.OPENING, barrier=(S.IDLE,)),
         RemoteRelease: Ignored(_NO_HOLD),
@@ -531,6 +459,7 @@ TRANSITIONS: dict[LaneState, dict[type, On | Ignored]] = {
         WeightAbnormality: On(M._record_abnormality, S.OPEN),
         DeckCleared: On(M._deck_cleared_moving, S.OPEN, S.IDLE),
         BoardSnapshot: On(M._track_board, S.OPEN, S.IDLE),
+        IdentitySeen: Ignored(_LEAVING),
         **_conditions(S.OPEN),
         **_requests(S.OPEN, barrier=(S.IDLE,)),
         RemoteRelease: Ignored(_NO_HOLD),

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.lane.inputs import PassPresented
+from edge_agent.lane.inputs import IdentitySeen, PassPresented
 from edge_agent.protocols import gp1
-from edge_agent.weighing.events import Evidence
+from edge_agent.weighing.events import Evidence, Indication, WeightCommitted
+from edge_agent.weighing.indication import frames_data
 
 
 @dataclass
@@ -22,8 +23,11 @@ class Transit:
     transit_id: str
     started_at: float
     pass_presented: PassPresented | None = None  # the pass the truck is decided on
-    weight_kg: float | None = None
+    weight_kg: float | None = None  # on record: the indicator's value, else the estimate
     uncertainty_kg: float | None = None
+    estimate_kg: float | None = None  # the watcher's estimate: the decision aid
+    indication: Indication | None = None
+    weight_rules: tuple[dict[str, Any], ...] = ()  # the declared/tare rules judged, with numbers
     weight_evidence: Evidence = ()
     abnormal: list[str] = field(default_factory=list)
     hold_reasons: tuple[str, ...] = ()
@@ -34,6 +38,22 @@ class Transit:
     loaded: bool = False  # a load was seen on the deck during this transit
     pass_at: float | None = None  # when the last pass was read
     pass_marked: bool = False  # the pass's use is in the ledger (L3: once per transit)
+    identity_seen: list[IdentitySeen] = field(default_factory=list)  # reads during the transit
+    identity_since: float | None = None  # when all but identity was ready: the wait starts
+    identity_deadline: float | None = None  # set while the decision waits for identity reads
+    identity: tuple[dict[str, Any], ...] = ()  # each identity check judged, with its evidence
+    flags: tuple[str, ...] = ()  # codes a decision went on with (an unread plate under flag)
+
+    def take_weight(self, event: WeightCommitted) -> dict[str, Any]:
+        """Keep a committed weight; returns the ``weight_committed`` event's data."""
+        self.loaded = True
+        self.indication = event.indication
+        self.estimate_kg = event.kg
+        self.weight_kg = event.kg if event.indication is None else event.indication.kg
+        self.uncertainty_kg = event.uncertainty_kg
+        self.weight_evidence = event.evidence
+        return {"kg": event.kg, "uncertainty_kg": event.uncertainty_kg,
+                **indication_data(self)}
 
     @property
     def claims(self) -> gp1.PassClaims | None:
@@ -56,6 +76,17 @@ class Transit:
             "weight_kg": self.weight_kg,
             "hold_reasons": list(self.hold_reasons),
         }
+
+
+def indication_data(transit: Transit) -> dict[str, Any]:
+    """The indicator's own value at standstill beside the estimate (None until shown)."""
+    shown = transit.indication
+    return {
+        "estimate_kg": transit.estimate_kg,
+        "indicator_kg": None if shown is None else shown.kg,
+        "indicator_stable": None if shown is None else shown.stable,
+        "indicator_frames": [] if shown is None else frames_data(shown),
+    }
 
 
 def trace(evidence: Evidence) -> list[list[float]]:
@@ -99,6 +130,10 @@ def decision_data(
         "release_no": transit.release_no(),
         "declared_gross_kg": claims.declared_gross_kg if claims is not None else None,
         "input_at_mono": round(input_at, 6),
+        **indication_data(transit),
+        "weight_rules": list(transit.weight_rules),
+        "identity": list(transit.identity),
+        "flags": list(transit.flags),
     }
 
 

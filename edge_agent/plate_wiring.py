@@ -1,0 +1,86 @@
+"""The agent's side of the plate reader (``plate_source.py``), mixed into ``LaneAgent``.
+
+With ``[plates]`` naming a source or a region, the reader runs on its own thread (a plate read
+never delays a QR read) and puts its reads on the device inbox like any reader; without it
+``plates`` is None and the lane runs as it does without a plate check. A held truck's plate
+crop is kept as evidence (``KeepCrop``). Nothing here may stop the lane: the reader's own
+failures are counted by the agent's containment and the reader starts over.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from edge_agent.backoff import Backoff
+from edge_agent.catalogue import EventType
+from edge_agent.plate_source import RETRY_S, Frame, PlateSource
+
+if TYPE_CHECKING:
+    from edge_agent.assembly import LaneDevices
+    from edge_agent.config import AgentConfig
+    from edge_agent.containment import Faults
+    from edge_agent.lane.actions import KeepCrop
+    from edge_agent.translate import DeviceInput
+
+
+class PlateWiring:
+    config: AgentConfig
+    faults: Faults
+    _clock: Callable[[], float]
+    _stop: threading.Event
+    plates: PlateSource | None = None
+    _plate_thread: threading.Thread | None = None
+
+    if TYPE_CHECKING:  # the agent's own, used here
+
+        def _put_device(self, item: DeviceInput) -> None: ...
+
+        def _record(self, type: EventType, data: dict[str, Any], transit_id: str | None,
+                    now: float, *, sheddable: bool = False) -> dict[str, Any] | None: ...
+
+    def _plates_attach(self) -> None:
+        plates = self.config.plates
+        self.plates = PlateSource(plates) if plates.configured else None
+
+    def _plates_start(self, devices: LaneDevices) -> None:
+        """The reader thread, on the plate camera or on the pass camera's newest frames."""
+        plates = self.plates
+        if plates is None:
+            return
+
+        def latest() -> Frame | None:
+            shown = devices.evidence.latest()
+            return None if shown is None else (shown[0], shown[1])
+
+        def forever() -> None:
+            backoff = Backoff(0.2, RETRY_S)
+            while not self._stop.is_set():
+                try:
+                    plates.run(self._put_device, self._clock, self._stop, latest)
+                except Exception as exc:  # containment: a reader bug must not stop the lane
+                    self.faults.record("reader plates", exc)
+                    self._stop.wait(backoff.next())
+
+        self._plate_thread = threading.Thread(target=forever, name="plates", daemon=True)
+        self._plate_thread.start()
+
+    def _plates_stop(self) -> None:
+        if self._plate_thread is not None:
+            self._plate_thread.join(timeout=2.0)
+        if self.plates is not None:
+            with self.faults.guard("stop"):
+                self.plates.close()
+
+    def _plates_status(self, status: dict[str, Any]) -> dict[str, Any]:
+        """The devices' status with the plate reader's (health names a missing engine)."""
+        if self.plates is not None:
+            status["plates"] = self.plates.status()
+        return status
+
+    def _plates_crop(self, devices: LaneDevices, action: KeepCrop, now: float) -> None:
+        if self.plates is None or devices.outbox.space_short():
+            return
+        self.plates.save_crop(action, devices.evidence, lambda chunk: self._record(
+            EventType.EVIDENCE, chunk, action.transit_id, now, sheddable=True))
