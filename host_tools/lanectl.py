@@ -24,12 +24,15 @@ COMMAND_MODULES = (
     "host_tools.cmd_status",
     "host_tools.cmd_pass",
     "host_tools.cmd_qr",
+    "host_tools.cmd_plate",
     "host_tools.cmd_weigh",
     "host_tools.cmd_io",
     "host_tools.cmd_fw",
     "host_tools.cmd_site",
     "host_tools.cmd_agent",
     "host_tools.cmd_lane",
+    "host_tools.cmd_record",
+    "host_tools.cmd_version",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
 INTERNAL_EXIT = 70  # EX_SOFTWARE: a bug in the tool, not the technician's input

@@ -7,7 +7,9 @@ It does what a real ingest worker must do with MQTT's at-least-once delivery:
   ``{upto_seq, boot_id, epoch}`` (epoch: the lane's outbox file the seqs belong to),
   which is the only thing that lets a lane delete rows from its outbox;
 - report gaps (seqs missing below the highest seen); a ``dead_letter`` event fills the gap of
-  the seq it names.
+  the seq it names;
+- follow each lane's transaction log (``transaction_record`` events) as the watermark moves:
+  every record must link to the one before and carry the lane's signature (``record_chain``).
 On start it also reads the retained acks, so a backend without history (fresh database)
 continues from the watermark its predecessor published instead of waiting for deleted rows.
 
@@ -208,6 +210,12 @@ class BackendSim:
         with self._lock:
             return dict(self._arrival.get(lane, {}))
 
+    def record_chain(self, lane: str) -> dict[str, Any] | None:
+        """The lane's transaction log as checked on arrival: records followed, position
+        (segment, seq), and ``first_break`` (None while every link held)."""
+        with self._lock:
+            return self._store.record_chain(lane)
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
@@ -307,6 +315,7 @@ class BackendSim:
                 self._ingest(message, touched)
             for lane in touched:
                 self._store.advance(lane)
+                self._store.follow_records(lane)
             self._lock.notify_all()
 
     def _ingest(self, message: MQTTMessage, touched: set[str]) -> None:

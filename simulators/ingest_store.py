@@ -12,6 +12,7 @@ Not thread-safe by itself: its owner serialises calls (``BackendSim`` holds its 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from edge_agent.records.chain import ChainFollower, ChainState
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -39,10 +42,15 @@ CREATE TABLE IF NOT EXISTS skipped (
     lane TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (lane, seq)
 );
 CREATE TABLE IF NOT EXISTS acks (lane TEXT PRIMARY KEY, upto_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS record_chains (
+    lane TEXT PRIMARY KEY, epoch TEXT NOT NULL, fed_upto INTEGER NOT NULL, state TEXT NOT NULL
+);
 """
 # lanes.upto_seq: highest contiguous seq stored (or skipped by a dead letter), over all workers.
 # skipped: seqs a dead_letter event declared lost for good. acks: the watermark last published.
 # lanes.epoch: the outbox the watermark counts for; retired_epochs: replaced outboxes.
+# record_chains: each lane's transaction log as followed so far (edge_agent/records/chain.py):
+# checked up to the event seq fed_upto of the outbox epoch, in the order the lane sent it.
 
 
 class Stored(Enum):
@@ -194,6 +202,39 @@ class IngestStore:
             upto += 1
         if upto > start:
             self._db.execute("UPDATE lanes SET upto_seq = ? WHERE lane = ?", (upto, lane))
+
+    def follow_records(self, lane: str) -> None:
+        """Check the lane's transaction records that arrived up to its watermark, in the order
+        it sent them: each links to the one before (call after ``advance``)."""
+        epoch, upto = self._epoch(lane) or "", self.upto(lane)
+        row = self._db.execute(
+            "SELECT epoch, fed_upto, state FROM record_chains WHERE lane = ?", (lane,)
+        ).fetchone()
+        state = ChainState() if row is None else ChainState.from_doc(json.loads(row[2]))
+        fed = row[1] if row is not None and row[0] == epoch else 0  # a new outbox: seq 1 on
+        if row is not None and upto <= fed:
+            return
+        follower = ChainFollower(state)
+        rows = self._db.execute(
+            "SELECT payload FROM events WHERE lane = ? AND epoch = ? AND seq > ? AND seq <= ? "
+            "AND type = 'transaction_record' ORDER BY seq", (lane, epoch, fed, upto),
+        ).fetchall()
+        for (payload,) in rows:
+            data = json.loads(payload).get("data") or {}
+            segment = data.get("segment")
+            follower.add(segment if isinstance(segment, int) else -1, data.get("record"))
+        self._db.execute(
+            "INSERT INTO record_chains VALUES (?, ?, ?, ?) ON CONFLICT (lane) DO UPDATE SET "
+            "epoch = excluded.epoch, fed_upto = excluded.fed_upto, state = excluded.state",
+            (lane, epoch, max(upto, fed), json.dumps(state.to_doc())),
+        )
+
+    def record_chain(self, lane: str) -> dict[str, Any] | None:
+        """The lane's transaction log as followed: position, counts and the first break."""
+        row = self._db.execute(
+            "SELECT state FROM record_chains WHERE lane = ?", (lane,)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def gaps(self, lane: str) -> list[int]:
         """Seqs missing between the watermark and the highest seq stored."""

@@ -3,13 +3,15 @@
 ``lane-sim run`` starts a private broker (or uses ``--broker``), the backend simulator, the IO
 board firmware in the MicroPython unix port, the weighbridge and camera simulators, the lane
 world and the real ``edge-agent`` process; drives the scenario's trucks; prints a table; exits 0
-only if every truck's outcome is the expected one. Nothing it started outlives it.
+only if every truck's outcome is the expected one. Nothing it started outlives it; with
+``--keep DIR`` the lane's state (outbox, pass ledger, transaction log) is left in DIR.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 import time
@@ -45,11 +47,13 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     outcomes: list[TruckOutcome] = []
     _log(f"scenario {scenario.name}: {scenario.description}")
+    lane: SimLane | None = None
     try:
         with SimLane(scenario, broker_url=args.broker, log=_log, seed=args.seed) as lane:
             for plan in scenario.trucks:
                 outcomes.append(lane.run_truck(plan))
             events_total = len(lane.backend.events(scenario.lane))
+            chain = lane.backend.record_chain(scenario.lane)
     except KeyboardInterrupt:
         _log("interrupted; everything started has been stopped")
         return 130
@@ -59,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         _log(f"lane-sim failed: {type(exc).__name__}: {exc}")
         return 1
+    finally:
+        if args.keep and lane is not None:
+            keep_state(lane, Path(args.keep))
     elapsed = time.monotonic() - started
     print()
     print(render_table(outcomes))
@@ -72,7 +79,24 @@ def run(args: argparse.Namespace) -> int:
     for outcome in outcomes:
         for problem in outcome.problems:
             print(f"PROBLEM {outcome.name}: {problem}")
+    if chain is not None and chain.get("first_break"):
+        print(f"PROBLEM transaction log at the backend: {chain['first_break']}")
+        ok = False
     return 0 if ok else 1
+
+
+def keep_state(lane: SimLane, target: Path) -> None:
+    """Copy the lane's state dir (the agent has stopped: its files are whole) into ``target``."""
+    state = getattr(lane, "state_dir", None)
+    if state is None or not Path(state).is_dir():
+        _log(f"--keep: the lane made no state to keep in {target}")
+        return
+    try:
+        shutil.copytree(state, target, dirs_exist_ok=True)
+    except OSError as exc:
+        _log(f"--keep: could not copy the lane's state to {target}: {exc}")
+        return
+    _log(f"lane state kept in {target} (check it: lanectl record verify --state-dir {target})")
 
 
 def render_table(outcomes: Sequence[TruckOutcome]) -> str:
@@ -127,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--seed", type=int, default=1)
     run_parser.add_argument("--report", help="write a JSON report here")
     run_parser.add_argument("--broker", help="use this broker (mqtt://HOST:PORT) instead")
+    run_parser.add_argument("--keep", metavar="DIR",
+                            help="leave the lane's state (outbox, ledger, transaction log) here")
     run_parser.set_defaults(func=run)
     sub.add_parser("weighbridge", help="a standalone indicator simulator on a pty or TCP")
     arguments = list(sys.argv[1:] if argv is None else argv)
