@@ -6,27 +6,21 @@ fixed order, cheapest and least trusting first: prefix, Base45, bounded CBOR env
 the trust list, signature over the exact protected bytes, then the claims (validity window with
 clock skew, site/gate/direction, revocation, the single-use ledger keyed by ``cti``).
 
-Trust entries are valid for *verification* between ``valid_from`` and ``valid_to``; during a
-key rotation the old and new keys overlap so passes signed just before the switch still verify.
-Several entries may share a kid: each one is tried.
+The issuer keys a lane trusts are in :mod:`edge_agent.protocols.gp1_trust`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
-import math
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cbor2
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -34,6 +28,14 @@ from edge_agent.errors import ConfigError
 from edge_agent.identity.iso6346 import validate_container
 from edge_agent.protocols import cose
 from edge_agent.protocols.base45 import b45decode, b45encode
+
+# The trust list has its own module; these names stay importable from here.
+from edge_agent.protocols.gp1_trust import TrustEntry as TrustEntry
+from edge_agent.protocols.gp1_trust import TrustList as TrustList
+from edge_agent.protocols.gp1_trust import format_time as format_time
+from edge_agent.protocols.gp1_trust import key_id as key_id
+from edge_agent.protocols.gp1_trust import parse_time as parse_time
+from edge_agent.protocols.gp1_trust import shown_value
 
 if TYPE_CHECKING:
     from edge_agent.drivers.pass_ledger import PassLedger
@@ -124,16 +126,6 @@ class Verdict:
         }
 
 
-def key_id(key: PublicKey | PrivateKey) -> bytes:
-    """First 8 bytes of SHA-256 over the public key's DER SubjectPublicKeyInfo."""
-    public = key.public_key() if isinstance(key, (ed25519.Ed25519PrivateKey,
-                                                   ec.EllipticCurvePrivateKey)) else key
-    der = public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).digest()[:8]
-
-
 def revocation_hash(cti: bytes) -> bytes:
     """The revocation-list entry for a pass: SHA-256(cti) truncated to 16 bytes."""
     return hashlib.sha256(cti).digest()[:REVOCATION_HASH_BYTES]
@@ -149,216 +141,9 @@ def parse_revocation_hash(text: str) -> bytes:
     wrong length must be refused, not stored as a hash that never matches.
     """
     if not isinstance(text, str) or _REVOCATION_HEX.fullmatch(text) is None:
-        raise ValueError(f"revocation hash {_shown(text)}: expected exactly "
+        raise ValueError(f"revocation hash {shown_value(text)}: expected exactly "
                          f"{2 * REVOCATION_HASH_BYTES} hex digits and nothing else")
     return bytes.fromhex(text)
-
-
-def _shown(value: object, limit: int = 60) -> str:
-    """``repr`` of a bad value, cut short so an error stays one readable line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _json_type(value: object) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-             int: "a number", float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def format_time(ts: int | None) -> str | None:
-    """ISO 8601 UTC text (``...Z``) for unix seconds, the inverse of ``parse_time``."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace(
-        "+00:00", "Z")
-
-
-def parse_time(value: str | int | float | datetime | None) -> int | None:
-    """Unix seconds from an ISO 8601 string (``Z`` or offset; naive means UTC) or a number."""
-    if value is None or isinstance(value, (int, float)):
-        return None if value is None else int(value)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp())
-
-
-@dataclass(frozen=True, slots=True)
-class TrustEntry:
-    kid: bytes
-    public_key: PublicKey
-    valid_from: int | None
-    valid_to: int | None
-    issuer: str
-
-    def usable_at(self, now: float, skew_s: int = 0) -> bool:
-        return (self.valid_from is None or now + skew_s >= self.valid_from) and (
-            self.valid_to is None or now - skew_s <= self.valid_to
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        der = self.public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return {
-            "kid": self.kid.hex(),
-            "alg": cose.ALG_NAMES[cose.alg_for_key(self.public_key)],
-            "public_key": base64.b64encode(der).decode(),
-            "valid_from": format_time(self.valid_from),
-            "valid_to": format_time(self.valid_to),
-            "issuer": self.issuer,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> TrustEntry:
-        """One entry of a JSON trust list; ``ConfigError`` names the entry and the problem."""
-        try:
-            return cls._parse(obj)
-        except ValueError as exc:
-            raise ConfigError(f"trust list entry {_entry_label(obj)}: {exc}") from None
-
-    @classmethod
-    def _parse(cls, obj: object) -> TrustEntry:
-        """Like ``from_json`` but raises a plain ``ValueError`` saying only what is wrong."""
-        if not isinstance(obj, Mapping):
-            raise ValueError(f"expected an object, not {_json_type(obj)}")
-        public = _trust_public_key(obj.get("public_key"))
-        kid = key_id(public)
-        alg = cose.ALG_NAMES[cose.alg_for_key(public)]
-        if "alg" in obj and obj["alg"] != alg:
-            raise ValueError(f"alg {_shown(obj['alg'])} does not match the {alg} public key")
-        kid_text = obj.get("kid")
-        if kid_text is not None and not isinstance(kid_text, str):
-            raise ValueError(f"kid must be hex text, not {_json_type(kid_text)}")
-        if kid_text:
-            try:
-                claimed = bytes.fromhex(kid_text)
-            except ValueError:
-                raise ValueError(f"kid {_shown(kid_text)} is not hex") from None
-            if claimed != kid:
-                raise ValueError(f"kid {claimed.hex()} does not match the public key")
-        valid_from = _trust_time(obj, "valid_from")
-        valid_to = _trust_time(obj, "valid_to")
-        if valid_from is not None and valid_to is not None and valid_from > valid_to:
-            raise ValueError("valid_from is after valid_to: the key could never be used")
-        issuer = obj.get("issuer", "")
-        if not isinstance(issuer, str) or len(issuer) > MAX_STR:
-            # A non-text issuer used to become e.g. "None" and then match no pass at all.
-            raise ValueError(f"issuer must be text of at most {MAX_STR} characters, "
-                             f"not {_shown(issuer)}")
-        return cls(kid, public, valid_from, valid_to, issuer)
-
-
-def _entry_label(obj: object) -> str:
-    kid = obj.get("kid") if isinstance(obj, Mapping) else None
-    if not isinstance(kid, str) or not kid:
-        return "?"
-    return kid if kid.isalnum() and len(kid) <= 40 else _shown(kid, 40)
-
-
-def _trust_public_key(value: object) -> PublicKey:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("public_key must be base64 text of a DER SubjectPublicKeyInfo")
-    if value.lstrip().startswith("-----BEGIN"):
-        raise ValueError("public_key must be base64 DER SubjectPublicKeyInfo, not PEM")
-    try:
-        # Line breaks are tolerated; any other non-base64 character is an error, not skipped.
-        der = base64.b64decode("".join(value.split()), validate=True)
-        public = serialization.load_der_public_key(der)
-    except (ValueError, UnsupportedAlgorithm):
-        raise ValueError("public_key is not base64 of a DER SubjectPublicKeyInfo") from None
-    if not isinstance(public, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
-        raise ValueError(f"public_key: unsupported key type {type(public).__name__} "
-                         "(Ed25519 or P-256)")
-    try:
-        cose.alg_for_key(public)
-    except ValueError as exc:
-        raise ValueError(f"public_key: {exc} (Ed25519 or P-256)") from None
-    return public
-
-
-def _trust_time(obj: Mapping[str, Any], field: str) -> int | None:
-    value = obj.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or (
-            isinstance(value, float) and not math.isfinite(value)):
-        raise ValueError(f"{field} must be an ISO 8601 UTC time or null, not {_shown(value)}")
-    try:
-        seconds = parse_time(value)
-        format_time(seconds)  # it must also be writable back as a date
-    except (ValueError, OverflowError, OSError):
-        raise ValueError(f"{field} {_shown(value)} is not a valid ISO 8601 time") from None
-    return seconds
-
-
-class TrustList:
-    """The issuer keys this lane accepts; entries may overlap during a rotation."""
-
-    def __init__(self, entries: Iterable[TrustEntry] = ()) -> None:
-        self.entries: tuple[TrustEntry, ...] = tuple(entries)
-
-    def keys_for(self, kid: bytes) -> list[TrustEntry]:
-        return [e for e in self.entries if e.kid == kid]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": "gp1-trust", "version": 1, "keys": [e.to_json() for e in self.entries]}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> TrustList:
-        """A trust list document; ``ConfigError`` names the first bad entry and its problem."""
-        try:
-            return cls(_trust_entries(obj))
-        except ValueError as exc:
-            raise ConfigError(f"trust list: {exc}") from None
-
-    @classmethod
-    def load(cls, path: Path) -> TrustList:
-        """Read a trust list file; any problem is a one-line ``ConfigError`` naming the file."""
-        try:
-            doc = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(_trust_entries(doc))
-        except OSError as exc:
-            raise ConfigError(f"trust list {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"trust list {path}: not UTF-8 text") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"trust list {path}: not JSON: {exc}") from None
-        except RecursionError:
-            raise ConfigError(f"trust list {path}: not JSON: nested too deeply") from None
-        except ValueError as exc:
-            raise ConfigError(f"trust list {path}: {exc}") from None
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-
-    def with_key(self, public: PublicKey, *, issuer: str = "customs",
-                 valid_from: str | int | datetime | None = None,
-                 valid_to: str | int | datetime | None = None) -> TrustList:
-        """A copy with one more key (rotation: add the new key before retiring the old)."""
-        entry = TrustEntry(key_id(public), public, parse_time(valid_from),
-                           parse_time(valid_to), issuer)
-        return TrustList((*self.entries, entry))
-
-
-def _trust_entries(doc: object) -> list[TrustEntry]:
-    """Entries of a trust-list document; ``ValueError`` says which entry is wrong and why."""
-    keys = doc.get("keys") if isinstance(doc, Mapping) else None
-    if not isinstance(doc, Mapping) or not isinstance(keys, list):
-        raise ValueError("expected an object with a 'keys' list")
-    if doc.get("format", "gp1-trust") != "gp1-trust":
-        raise ValueError(f"format {_shown(doc['format'])} is not gp1-trust")
-    if "version" in doc and (type(doc["version"]) is not int or doc["version"] != 1):
-        raise ValueError(f"version {_shown(doc['version'])} is not supported (only 1)")
-    entries = []
-    for index, item in enumerate(keys):
-        try:
-            entries.append(TrustEntry._parse(item))
-        except ValueError as exc:
-            label = _entry_label(item)
-            where = f"keys[{index}]" + ("" if label == "?" else f" (kid {label})")
-            raise ValueError(f"{where}: {exc}") from None
-    return entries
 
 
 def generate_key(alg: str = "ed25519") -> PrivateKey:
@@ -399,10 +184,10 @@ def write_keypair(out_dir: Path, alg: str = "ed25519", *,
 # pass fails at the issuer's desk with a clear message instead of at the gate.
 def _issue_text(value: object, what: str, *, identifier: bool = True) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_STR:
-        raise ConfigError(f"{what} must be 1..{MAX_STR} characters, not {_shown(value)}")
+        raise ConfigError(f"{what} must be 1..{MAX_STR} characters, not {shown_value(value)}")
     if identifier and value != value.strip():
         # A lane compares identifiers exactly: "SITE1 " is never "SITE1".
-        raise ConfigError(f"{what} {_shown(value)} has leading or trailing spaces")
+        raise ConfigError(f"{what} {shown_value(value)} has leading or trailing spaces")
     return value
 
 
@@ -440,7 +225,7 @@ def _issue_int(value: object, what: str, low: int, high: int | None = None,
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (
             high is not None and value > high):
         allowed = f"{low}..{high}{unit}" if high is not None else f"at least {low}{unit}"
-        raise ConfigError(f"{what} must be {allowed}, not {_shown(value)}")
+        raise ConfigError(f"{what} must be {allowed}, not {shown_value(value)}")
     return value
 
 
@@ -448,8 +233,8 @@ def _issue_time(value: datetime | int, what: str) -> int:
     seconds = parse_time(value)
     assert seconds is not None
     if not 0 <= seconds < MAX_UINT:
-        shown = value.isoformat() if isinstance(value, datetime) else _shown(value)
-        raise ConfigError(f"{what} {shown}: a lane accepts only times from 1970 on")
+        text = value.isoformat() if isinstance(value, datetime) else shown_value(value)
+        raise ConfigError(f"{what} {text}: a lane accepts only times from 1970 on")
     return seconds
 
 
