@@ -1,8 +1,9 @@
 """Run every benchmark area, print its table, and write all figures to .bench/results.json.
 
-``python -m bench [AREA ...]`` runs the named areas only (weighing, vision, io, telemetry, lane,
-flood, soak). Each area runs in a process of its own (``bench.section``), so the memory it reports,
-and its high-water mark under ``sections``, are not what an earlier area left behind.
+``python -m bench [AREA ...]`` runs the named areas only (weighing, robustness, vision, io,
+telemetry, lane, flood, soak, records, plates). Each area runs in a process of its own
+(``bench.section``), so the memory it reports, and its high-water mark under ``sections``,
+are not what an earlier area left behind.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from edge_agent.drivers.mode_file import load_mode, save_mode
 from edge_agent.errors import EdgeAgentError
 from edge_agent.execution import brief, execution_order, queue_evidence, record_pass_use
 from edge_agent.health import Stamp, device_status, send_health
+from edge_agent.identity_wiring import IdentityWiring
 from edge_agent.inbox import LaneInbox
 from edge_agent.lane.actions import (
     Answer,
@@ -55,7 +56,6 @@ from edge_agent.lane.policy import PolicyConfig
 from edge_agent.lifecycle import Stop, hand_over, readiness, reread, summary, wait_for_clock
 from edge_agent.logs import event_fields
 from edge_agent.notify import Service
-from edge_agent.plate_wiring import PlateWiring
 from edge_agent.readers import Readers
 from edge_agent.records.lane_log import LaneLog
 from edge_agent.remote_commands import RemoteCommands
@@ -78,7 +78,7 @@ CLOCK_CHECK_S = 1.0
 LEDGER_PURGE_S = 3600.0  # passes expired for a day leave the ledger once an hour
 
 
-class LaneAgent(TransactionLogging, PlateWiring):
+class LaneAgent(TransactionLogging, IdentityWiring):
     """Runs one lane until ``stop`` is set."""
 
     def __init__(
@@ -314,6 +314,7 @@ class LaneAgent(TransactionLogging, PlateWiring):
             events = self.inputs.translate(item)
         with self.faults.guard("status"):
             self.status.observe(item)
+        self._txlog_device(item, now)
         for event in events:
             self._step(event, now)
 

@@ -3,9 +3,9 @@
 ``[passes]``: the declared-weight rule (``tolerance_rule``, ``default_tolerance_kg`` for the
 absolute rule, ``tolerance_percent``) and the site's tares per plate; ``[plates]``,
 ``[containers]`` and ``[eseal]``: the identity checks, their waits (a decision waits the
-longest of the checks made) and what an unread plate, container or seal means. Remote settings (``default_tolerance_kg``) reach
-the machine through here too: the agent rebuilds the policy on every change of the effective
-configuration.
+longest of the checks made) and what an unread plate, container or seal means. Remote settings
+(``default_tolerance_kg``) reach the machine through here too: the agent rebuilds the policy
+on every change of the effective configuration.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from simulators.errors import SimulatorError, SimulatorSetupError
 from simulators.harness import SimLane
 from simulators.outcomes import TruckOutcome
 from simulators.scenarios import SCENARIOS, get_scenario
+from simulators.seal_lane import SEALS, SealLane
 
 
 def _log(message: str) -> None:
@@ -35,7 +36,8 @@ def _interrupt(*_: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        scenario = get_scenario(args.scenario, args.trucks)
+        scenario = (SEALS if args.scenario == SEALS.name else
+                    get_scenario(args.scenario, args.trucks))
     except SimulatorSetupError as exc:
         print(f"lane-sim: {exc}", file=sys.stderr)
         return 2
@@ -49,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     _log(f"scenario {scenario.name}: {scenario.description}")
     lane: SimLane | None = None
     try:
-        with SimLane(scenario, broker_url=args.broker, log=_log, seed=args.seed) as lane:
+        kind = SealLane if args.eseal or scenario is SEALS else SimLane
+        with kind(scenario, broker_url=args.broker, log=_log, seed=args.seed) as lane:
             for plan in scenario.trucks:
                 outcomes.append(lane.run_truck(plan))
             events_total = len(lane.backend.events(scenario.lane))
@@ -146,7 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lane-sim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_parser = sub.add_parser("run", help="run a whole simulated lane through a scenario")
-    run_parser.add_argument("--scenario", default="demo", choices=sorted(SCENARIOS))
+    run_parser.add_argument("--scenario", default="demo",
+                            choices=sorted([*SCENARIOS, SEALS.name]))
+    run_parser.add_argument("--eseal", action="store_true",
+                            help="run the e-seal reader simulator on a pty (the trucks' seals)")
     run_parser.add_argument("--trucks", type=int, help="number of trucks (cycles the scenario)")
     run_parser.add_argument("--seed", type=int, default=1)
     run_parser.add_argument("--report", help="write a JSON report here")

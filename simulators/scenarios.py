@@ -26,6 +26,9 @@ class TruckPlan:
     notes: str = ""
     # What the lane's plate camera shows of this truck (CameraSim.show_plate); None: no plate.
     plate_view: PlateSighting | None = None
+    # Its seals, on the pass and heard by the e-seal reader (``lane-sim run --eseal``): each
+    # "ID" (closed) or "ID:status"; a status "unheard" is on the pass but never heard.
+    seals: tuple[str, ...] = ()
 
     @property
     def declared(self) -> int:

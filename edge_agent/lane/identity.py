@@ -17,6 +17,8 @@ than ``wait_s`` after the moment the truck could otherwise be decided; then it i
 reads that match none of the expected values are a mismatch (always a hold), no usable read
 is unread (a hold, or under the site's ``flag`` policy a decision that carries the code in its
 ``flags``). A check whose source is down is final at once: waiting would not bring a read.
+So is a check whose code no later read can undo (its ``settled`` codes: a container nobody
+declared, a tampered seal).
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from edge_agent.identity.containers import CONTAINER_UNREAD, ContainerVerdict, match_containers
+from edge_agent.identity.containers import (
+    CONTAINER_MISMATCH,
+    CONTAINER_UNREAD,
+    ContainerVerdict,
+    match_containers,
+)
 from edge_agent.identity.plate_match import PLATE_UNREAD, PlateVerdict, match_plate
-from edge_agent.identity.seals import SEAL_UNREAD, SealVerdict, match_seals
+from edge_agent.identity.seals import SEAL_TAMPERED, SEAL_UNREAD, SealVerdict, match_seals
 from edge_agent.lane.inputs import IdentitySeen
 from edge_agent.protocols.gp1 import PassClaims
 
@@ -53,6 +60,7 @@ class IdentityCheck:
     unread_code: str
     evidence: Callable[[Any], dict[str, Any]]  # the verdict's own words for the event
     judged_when_none_expected: bool = False  # a pass naming none still has reads to refuse
+    settled: frozenset[str] = frozenset()  # codes no later read can undo: final at once
 
 
 def _plate_evidence(verdict: PlateVerdict) -> dict[str, Any]:
@@ -70,12 +78,14 @@ def _seal_evidence(verdict: SealVerdict) -> dict[str, Any]:
 
 PLATE = IdentityCheck("plate", lambda claims: claims.plates, match_plate, PLATE_UNREAD,
                       _plate_evidence)
+# A container nobody declared stays undeclared, a tamper stays latched: no wait for those.
 CONTAINER = IdentityCheck("container", lambda claims: claims.containers, match_containers,
-                          CONTAINER_UNREAD, _container_evidence, judged_when_none_expected=True)
+                          CONTAINER_UNREAD, _container_evidence, judged_when_none_expected=True,
+                          settled=frozenset({CONTAINER_MISMATCH}))
 # Seals not on the pass never fail a truck (the reader hears the next lane): none expected,
 # nothing to judge.
 SEAL = IdentityCheck("seal", lambda claims: claims.seals, match_seals, SEAL_UNREAD,
-                     _seal_evidence)
+                     _seal_evidence, settled=frozenset({SEAL_TAMPERED}))
 CHECKS: Mapping[str, IdentityCheck] = {PLATE.kind: PLATE, CONTAINER.kind: CONTAINER,
                                        SEAL.kind: SEAL}
 
@@ -162,7 +172,8 @@ def judge_identity(
         verdict = check.match(reads, expected)
         code = verdict.reason
         # Nothing expected is judged on the reads so far: no read is owed, so no wait.
-        final = code is None or expired or kind in down or not expected
+        final = (code is None or code in check.settled or expired or kind in down
+                 or not expected)
         crops = [s.crop_ref for s in mine if s.crop_ref]
         data: dict[str, Any] = {"expected": expected, "reads": list(dict.fromkeys(reads)),
                                 "crop": crops[-1] if crops else None,

@@ -131,7 +131,7 @@ def test_an_unknown_section_or_a_key_outside_any_section_is_refused(tmp_path: Pa
         "stauts: unknown section; did you mean [status]?",
         "cameras: unknown section; did you mean [camera]?",
         "frobnicate: unknown section; known sections: lane, io_board, weighbridge, camera, "
-        "passes, mqtt, plates, status, logging, clock, control",
+        "passes, mqtt, plates, containers, eseal, status, logging, clock, control",
     ]
 
 

@@ -22,7 +22,7 @@ ON_THIS_MACHINE = [  # setting in the generated file -> what this test machine h
     (r'(?m)^source = "picamera2:"', 'source = "dir://{frames}"'),
     (r'(?m)^state_dir = "[^"]*"', 'state_dir = "{state}"'),
     (r'(?m)^listen = "[^"]*"', 'listen = "127.0.0.1:{port}"'),
-    (r'(?m)^# socket = "[^"]*"', 'socket = "{state}/control.sock"'),
+    (r'(?m)^# socket = "[^"]*/control.sock"', 'socket = "{state}/control.sock"'),
 ]
 
 
