@@ -142,10 +142,12 @@ class WeightAbnormality:
 
 @dataclass(frozen=True, slots=True)
 class DeckCleared:
-    """The deck is empty and steady again; ``zero_kg`` is its reading."""
+    """The deck is empty and steady again; ``zero_kg`` is its reading (a net reading when
+    ``net``: the display subtracts a tare, so it says nothing of the gross zero)."""
 
     at: float
     zero_kg: float
+    net: bool = False
 
 
 WeighEvent = TruckOnDeck | WeightCommitted | WeightAbnormality | DeckCleared

@@ -1,8 +1,9 @@
 """Scale health between trucks: zero return, zero-drift trend, noise at rest, frame checks.
 
 The watcher judges each empty-deck spell on its own (a zero out of band, a zero that moved
-while the deck stayed empty). What it cannot see is the scale's course over many trucks: a
-zero creeping by a fraction of e per truck never trips the per-spell drift limit, a deck
+since the last spell or while the deck stayed empty, a net display) and holds the next truck
+for it; those are not judged again here. What it cannot see is the scale's course over many
+trucks: a zero creeping by a fraction of e per truck never trips the per-spell drift limit, a deck
 that never shows a steady zero between two trucks was never proved empty, and a load cell
 taking water shows first as noise at rest. This monitor keeps that course from the
 watcher's own events and says, before the next truck is weighed, whether the scale is fit
@@ -27,7 +28,6 @@ class ScaleHealthLimits:
     """When the scale is not fit to weigh the next truck.
 
     Attributes:
-        zero_band_e: an empty-deck zero further than this from 0.
         noise_e: the standard deviation of the readings at rest above this.
         drift_e_per_h: the zero's trend over the recent spells steeper than this.
         trend_spells: how many recent empty-deck spells the trend is fitted over.
@@ -36,10 +36,10 @@ class ScaleHealthLimits:
             that a few zeros a tenth of an e apart a minute apart are not an alarm.
     """
 
-    zero_band_e: float = 1.0
-    # A display flickering between two values half the time is 0.5 e; quantised sensor noise
-    # on a good deck measures 0.5-0.8 e. Above 1 e the display wanders over several values.
-    noise_e: float = 1.0
+    # Quantised sensor noise on a good deck measures 0.5-0.8 e. The watcher takes a zero only
+    # from readings within 1 e of their median, so 1 e is the most a zero's spread can be:
+    # near it, the display sits on the two outer values, hardly ever on the middle one.
+    noise_e: float = 0.9
     drift_e_per_h: float = 1.0
     trend_spells: int = 12
     trend_min_span_s: float = 600.0
@@ -48,8 +48,8 @@ class ScaleHealthLimits:
     frame_error_min_frames: int = 50  # a share means nothing over a handful of frames
 
     def __post_init__(self) -> None:
-        if min(self.zero_band_e, self.noise_e, self.drift_e_per_h) <= 0:
-            raise ConfigError("scale health: zero_band_e, noise_e and drift_e_per_h must be > 0")
+        if min(self.noise_e, self.drift_e_per_h) <= 0:
+            raise ConfigError("scale health: noise_e and drift_e_per_h must be > 0")
         if self.trend_spells < 3:
             raise ConfigError("scale health: trend_spells must be at least 3")
 
@@ -119,7 +119,12 @@ class ScaleHealth:
         if isinstance(event, TruckOnDeck):
             self._trucks_since_zero += 1
         elif isinstance(event, DeckCleared):
-            self._zeros.append((event.at, event.zero_kg))
+            if not event.net:
+                if self._zeros and abs(event.zero_kg - self._zeros[-1][1]) > self.e_kg:
+                    # A step is the watcher's zero drift, reported by it; a creep starts
+                    # again from the new zero (a re-zeroed scale is not drifting).
+                    self._zeros.clear()
+                self._zeros.append((event.at, event.zero_kg))
             self._zeros_seen += 1
             self._trucks_since_zero = 0
             self._frames = self._frame_errors = self._overloads = 0
@@ -131,8 +136,6 @@ class ScaleHealth:
         e, limits = self.e_kg, self.limits
         reasons: list[str] = []
         zero = self._zeros[-1][1] if self._zeros else None
-        if zero is not None and abs(zero) > limits.zero_band_e * e:
-            reasons.append(f"empty-deck zero {zero:.0f} kg outside +-{limits.zero_band_e:g} e")
         # The truck now on the deck counts as one; a second means one left without a zero.
         if self._trucks_since_zero > 1:
             reasons.append(f"no steady zero between the last {self._trucks_since_zero} trucks")

@@ -313,7 +313,7 @@ class WeightWatcher:
             self._episode_zero = zero
             # A net display already reported is the same fault going on, not a new one.
             self._raised &= {ev.NET_READING} if self._net else set()
-            out.append(DeckCleared(now, round(zero, 1)))  # net or not, the deck is empty
+            out.append(DeckCleared(now, round(zero, 1), self._net))  # net or not, it is empty
         if self._net:
             return  # a net display hides the zero: the gross zero stays what it was
         if episode is None:
