@@ -1,8 +1,9 @@
 """The agent's side of the transaction log (``records/lane_log.py``), mixed into ``LaneAgent``.
 
 What the lane does is recorded here as it happens: the start, each decision about a transit,
-each change of the effective configuration, a step of the UTC clock; every record written
-goes to the backend as a ``transaction_record`` event. Nothing here may stop the lane: each
+each change of the effective configuration, a step of the UTC clock, a new IO board firmware;
+every record written goes to the backend as a ``transaction_record`` event (those a crash kept
+from the outbox are sent at the next start). Nothing here may stop the lane: each
 hook runs under the agent's fault guard, and a log that refuses records is an abnormality
 (``lane.record_log_fault``) and a health entry, never a held truck.
 """
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.catalogue import Code, EventType
+from edge_agent.protocols.iolink_session import BoardHello
 from edge_agent.records.lane_log import LaneLog, config_doc, pass_facts
 from edge_agent.records.software import software_id
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from edge_agent.lane.machine import LaneMachine
     from edge_agent.lifecycle import Stop
     from edge_agent.remote_commands import RemoteCommands
+    from edge_agent.translate import DeviceInput
 
 
 class TransactionLogging:
@@ -58,8 +61,10 @@ class TransactionLogging:
                              synced=synced, source=source)  # fmt: skip
         devices.quarantined += self.txlog.quarantined
 
-    def _txlog_publish(self, data: dict[str, Any], transit_id: str | None) -> None:
-        self._record(EventType.TRANSACTION_RECORD, data, transit_id, self._clock())
+    def _txlog_publish(self, data: dict[str, Any], transit_id: str | None) -> bool:
+        """False: the outbox did not take it (held in memory), so a restart sends it again."""
+        return self._record(EventType.TRANSACTION_RECORD, data, transit_id,
+                            self._clock()) is not None  # fmt: skip
 
     def _txlog_fault(self, reason: str) -> None:
         """The log refuses records: said once; the lane goes on (the records wait in memory)."""
@@ -93,6 +98,14 @@ class TransactionLogging:
     def _txlog_remote_config(self) -> None:
         versions = self.commands.versions() if self.commands is not None else None
         self._txlog_config(f"remote config version {(versions or {}).get('config')}")
+
+    def _txlog_device(self, item: DeviceInput, now: float) -> None:
+        """A device event: the IO board's hello says which firmware it runs."""
+        if self.txlog is not None and isinstance(item, BoardHello):
+            with self.faults.guard("transaction log"):
+                self.txlog.firmware("io_board", {"firmware": item.firmware,
+                                                 "manifest": item.manifest},
+                                    utc=self._wall_clock(), mono=now)  # fmt: skip
 
     def _txlog_clock(self, now: float, source: str) -> None:
         if self.txlog is not None:

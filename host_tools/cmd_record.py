@@ -17,7 +17,7 @@ import json
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -78,18 +78,14 @@ def register(subparsers: Any) -> None:
     which.add_argument("--seq", type=_count, metavar="N", help="one record in full")
     which.add_argument("--last", type=_count, metavar="N", help="the last N records only")
     _segment(show)
-    _source(show)
-    add_json(show)
-    show.set_defaults(func=_show)
+    _finish(show, _show)
 
     verify = command(actions, "verify", "check every record: exit 0 when the log is intact, 1 "
                      "naming the first edited, deleted, reordered or foreign record",
                      "lanectl record verify", "lanectl record verify export.tar --pubkey "
                      "lane-07.pem --known 9f86d081884c7d65")  # fmt: skip
     _verify_options(verify)
-    _source(verify)
-    add_json(verify)
-    verify.set_defaults(func=_verify)
+    _finish(verify, _verify)
 
     export = command(actions, "export", "write the log for offline checking: JSON lines, or a "
                      "tarball with the raw log and the public key",
@@ -100,9 +96,7 @@ def register(subparsers: Any) -> None:
     export.add_argument("--format", choices=("jsonl", "tar"),
                         help="jsonl or tar (default: from the --output name, else jsonl)")
     export.add_argument("--force", action="store_true", help="replace an existing FILE")
-    _source(export)
-    add_json(export)
-    export.set_defaults(func=_export)
+    _finish(export, _export)
 
     ticket = command(actions, "ticket", "a transit's weighing ticket: ESC/POS for a receipt "
                      "printer or plain text", "lanectl record ticket --seq 17",
@@ -118,9 +112,7 @@ def register(subparsers: Any) -> None:
                         help="the printer's character set (default gb18030)")
     ticket.add_argument("--output", metavar="FILE", help="write here (e.g. /dev/usb/lp0), "
                         "not to stdout")  # fmt: skip
-    _source(ticket)
-    add_json(ticket, "the ticket's fields and lines as JSON")
-    ticket.set_defaults(func=_ticket)
+    _finish(ticket, _ticket, "the ticket's fields and lines as JSON")
 
 
 def _count(text: str) -> int:
@@ -140,6 +132,14 @@ def _known(text: str) -> str:
         return parse_known(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _finish(parser: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int],
+            json_help: str = "one JSON object") -> None:  # fmt: skip
+    """What every action takes last: where the log is, --json, and the action itself."""
+    _source(parser)
+    add_json(parser, json_help)
+    parser.set_defaults(func=func)
 
 
 def _segment(parser: argparse.ArgumentParser) -> None:

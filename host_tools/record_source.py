@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import re
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,19 +19,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge_agent.config import LaneSection, load_config, setting_default
 from edge_agent.records import LOG_NAME
 from edge_agent.records.codec import Record, decode_payload, public_key_from_text, split_frames
-from edge_agent.records.segments import all_segments
+from edge_agent.records.segments import all_segments, file_number
 from edge_agent.records.verify import (
     LogVerdict,
     Part,
     jsonl_parts,
     log_part,
     looks_like_jsonl,
+    segment_number,
     verify_chain,
 )
 from host_tools.errors import ToolError
 
 DEFAULT_CONFIG = Path("/etc/gatelane/agent.toml")
-SEGMENT_NAME = re.compile(r"^records-(\d{6,})\.log$")
 TAR_QUARANTINE = "quarantine/"
 Reader = Callable[[], bytes]
 LIVE_RETRIES = 3
@@ -54,9 +53,9 @@ class Source:
                     yield part
             return
         for name, read in self.files:
-            if segment is not None and _number(name) not in (segment, None):
+            if segment is not None and file_number(name) not in (segment, None):
                 continue
-            part = log_part(name, read(), _number(name))
+            part = log_part(name, read(), file_number(name))
             if segment is None or _part_number(part) == segment:
                 yield part
 
@@ -78,7 +77,7 @@ class Source:
         if not self.files:
             return 0
         name, read = self.files[-1]
-        number = _number(name)
+        number = file_number(name)
         if number is not None:
             return number
         frames = split_frames(read()).frames
@@ -93,10 +92,7 @@ def _part_number(part: Part) -> int | None:
 
 
 def _header_number(rec: Record | str) -> int | None:
-    if isinstance(rec, str) or rec.kind != "header":
-        return None
-    number = rec.body.get("segment", 0)
-    return number if isinstance(number, int) and not isinstance(number, bool) else None
+    return None if isinstance(rec, str) or rec.kind != "header" else segment_number(rec)
 
 
 def state_dir(args: argparse.Namespace) -> Path:
@@ -167,13 +163,8 @@ def _held(data: bytes) -> Reader:
     return lambda: data
 
 
-def _number(name: str) -> int | None:
-    match = SEGMENT_NAME.match(name)
-    return int(match.group(1)) if match else None
-
-
 def _log_name(name: str) -> bool:
-    return name == LOG_NAME or _number(name) is not None
+    return name == LOG_NAME or file_number(name) is not None
 
 
 def read_file(path: Path) -> bytes:
@@ -202,7 +193,7 @@ def _from_tar(path: Path, data: bytes) -> tuple[dict[str, bytes], dict[str, byte
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
             names = archive.getnames()
             logs = sorted((n for n in names if _log_name(n)),
-                          key=lambda n: (n == LOG_NAME, _number(n) or 0))  # fmt: skip
+                          key=lambda n: (n == LOG_NAME, file_number(n) or 0))  # fmt: skip
             if not logs:
                 raise ToolError(f"{path}: a tarball without {LOG_NAME}: not a record export")
             files = {n: _member(archive, n) for n in logs}

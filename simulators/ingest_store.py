@@ -214,7 +214,7 @@ class IngestStore:
         fed = row[1] if row is not None and row[0] == epoch else 0  # a new outbox: seq 1 on
         if row is not None and upto <= fed:
             return
-        follower = ChainFollower(state)
+        follower = ChainFollower(state, lambda *place: self._record_held(lane, *place))
         rows = self._db.execute(
             "SELECT payload FROM events WHERE lane = ? AND epoch = ? AND seq > ? AND seq <= ? "
             "AND type = 'transaction_record' ORDER BY seq", (lane, epoch, fed, upto),
@@ -228,6 +228,16 @@ class IngestStore:
             "epoch = excluded.epoch, fed_upto = excluded.fed_upto, state = excluded.state",
             (lane, epoch, max(upto, fed), json.dumps(state.to_doc())),
         )
+
+    def _record_held(self, lane: str, segment: int, seq: int, digest: str) -> bool:
+        """A transaction record stored twice: the lane resent one it had sent before."""
+        (count,) = self._db.execute(
+            "SELECT count(*) FROM events WHERE lane = ? AND type = 'transaction_record' "
+            "AND json_extract(payload, '$.data.segment') = ? "
+            "AND json_extract(payload, '$.data.record.seq') = ? "
+            "AND json_extract(payload, '$.data.record.hash') = ?", (lane, segment, seq, digest),
+        ).fetchone()
+        return bool(count > 1)
 
     def record_chain(self, lane: str) -> dict[str, Any] | None:
         """The lane's transaction log as followed: position, counts and the first break."""

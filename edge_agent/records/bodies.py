@@ -74,6 +74,12 @@ def software_update_body(old: Mapping[str, str] | None, new: Mapping[str, str]) 
     return {"old": None if old is None else dict(old), "new": dict(new)}
 
 
+def firmware_update_body(device: str, old: Mapping[str, str] | None,
+                         new: Mapping[str, str]) -> dict[str, Any]:  # fmt: skip
+    """A device's firmware differs from the one last recorded (``old`` None: none was)."""
+    return {"device": device, "old": None if old is None else dict(old), "new": dict(new)}
+
+
 class ClockWatch:
     """Sees the UTC clock step: its offset to the monotonic clock moves by ``CLOCK_STEP_S``.
 

@@ -31,6 +31,7 @@ from edge_agent.records.bodies import (
     ClockWatch,
     clock_step_body,
     config_change_body,
+    firmware_update_body,
     identity_reads,
     software_update_body,
     transit_body,
@@ -44,18 +45,21 @@ from edge_agent.records.segments import (
     closed_segments,
     prune,
     segment_info,
+    segment_records,
 )
 from edge_agent.records.store import SEGMENT_BYTES, RecordStore
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_NAME = "records.shutdown"  # written by a clean stop: the last record it left
+ENQUEUED_NAME = "records.enqueued"  # the last record the outbox took: those after it are resent
 PENDING_LIMIT = 1000
 RETRY_S = 30.0
 PRUNE_S = 3600.0
 EVIDENCE_TRANSITS = 50  # transits whose evidence hashes are kept for their records
 
-Publish = Callable[[dict[str, Any], str | None], None]  # event data, transit id
+# Event data, transit id; returns False when the event is not stored yet (held in memory).
+Publish = Callable[[dict[str, Any], str | None], bool | None]
 Fault = Callable[[str], None]
 
 
@@ -75,6 +79,7 @@ class LaneLog:
         self._config: dict[str, Any] | None = None  # the effective config last recorded
         self._config_changes = 0
         self._software: dict[str, str] | None = None
+        self._firmware: dict[str, dict[str, str]] = {}  # device: the firmware last recorded
         self._clock = ClockWatch()
         self._evidence: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._closed: dict[Path, SegmentInfo] = {}
@@ -94,10 +99,7 @@ class LaneLog:
         self._open(utc, mono)
         store = self.store
         last = store.last if store is not None else None
-        if store is not None and store.header is not None:
-            # Sent at every start: the receiver pins the key from it (a repeat is harmless).
-            store.new_headers = [store.header]
-            self._sent(None, None)
+        self._resend()
         self._recover_state()
         torn = store.quarantined if store is not None else None
         self._append("power_cycle", {
@@ -137,6 +139,16 @@ class LaneLog:
         body = config_change_body(self._config, new, by=by, counter=self._config_changes)
         self._config = new
         self._append("config_change", body, utc, mono)
+
+    def firmware(self, device: str, version: Mapping[str, str], *, utc: float,
+                 mono: float) -> None:  # fmt: skip
+        """A device said which firmware it runs (``version["firmware"]``); recorded when that
+        differs from the one last recorded for it."""
+        old = self._firmware.get(device)
+        if old is not None and old.get("firmware") == version.get("firmware"):
+            return
+        self._firmware[device] = dict(version)
+        self._append("firmware_update", firmware_update_body(device, old, version), utc, mono)
 
     def transit(self, decision: Mapping[str, Any], *, transit_id: str | None,
                 pass_claims: Mapping[str, Any] | None, event: Mapping[str, Any] | None,
@@ -247,10 +259,49 @@ class LaneLog:
 
     def _hand_on(self, segment: int, rec: Record, transit_id: str | None) -> None:
         try:
-            self._publish({"segment": segment, "record": rec.to_doc()}, transit_id)
-        except Exception as exc:  # containment: the record is on disk, the event is extra
+            stored = self._publish({"segment": segment, "record": rec.to_doc()}, transit_id)
+        except Exception as exc:  # containment: the record is on disk; the next start resends
             log.error("transaction record %s/%s not queued for the backend: %s", segment,
                       rec.seq, exc)  # fmt: skip
+            return
+        if stored is not False:
+            marker = {"segment": segment, "seq": rec.seq, "hash": rec.hash}
+            with contextlib.suppress(OSError):  # an older marker only resends a record again
+                _write_atomic(self.state_dir / ENQUEUED_NAME, json.dumps(marker).encode())
+
+    def _resend(self) -> None:
+        """At start: the active segment's header (the receiver pins the key from it; a repeat
+        is harmless), and every record after the last one the outbox took (a stop between
+        writing a record and queueing its event left it unsent)."""
+        store = self.store
+        if store is None or store.header is None:
+            return
+        store.take_headers()  # the new segment's header, if one was started, is among these
+        for segment, rec in self._unsent(store):
+            transit_id = rec.body.get("transit_id") if rec.kind == "transit" else None
+            self._hand_on(segment, rec, transit_id if isinstance(transit_id, str) else None)
+
+    def _unsent(self, store: RecordStore) -> list[tuple[int, Record]]:
+        assert store.header is not None
+        header = (store.segment, store.header)
+        marker = _read_marker(self.state_dir / ENQUEUED_NAME)
+        if marker is None:
+            return [header]
+        segment, seq, _hash = marker
+        found, after = False, []
+        paths = [(n, p) for n, p in closed_segments(self.state_dir) if n >= segment]
+        for number, path in [*paths, (store.segment, store.path)]:
+            for rec in _records(path):
+                if found:
+                    after.append((number, rec))
+                found = found or (number, rec.seq, rec.hash) == marker
+        if not found:
+            log.warning("transaction log: the last record queued (segment %s seq %s) is not in "
+                        "the log; none resent", segment, seq)  # fmt: skip
+            return [header]
+        if not any(number == store.segment and rec.seq == 0 for number, rec in after):
+            after.insert(0, header)
+        return after
 
     def _open(self, utc: float, mono: float) -> None:
         try:
@@ -273,7 +324,7 @@ class LaneLog:
     def _anchor(self) -> dict[str, Any]:
         """What the log had recorded before a new segment: so a segment stands on its own."""
         return {"config": self._config, "config_changes": self._config_changes,
-                "software": self._software}  # fmt: skip
+                "software": self._software, "firmware": self._firmware}  # fmt: skip
 
     def _recover_state(self) -> None:
         """The last recorded config and software: from the active segment's header anchor and
@@ -285,6 +336,10 @@ class LaneLog:
         self._config = anchor.get("config")
         self._config_changes = int(anchor.get("config_changes") or 0)
         self._software = anchor.get("software")
+        self._firmware = dict(anchor.get("firmware") or {})
+        flashed = store.latest.get("firmware_update")
+        if flashed is not None and isinstance(flashed.body.get("new"), dict):
+            self._firmware[str(flashed.body.get("device"))] = dict(flashed.body["new"])
         change = store.latest.get("config_change")
         if change is not None:
             self._config = dict(change.body.get("new") or {})
@@ -390,6 +445,21 @@ def _move_aside(path: Path, utc: float) -> Path:
         n += 1
     os.replace(path, target)
     return target
+
+
+def _read_marker(path: Path) -> tuple[int, int, str] | None:
+    try:
+        doc = json.loads(path.read_bytes())
+        return int(doc["segment"]), int(doc["seq"]), str(doc["hash"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _records(path: Path) -> list[Record]:
+    try:
+        return segment_records(path)
+    except OSError:
+        return []
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.records import LOG_NAME
 from edge_agent.records.codec import Record, decode_payload, split_frames
-from edge_agent.records.verify import verify_log
+from edge_agent.records.verify import LogVerdict, Part, log_part, verify_chain
 
 KEEP_DAYS = 90
 BUDGET_BYTES = 1024 * 1024 * 1024  # 1 GiB of the Pi's card (docs/records.md: 90 days ~ 0.3 GiB)
 _CLOSED = re.compile(r"^records-(\d{6,})\.log$")
+
+
+def file_number(name: str) -> int | None:
+    """The segment number a closed segment's file name says (None: not such a name)."""
+    match = _CLOSED.match(name)
+    return int(match.group(1)) if match else None
 
 
 def segment_path(state_dir: Path, number: int) -> Path:
@@ -35,9 +42,9 @@ def closed_segments(state_dir: Path) -> list[tuple[int, Path]]:
     except FileNotFoundError:
         return []
     for name in names:
-        match = _CLOSED.match(name)
-        if match:
-            found.append((int(match.group(1)), Path(state_dir) / name))
+        number = file_number(name)
+        if number is not None:
+            found.append((number, Path(state_dir) / name))
     return sorted(found)
 
 
@@ -48,79 +55,27 @@ def all_segments(state_dir: Path) -> list[Path]:
     return [*paths, active] if active.exists() else paths
 
 
+def segment_records(path: Path) -> list[Record]:
+    """The whole records of a segment file, in order (what is no record is passed over)."""
+    frames = split_frames(path.read_bytes()).frames
+    return [r for r in (decode_payload(f.payload) for f in frames) if isinstance(r, Record)]
+
+
 def last_record(path: Path) -> Record | None:
     """The last whole record of a segment file (None when it has none)."""
-    split = split_frames(path.read_bytes())
-    for frame in reversed(split.frames):
-        rec = decode_payload(frame.payload)
-        if not isinstance(rec, str):
-            return rec
-    return None
+    records = segment_records(path)
+    return records[-1] if records else None
 
 
-@dataclass
-class ChainVerdict:
-    """The whole log: every segment verified and linked to the one before."""
-
-    ok: bool
-    segments: int
-    records: int
-    reason: str = ""
-    anchor: dict[str, object] | None = None  # the oldest header's link back (None: the start)
-    public_key: str = ""
-    bad_segment: Path | None = None
-    last: Record | None = field(default=None, repr=False)
+def state_parts(state_dir: Path) -> Iterator[Part]:
+    """Each segment file of a state dir, oldest first, read as the check reaches it."""
+    for path in all_segments(state_dir):
+        yield log_part(path.name, path.read_bytes(), file_number(path.name))
 
 
-def verify_segments(state_dir: Path) -> ChainVerdict:
-    """Verify each segment with ``verify_log`` and each header's link to the segment before."""
-    paths = all_segments(state_dir)
-    if not paths:
-        return ChainVerdict(False, 0, 0, "no transaction log in this directory")
-    records = 0
-    key = ""
-    anchor: dict[str, object] | None = None
-    before: Record | None = None
-    before_number: int | None = None
-    for index, path in enumerate(paths):
-        verdict = verify_log(path.read_bytes())
-        if not verdict.ok:
-            return ChainVerdict(False, index, records, f"{path.name}: {verdict.reason}", anchor,
-                                key, path)  # fmt: skip
-        header, last = verdict.items[0], verdict.items[-1]
-        number = header.body.get("segment", 0)
-        previous = header.body.get("previous")
-        if index == 0:
-            key = verdict.public_key
-            anchor = dict(previous) if isinstance(previous, dict) else None
-        problem = _link_problem(path, number, previous, before, before_number, key,
-                                verdict.public_key)  # fmt: skip
-        if problem:
-            return ChainVerdict(False, index, records, problem, anchor, key, path)
-        records += verdict.records
-        before, before_number = last, number if isinstance(number, int) else None
-    return ChainVerdict(True, len(paths), records, "", anchor, key, None, before)
-
-
-def _link_problem(path: Path, number: object, previous: object, before: Record | None,
-                  before_number: int | None, key: str, own_key: str) -> str:  # fmt: skip
-    match = _CLOSED.match(path.name)
-    if match and int(match.group(1)) != number:
-        return f"{path.name}: its header says segment {number}"
-    if own_key != key:
-        return f"{path.name}: signed by another key than the segments before it"
-    if before is None:
-        return ""
-    if not isinstance(previous, dict):
-        return f"{path.name}: header has no link to segment {before_number}"
-    if not isinstance(number, int) or before_number is None or number != before_number + 1:
-        return f"{path.name}: segment {number} follows segment {before_number}"
-    want = {"segment": before_number, "seq": before.seq, "hash": before.hash}
-    got = {k: previous.get(k) for k in want}
-    if got != want:
-        return (f"{path.name}: header links to {got}, but segment {before_number} ends with "
-                f"seq {before.seq} hash {before.hash[:12]}… (a record was removed or added)")
-    return ""
+def verify_segments(state_dir: Path) -> LogVerdict:
+    """The whole log in a state dir, by ``verify.verify_chain`` (the one set of rules)."""
+    return verify_chain(state_parts(state_dir))
 
 
 @dataclass(frozen=True)
@@ -133,8 +88,7 @@ class SegmentInfo:
 
 def segment_info(path: Path) -> SegmentInfo:
     """Size and time span of one segment file (reads it whole: once per closed segment)."""
-    split = split_frames(path.read_bytes())
-    recs = [r for r in (decode_payload(f.payload) for f in split.frames) if not isinstance(r, str)]
+    recs = segment_records(path)
     return SegmentInfo(path, path.stat().st_size, recs[0].utc if recs else None,
                        recs[-1].utc if recs else None)  # fmt: skip
 

@@ -5,7 +5,7 @@ segment number) and a new ``records.log`` starts with a header whose body links 
 last record of the one before (``previous``: segment, seq, hash) and carries the ``anchor``
 the caller gives (what the log had recorded so far). Each segment is a whole log by itself
 (seq 0 header, gap-free seqs, one hash chain), so ``verify_log`` checks any one of them and
-``segments.verify_segments`` checks the links between them.
+``verify.verify_chain`` the links between them (``segments.verify_segments``: a state dir's).
 
 On open the active file is scanned; a torn tail (a write cut by a power loss) is copied to a
 quarantine file beside the log and cut off, so the log continues after the last whole record.

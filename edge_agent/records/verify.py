@@ -7,6 +7,9 @@ one that would decode to the same values (``3`` written ``3.0``).
 
 A log is cut into segments (``segments.py``), each a whole log of its own whose header links
 to the last record of the one before; ``verify_chain`` checks the segments and those links.
+These are the log's only rules: ``record_fault`` (a record after the one before it) and
+``link_fault`` (a header after the segment before) serve the lane (``segments``), ``lanectl
+record`` and the backend's follower (``chain.py``) alike.
 Cutting whole records off the end leaves a log that is sound as far as it goes; a record known
 from elsewhere (its hash on a printed ticket, or in the backend's copy) catches that.
 """
@@ -89,8 +92,19 @@ def _check(rec: Record | str, payload: bytes, expected: int, prev: str,
     digest, encoded = rec.hashed_and_encoded()
     if encoded != payload:
         return "bytes edited: the record is not in its canonical form", public
+    return record_fault(rec, expected, prev, public, pinned, digest=digest)
+
+
+def record_fault(rec: Record, expected: int, prev: str, public: Ed25519PublicKey | None,
+                 pinned: Ed25519PublicKey | None = None, *,
+                 digest: str | None = None) -> tuple[str, Ed25519PublicKey | None]:  # fmt: skip
+    """The rules one record must meet after the one before it (seq ``expected - 1``, hash
+    ``prev``): gap-free seq, a header only at seq 0 (its key the pinned one, when pinned),
+    the previous-hash link, its hash and its signature. Returns ("", the key that signs the
+    segment) or (why not, the key known so far); ``digest``: its hash when already computed.
+    """
     if rec.seq != expected:
-        what = "deleted" if rec.seq > expected else "reordered or repeated"
+        what = "deleted (records missing)" if rec.seq > expected else "reordered or repeated"
         return f"found seq {rec.seq}: a record was {what}", public
     if expected == 0:
         if rec.kind != "header":
@@ -106,7 +120,7 @@ def _check(rec: Record | str, payload: bytes, expected: int, prev: str,
         return "a second header: only record 0 may be one", public
     if rec.prev_hash != prev:
         return "previous-hash link broken (a record before it was removed or moved)", public
-    if digest != rec.hash:
+    if (digest if digest is not None else rec.computed_hash()) != rec.hash:
         return "content edited: hash does not match", public
     if public is None or not signature_ok(rec, public):
         return "signature does not verify", public
@@ -208,9 +222,9 @@ def verify_chain(parts: Iterable[Part], pinned: Ed25519PublicKey | None = None,
     for part in parts:
         name = part.name
         verdict = _verify(part.units, part.tail, key)
-        number = _segment_number(verdict.items[0]) if verdict.items else None
+        number = segment_number(verdict.items[0]) if verdict.items else None
         out.public_key = out.public_key or verdict.public_key
-        fault = verdict.reason if not verdict.ok else _link_fault(part, number, out.last,
+        fault = verdict.reason if not verdict.ok else _part_fault(part, number, out.last,
                                                                   verdict.items[0])
         trusted = [] if verdict.ok and fault else verdict.items  # none past a bad link
         if keep is None or (number is not None and keep(number)):
@@ -242,27 +256,38 @@ def verify_chain(parts: Iterable[Part], pinned: Ed25519PublicKey | None = None,
     return out
 
 
-def _segment_number(header: Record) -> int | None:
+def segment_number(header: Record) -> int | None:
+    """The segment number a header names (None: none valid)."""
     number = header.body.get("segment", 0)
     return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
-def _link_fault(part: Part, number: int | None, before: tuple[int, Record] | None,
-                header: Record) -> str:  # fmt: skip
+Place = tuple[int, int, str]  # segment, seq, hash: where a record stands in the whole log
+
+
+def link_fault(header: Record, number: int | None, before: Place | None) -> str:
+    """A segment's header (its segment ``number``) against the last record before it: the
+    next segment number, and a signed link to exactly that record (None: nothing before)."""
     if number is None:
         return "record 0: header has no valid segment number"
-    if part.number is not None and part.number != number:
-        return f"record 0: the header says segment {number}, the file name {part.number}"
     if before is None:
         return ""
-    last_number, last = before
+    last_number, last_seq, last_hash = before
     previous = header.body.get("previous")
     if number != last_number + 1:
         return (f"record 0: segment {number} follows segment {last_number} (a segment was "
                 "removed, or they are out of order)")
-    want = {"segment": last_number, "seq": last.seq, "hash": last.hash}
+    want = {"segment": last_number, "seq": last_seq, "hash": last_hash}
     got = {k: previous.get(k) for k in want} if isinstance(previous, dict) else None
     if got != want:
         return (f"record 0: the header links to {got}, but segment {last_number} ends with seq "
-                f"{last.seq} hash {last.hash[:16]}... (records were removed or added there)")
+                f"{last_seq} hash {last_hash[:16]}... (records were removed or added there)")
     return ""
+
+
+def _part_fault(part: Part, number: int | None, before: tuple[int, Record] | None,
+                header: Record) -> str:  # fmt: skip
+    if number is not None and part.number is not None and part.number != number:
+        return f"record 0: the header says segment {number}, the file name {part.number}"
+    place = None if before is None else (before[0], before[1].seq, before[1].hash)
+    return link_fault(header, number, place)

@@ -50,7 +50,7 @@ def test_a_full_segment_is_closed_and_the_next_links_to_its_last_record(tmp_path
     # ... and all of them chain into one log of every record appended.
     verdict = verify_segments(tmp_path)
     assert verdict.ok, verdict.reason
-    assert verdict.records - verdict.segments == 12 and verdict.anchor is None
+    assert verdict.records - verdict.segments == 12 and verdict.starts_after is None
 
 
 def test_the_oldest_segments_dropped_the_rest_verifies_from_its_anchor(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_the_oldest_segments_dropped_the_rest_verifies_from_its_anchor(tmp_path:
     oldest = closed_segments(tmp_path)[0][1]
     oldest.unlink()
     verdict = verify_segments(tmp_path)
-    assert verdict.ok and verdict.anchor is not None and verdict.anchor["segment"] == 0
+    assert verdict.ok and verdict.starts_after is not None and verdict.starts_after["segment"] == 0
 
 
 def test_a_removed_middle_segment_or_record_is_named(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_a_removed_middle_segment_or_record_is_named(tmp_path: Path) -> None:
     assert len(closed) >= 3
     closed[1][1].unlink()
     verdict = verify_segments(tmp_path)
-    assert not verdict.ok and verdict.bad_segment == closed[2][1]
+    assert not verdict.ok and verdict.bad_segment == closed[2][1].name
     assert "follows segment 0" in verdict.reason
 
 
