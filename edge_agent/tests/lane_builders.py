@@ -73,3 +73,10 @@ def board(at: float, barrier: str, *, loop_b: bool = False, tech_key: bool = Fal
 
 def link(at: float, up: bool, reason: str = "") -> LinkUp | LinkLost:
     return LinkUp(at) if up else LinkLost(at, reason)
+
+
+def deck_and_link(at: float) -> list[DeckCleared | BoardSnapshot | LinkUp | LinkLost]:
+    """The lane's own inputs beside a truck's, for random timelines: the deck cleared, the
+    barrier closed and open with a truck on loop B, the IO link lost and back."""
+    return [cleared(at, 0.0), board(at, "closed"), board(at, "open", loop_b=True),
+            link(at, False), link(at, True)]

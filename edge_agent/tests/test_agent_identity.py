@@ -4,51 +4,29 @@ the pass's container numbers, and the plate read by the plate reader against the
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
+from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from edge_agent.lane.machine import LaneState
 from edge_agent.protocols import gp1
 from edge_agent.protocols.iolink import MsgType
+from edge_agent.tests.virtual_trucks import VALID, decision_of, held_plan
 from edge_agent.vision.plates_fake import ENGINES, ScriptedPlates
-from simulators.scenarios import DEMO, TruckPlan
-from simulators.virtual_lane import VirtualLane, VirtualOutcome
+from simulators.scenarios import DEMO
+from simulators.virtual_lane import VirtualLane
 
-VALID = DEMO.trucks[0]
-PATIENT = 25.0  # a held truck backs off once the lane announces the hold
-
-
-def held_plan(name: str, reason: str, plate: str = "SU-K1001") -> TruckPlan:
-    truck = replace(VALID.truck, plate=plate, back_off_after_s=PATIENT)
-    return TruckPlan(name, truck, expect_decision="hold", expect_reason=reason)
-
-
-def decision_of(lane: VirtualLane, outcome: VirtualOutcome) -> dict[str, Any]:
-    assert outcome.transit_id is not None
-    [decision] = [r["data"] for r in lane.transit_records(outcome.transit_id)
-                  if r["type"] == "decision"]
-    return decision
+HELD_PLATE = "SU-K1001"  # a held truck's plate, not the valid demo truck's
 
 
 # -- a container number that fails ISO 6346 -----------------------------------------------------
 
 
-@pytest.fixture
-def lane(tmp_path: Path) -> Iterator[VirtualLane]:
-    virtual = VirtualLane(tmp_path, DEMO)
-    try:
-        yield virtual
-    finally:
-        virtual.close()
-
-
 def test_a_pass_with_a_bad_container_number_holds_the_truck_with_that_code(
     lane: VirtualLane, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    plan = held_plan("bad-container", "pass.bad_container")
+    plan = held_plan("bad-container", "pass.bad_container", plate=HELD_PLATE)
     with monkeypatch.context() as patched:  # an issuer that does not check its numbers
         patched.setattr(gp1, "validate_container", lambda number: None)
         text = gp1.issue_pass(
@@ -106,11 +84,8 @@ class PlateLane(VirtualLane):
 
 @pytest.fixture
 def plate_lane(tmp_path: Path) -> Iterator[PlateLane]:
-    virtual = PlateLane(tmp_path)
-    try:
+    with closing(PlateLane(tmp_path)) as virtual:
         yield virtual
-    finally:
-        virtual.close()
 
 
 def test_the_truck_whose_plate_the_pass_names_opens_and_the_decision_says_so(
@@ -129,7 +104,7 @@ def test_another_truck_s_plate_holds_with_the_crop_and_the_pass_plates_as_eviden
     plate_lane: PlateLane,
 ) -> None:
     plate_lane.engine.show("SU-Z9999")
-    plan = held_plan("wrong-plate", "vehicle.plate_mismatch")
+    plan = held_plan("wrong-plate", "vehicle.plate_mismatch", plate=HELD_PLATE)
     outcome = plate_lane.run_truck(plan)
     assert outcome.ok, outcome.problems
     decision = decision_of(plate_lane, outcome)
@@ -142,7 +117,8 @@ def test_another_truck_s_plate_holds_with_the_crop_and_the_pass_plates_as_eviden
 
 
 def test_no_plate_read_holds_the_truck_once_the_wait_is_over(plate_lane: PlateLane) -> None:
-    outcome = plate_lane.run_truck(held_plan("no-plate", "vehicle.plate_unread"))
+    outcome = plate_lane.run_truck(held_plan("no-plate", "vehicle.plate_unread",
+                                             plate=HELD_PLATE))
     assert outcome.ok, outcome.problems
     assert decision_of(plate_lane, outcome)["identity"][0]["reads"] == []
 
@@ -167,7 +143,8 @@ def test_a_missing_plate_engine_is_a_health_problem_and_trucks_are_decided_at_on
         lost = [r["data"] for r in lane.records() if r["type"] == "abnormality"]
         assert lost[-1]["code"] == "lane.identity_source_lost"
         assert "model file missing" in lost[-1]["detail"]
-        outcome = lane.run_truck(held_plan("engine-missing", "vehicle.plate_unread"))
+        outcome = lane.run_truck(held_plan("engine-missing", "vehicle.plate_unread",
+                                           plate=HELD_PLATE))
         assert outcome.ok, outcome.problems
         assert lane.agent.machine.state is LaneState.IDLE
         assert not lane.board.received(MsgType.OPEN)

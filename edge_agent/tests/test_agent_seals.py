@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,10 @@ from edge_agent.lane.inputs import IdentitySeen, IdentitySourceChanged
 from edge_agent.lane.machine import LaneState
 from edge_agent.protocols import gp1
 from edge_agent.protocols.iolink import MsgType
+from edge_agent.tests.virtual_trucks import VALID, decision_of, held_plan
 from simulators.scenarios import DEMO, TruckPlan
-from simulators.virtual_lane import VirtualLane, VirtualOutcome
+from simulators.virtual_lane import VirtualLane
 
-VALID = DEMO.trucks[0]
-PATIENT = 25.0  # a held truck backs off once the lane announces the hold
 SEAL = "ES-00471135"
 CONTAINER = "MSCU1234566"
 
@@ -84,25 +83,10 @@ def sealed_pass(lane: VirtualLane, plan: TruckPlan, *, seals: tuple[str, ...] = 
     return text
 
 
-def held_plan(name: str, reason: str) -> TruckPlan:
-    truck = replace(VALID.truck, back_off_after_s=PATIENT)
-    return TruckPlan(name, truck, expect_decision="hold", expect_reason=reason)
-
-
-def decision_of(lane: VirtualLane, outcome: VirtualOutcome) -> dict[str, Any]:
-    assert outcome.transit_id is not None
-    [decision] = [r["data"] for r in lane.transit_records(outcome.transit_id)
-                  if r["type"] == "decision"]
-    return decision
-
-
 @pytest.fixture
 def lane(tmp_path: Path) -> Iterator[IdentityLane]:
-    virtual = IdentityLane(tmp_path)
-    try:
+    with closing(IdentityLane(tmp_path)) as virtual:
         yield virtual
-    finally:
-        virtual.close()
 
 
 def test_a_sealed_truck_heard_closed_opens_with_the_seal_confirmed(lane: IdentityLane) -> None:

@@ -7,9 +7,7 @@ demo truck takes milliseconds of real time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,15 +19,6 @@ from simulators.virtual_lane import VirtualLane
 
 VALID = DEMO.trucks[0]
 MISMATCH = next(p for p in DEMO.trucks if p.name == "mismatch")
-
-
-@pytest.fixture
-def lane(tmp_path: Path) -> Iterator[VirtualLane]:
-    virtual = VirtualLane(tmp_path, DEMO)
-    try:
-        yield virtual
-    finally:
-        virtual.close()
 
 
 def test_every_demo_truck_gets_the_outcome_the_scenario_expects(lane: VirtualLane) -> None:

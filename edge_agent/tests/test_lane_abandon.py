@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
@@ -30,6 +29,7 @@ from edge_agent.tests.lane_builders import (
     truck_on,
     weight,
 )
+from edge_agent.tests.lane_play import strict_machine
 
 LIMIT = 120.0
 GOOD_PASS = PassSpec(
@@ -46,9 +46,7 @@ FORGED_PASS = PassSpec(valid=False, reason="pass.bad_signature")
 
 
 def machine(limit: float = LIMIT) -> LaneMachine:
-    counter = itertools.count(1)
-    config = MachineConfig(pass_without_truck_s=limit)
-    return LaneMachine(config, new_id=lambda: f"id{next(counter)}", strict=True)
+    return strict_machine(MachineConfig(pass_without_truck_s=limit))
 
 
 def feed(m: LaneMachine, event: LaneInput) -> list[LaneAction]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
@@ -10,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.identity.plate_match import PLATE_MISMATCH, PLATE_UNREAD, match_plate
-from edge_agent.lane.actions import KeepCrop, LaneAction, OpenBarrier, Publish
-from edge_agent.lane.fakes import answer_ledger, step
+from edge_agent.lane.actions import KeepCrop, Publish
 from edge_agent.lane.identity import IdentityPolicy
 from edge_agent.lane.inputs import IdentitySeen, IdentitySourceChanged, RemoteRelease
 from edge_agent.lane.machine import LaneMachine, LaneState, MachineConfig
@@ -20,11 +18,19 @@ from edge_agent.tests.lane_builders import (
     PassSpec,
     abnormal,
     board,
-    cleared,
-    link,
+    deck_and_link,
     shown,
     truck_on,
     weight,
+)
+from edge_agent.tests.lane_play import (
+    decisions,
+    opened,
+    play,
+    policy_opens,
+    run,
+    strict_machine,
+    timers,
 )
 
 PLATE = "沪A·12345"
@@ -36,38 +42,13 @@ WAIT_S = 2.0
 
 
 def machine(unread: str = "hold", wait_s: float = WAIT_S) -> LaneMachine:
-    counter = itertools.count(1)
     identity = IdentityPolicy(checks=("plate",), wait_s=wait_s,
                               unread={"plate": unread})  # type: ignore[dict-item]
-    config = MachineConfig(policy=PolicyConfig(identity=identity))
-    return LaneMachine(config, new_id=lambda: f"id{next(counter)}", strict=True)
+    return strict_machine(MachineConfig(policy=PolicyConfig(identity=identity)))
 
 
 def plate(at: float, *texts: str, crop: str | None = "plate-1") -> IdentitySeen:
     return IdentitySeen(at, "plate", texts, crop)
-
-
-def run(m: LaneMachine, *events: Any) -> list[LaneAction]:
-    out: list[LaneAction] = []
-    for event in events:
-        out += step(m, event, event.at)
-    return out
-
-
-def decisions(out: list[LaneAction]) -> list[dict[str, Any]]:
-    return [a.data for a in out if isinstance(a, Publish) and a.type == "decision"]
-
-
-def opened(out: list[LaneAction]) -> bool:
-    return any(isinstance(a, OpenBarrier) for a in out)
-
-
-def timers(m: LaneMachine, upto: float) -> list[LaneAction]:
-    """What the shell does: each deadline handled at its own time, up to ``upto``."""
-    out: list[LaneAction] = []
-    while (deadline := m.next_deadline()) is not None and deadline <= upto:
-        out += answer_ledger(m, m.handle_timer(deadline), deadline)
-    return out
 
 
 def test_a_plate_read_before_the_weight_opens_at_the_weight_with_the_check_stated() -> None:
@@ -192,44 +173,10 @@ _event = st.sampled_from([
     weight(0.0, 30_000.0, 10.0), weight(0.0, 30_000.0, 10.0),
     *(plate(0.0, *reads) for reads in _READS), *(plate(0.0, *reads) for reads in _READS[:4]),
     shown(0.0, FORGED_PASS), weight(0.0, 36_000.0, 10.0), abnormal(0.0, "weight.frozen", ""),
-    cleared(0.0, 0.0), board(0.0, "closed"), board(0.0, "open", loop_b=True),
-    board(0.0, "closed", loop_b=False), link(0.0, False), link(0.0, True),
+    *deck_and_link(0.0), board(0.0, "closed", loop_b=False),
     IdentitySourceChanged(0.0, "plate", False, "lost"), IdentitySourceChanged(0.0, "plate", True),
 ])
 _timeline = st.lists(st.tuples(st.floats(0.0, 1.5 * WAIT_S), _event), max_size=30)
-
-
-def _at(event: Any, at: float) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(event, at=at)
-
-
-def _play(m: LaneMachine, timeline: list[tuple[float, Any]], check: Any) -> None:
-    """Feed ``timeline`` (gap, event) as the shell would: due timers first, at their time.
-    ``check(machine, waited_since, reads, actions, now)``: ``waited_since`` is when the wait
-    for identity began, if the transit was waiting when this step started."""
-    now = 0.0
-    reads: dict[str, list[str]] = {}
-
-    def waited_since() -> float | None:
-        transit = m.transit
-        waiting = transit is not None and transit.identity_deadline is not None
-        return transit.identity_since if transit is not None and waiting else None
-
-    for gap, event in timeline:
-        now += gap
-        while (deadline := m.next_deadline()) is not None and deadline <= now:
-            since = waited_since()
-            check(m, since, reads, answer_ledger(m, m.handle_timer(deadline), deadline),
-                  deadline)
-        before, since = m.transit, waited_since()
-        event = _at(event, now)
-        if isinstance(event, IdentitySeen) and before is not None and m.state in (
-            LaneState.LOADING, LaneState.HOLD
-        ):
-            reads.setdefault(before.transit_id, []).extend(event.reads)
-        check(m, since, reads, step(m, event, now), now)
 
 
 @pytest.mark.parametrize("unread", ["hold", "flag"])
@@ -238,23 +185,13 @@ def _play(m: LaneMachine, timeline: list[tuple[float, Any]], check: Any) -> None
 def test_the_barrier_never_opens_by_policy_for_a_wrong_plate_nor_an_unread_one_under_hold(
     unread: str, timeline: list[tuple[float, Any]],
 ) -> None:
-    m = machine(unread=unread)
-
-    def check(m: LaneMachine, since: float | None, reads: dict[str, list[str]],
-              out: list[LaneAction], now: float) -> None:
-        for made in decisions(out):
-            if made["decision"] != "open" or made.get("by") != "policy":
-                continue
-            transit = m.transit
-            assert transit is not None
-            verdict = match_plate(reads.get(transit.transit_id, []), GOOD_PASS.plates)
-            assert verdict.reason != PLATE_MISMATCH
-            if unread == "hold":
-                assert verdict.reason is None
-            else:
-                assert verdict.reason is None or made["flags"] == [PLATE_UNREAD]
-
-    _play(m, timeline, check)
+    for made, transit, reads in policy_opens(machine(unread=unread), timeline):
+        verdict = match_plate(reads.get(transit.transit_id, []), GOOD_PASS.plates)
+        assert verdict.reason != PLATE_MISMATCH
+        if unread == "hold":
+            assert verdict.reason is None
+        else:
+            assert verdict.reason is None or made["flags"] == [PLATE_UNREAD]
 
 
 @settings(max_examples=300, deadline=None)
@@ -263,16 +200,12 @@ def test_a_decision_never_waits_longer_than_the_plate_wait(
     timeline: list[tuple[float, Any]], wait_s: float,
 ) -> None:
     m = machine(wait_s=wait_s)
-
-    def check(m: LaneMachine, since: float | None, reads: dict[str, list[str]],
-              out: list[LaneAction], now: float) -> None:
-        transit = m.transit
-        if since is not None and decisions(out):  # the decision that ended a wait
-            assert now - since <= wait_s + 1e-9
+    for played in play(m, timeline):
+        transit, now = m.transit, played.now
+        if played.waited_since is not None and decisions(played.out):  # it ended a wait
+            assert now - played.waited_since <= wait_s + 1e-9
         if transit is not None and transit.identity_deadline is not None:
             # Still waiting: only inside the wait, and the shell is told when it ends.
             assert transit.identity_since is not None
             assert now < transit.identity_deadline <= transit.identity_since + wait_s + 1e-9
             assert m.next_deadline() == transit.identity_deadline
-
-    _play(m, timeline, check)

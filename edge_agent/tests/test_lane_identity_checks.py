@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
@@ -18,8 +17,15 @@ from edge_agent.lane.inputs import IdentitySeen, IdentitySourceChanged, PassPres
 from edge_agent.lane.machine import LaneMachine, LaneState, MachineConfig
 from edge_agent.lane.policy import PolicyConfig
 from edge_agent.protocols import gp1
-from edge_agent.tests.lane_builders import board, cleared, link, truck_on, weight
-from edge_agent.tests.test_lane_identity import _play, decisions, opened, run, timers
+from edge_agent.tests.lane_builders import deck_and_link, truck_on, weight
+from edge_agent.tests.lane_play import (
+    decisions,
+    opened,
+    policy_opens,
+    run,
+    strict_machine,
+    timers,
+)
 
 PLATE = "沪A·12345"
 CONTAINER = "MSCU1234566"
@@ -39,11 +45,9 @@ def pass_at(at: float, *, containers: tuple[str, ...] = (CONTAINER,),
 
 def machine(checks: tuple[str, ...] = ("plate", "container", "seal"), *,
             unread: str = "hold") -> LaneMachine:
-    counter = itertools.count(1)
     identity = IdentityPolicy(checks=checks, wait_s=WAIT_S,
                               unread=dict.fromkeys(checks, unread))  # type: ignore[arg-type]
-    config = MachineConfig(policy=PolicyConfig(identity=identity))
-    return LaneMachine(config, new_id=lambda: f"id{next(counter)}", strict=True)
+    return strict_machine(MachineConfig(policy=PolicyConfig(identity=identity)))
 
 
 def seen(at: float, kind: str, *reads: str) -> IdentitySeen:
@@ -153,8 +157,7 @@ _event = st.sampled_from([
     truck_on(0.0), truck_on(0.0), *_PASSES, weight(0.0, 30_000.0, 10.0),
     weight(0.0, 30_000.0, 10.0),
     *(seen(0.0, kind, *reads) for kind, options in _READS.items() for reads in options),
-    cleared(0.0, 0.0), board(0.0, "closed"), board(0.0, "open", loop_b=True),
-    link(0.0, False), link(0.0, True),
+    *deck_and_link(0.0),
     *(IdentitySourceChanged(0.0, kind, up, "lost") for kind in _READS for up in (False, True)),
 ])
 _timeline = st.lists(st.tuples(st.floats(0.0, 1.5 * WAIT_S), _event), max_size=30)
@@ -167,26 +170,16 @@ _MATCH = {"plate": match_plate, "container": match_containers, "seal": match_sea
 def test_the_barrier_never_opens_by_policy_on_any_identity_mismatch(
     unread: str, timeline: list[tuple[float, Any]],
 ) -> None:
-    m = machine(unread=unread)
-
-    def check(m: LaneMachine, since: float | None, reads: dict[str, list[str]],
-              out: list[LaneAction], now: float) -> None:
-        for made in decisions(out):
-            if made["decision"] != "open" or made.get("by") != "policy":
+    for made, transit, _reads in policy_opens(machine(unread=unread), timeline):
+        claims = transit.claims
+        assert claims is not None
+        expected = {"plate": claims.plates, "container": claims.containers,
+                    "seal": claims.seals}
+        for kind, match in _MATCH.items():
+            kind_reads = [r for s in transit.identity_seen if s.kind == kind for r in s.reads]
+            if not expected[kind] and kind != "container":
                 continue
-            transit = m.transit
-            assert transit is not None and transit.claims is not None
-            claims = transit.claims
-            expected = {"plate": claims.plates, "container": claims.containers,
-                        "seal": claims.seals}
-            for kind, match in _MATCH.items():
-                kind_reads = [r for s in transit.identity_seen if s.kind == kind
-                              for r in s.reads]
-                if not expected[kind] and kind != "container":
-                    continue
-                reason = match(kind_reads, expected[kind]).reason
-                # Only "unread" may pass, and only flagged: a mismatch or tamper never opens.
-                assert reason is None or (unread == "flag" and reason in made["flags"])
-                assert reason is None or reason.endswith("_unread")
-
-    _play(m, timeline, check)
+            reason = match(kind_reads, expected[kind]).reason
+            # Only "unread" may pass, and only flagged: a mismatch or tamper never opens.
+            assert reason is None or (unread == "flag" and reason in made["flags"])
+            assert reason is None or reason.endswith("_unread")

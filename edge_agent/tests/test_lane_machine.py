@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.lane.actions import CloseWhenClear, MarkPassUsed, OpenBarrier, Publish
 from edge_agent.lane.fakes import step
 from edge_agent.lane.inputs import RemoteRelease
-from edge_agent.lane.machine import LaneMachine, LaneState, MachineConfig
+from edge_agent.lane.machine import LaneMachine, LaneState
 from edge_agent.protocols.iolink_session import LinkLost, LinkUp
 from edge_agent.tests.lane_builders import (
     PassSpec,
@@ -22,6 +20,7 @@ from edge_agent.tests.lane_builders import (
     truck_on,
     weight,
 )
+from edge_agent.tests.lane_play import strict_machine
 
 GOOD_PASS = PassSpec(
     valid=True,
@@ -36,11 +35,6 @@ GOOD_PASS = PassSpec(
 FORGED_PASS = PassSpec(valid=False, reason="pass.unknown_key")
 
 
-def machine() -> LaneMachine:
-    counter = itertools.count(1)
-    return LaneMachine(MachineConfig(), new_id=lambda: f"id{next(counter)}", strict=True)
-
-
 def published(commands: list[object], kind: str) -> list[Publish]:
     return [c for c in commands if isinstance(c, Publish) and c.type == kind]
 
@@ -53,7 +47,7 @@ def run(m: LaneMachine, *events: object, now: float = 10.0) -> list[object]:
 
 
 def test_valid_pass_then_weight_opens_at_the_weight() -> None:
-    m = machine()
+    m = strict_machine()
     out = run(m, truck_on(1.0), shown(2.0, GOOD_PASS))
     assert not any(isinstance(c, OpenBarrier) for c in out)
     out = step(m, weight(3.0, 30_040.0, 10.0), 3.0)
@@ -66,7 +60,7 @@ def test_valid_pass_then_weight_opens_at_the_weight() -> None:
 
 
 def test_weight_then_pass_opens_at_the_pass() -> None:
-    m = machine()
+    m = strict_machine()
     run(m, truck_on(1.0), weight(2.0, 29_900.0, 10.0))
     out = step(m, shown(4.0, GOOD_PASS), 4.0)
     assert any(isinstance(c, OpenBarrier) for c in out)
@@ -74,7 +68,7 @@ def test_weight_then_pass_opens_at_the_pass() -> None:
 
 
 def test_forged_pass_holds_with_its_code_and_a_challenge() -> None:
-    m = machine()
+    m = strict_machine()
     out = run(m, truck_on(1.0), shown(2.0, FORGED_PASS))
     decision = published(out, "decision")[0]
     assert decision.data["decision"] == "hold"
@@ -85,7 +79,7 @@ def test_forged_pass_holds_with_its_code_and_a_challenge() -> None:
 
 
 def test_declared_weight_mismatch_holds() -> None:
-    m = machine()
+    m = strict_machine()
     out = run(m, truck_on(1.0), shown(2.0, GOOD_PASS), weight(3, 31_000, 10))
     decision = published(out, "decision")[-1]
     assert decision.data["decision"] == "hold"
@@ -93,7 +87,7 @@ def test_declared_weight_mismatch_holds() -> None:
 
 
 def test_abnormality_before_decision_holds_and_a_later_pass_does_not_open() -> None:
-    m = machine()
+    m = strict_machine()
     out = run(m, truck_on(1.0), abnormal(2.0, "weight.not_on_deck", "front beam"))
     assert published(out, "abnormality")[0].data["code"] == "weight.not_on_deck"
     out = run(m, weight(3.0, 30_000.0, 10.0), shown(4.0, GOOD_PASS))
@@ -102,7 +96,7 @@ def test_abnormality_before_decision_holds_and_a_later_pass_does_not_open() -> N
 
 
 def test_remote_release_needs_the_published_challenge() -> None:
-    m = machine()
+    m = strict_machine()
     out = run(m, truck_on(1.0), shown(2.0, FORGED_PASS))
     challenge = published(out, "decision")[0].data["challenge"]
     refused = step(m, RemoteRelease(5.0, "cmd-1", "not-the-challenge"), 5.0)
@@ -117,7 +111,7 @@ def test_remote_release_needs_the_published_challenge() -> None:
 def test_a_remote_release_needs_a_truck_on_the_deck() -> None:
     # A forged pass waved at the camera on foot: the officer cannot see that no truck is
     # there, and an arm opened now would let the next truck through unchecked.
-    m = machine()
+    m = strict_machine()
     out = run(m, shown(2.0, FORGED_PASS))
     challenge = published(out, "decision")[0].data["challenge"]
     refused = step(m, RemoteRelease(5.0, "cmd-1", challenge), 5.0)
@@ -129,7 +123,7 @@ def test_a_remote_release_needs_a_truck_on_the_deck() -> None:
 
 
 def test_technician_key_releases_a_hold_on_its_rising_edge() -> None:
-    m = machine()
+    m = strict_machine()
     run(m, truck_on(1.0), shown(2.0, FORGED_PASS))
     out = run(m, board(3.0, "closed", loop_b=False, tech_key=False))
     assert not any(isinstance(c, OpenBarrier) for c in out)
@@ -138,7 +132,7 @@ def test_technician_key_releases_a_hold_on_its_rising_edge() -> None:
 
 
 def test_truck_backing_off_ends_the_transit_as_withdrawn() -> None:
-    m = machine()
+    m = strict_machine()
     run(m, truck_on(1.0), shown(2.0, FORGED_PASS))
     out = step(m, cleared(9.0, 0.0), 9.0)
     assert published(out, "transit_closed")[0].data["outcome"] == "withdrawn"
@@ -146,7 +140,7 @@ def test_truck_backing_off_ends_the_transit_as_withdrawn() -> None:
 
 
 def test_full_passage_closes_the_transit_once_passed_and_deck_clear() -> None:
-    m = machine()
+    m = strict_machine()
     run(m, truck_on(1.0), shown(2.0, GOOD_PASS), weight(3, 30_000, 10))
     run(m, board(4.0, "open", loop_b=False))
     assert m.state is LaneState.OPEN
@@ -160,7 +154,7 @@ def test_full_passage_closes_the_transit_once_passed_and_deck_clear() -> None:
 
 
 def test_io_link_down_at_decision_holds_until_it_returns() -> None:
-    m = machine()
+    m = strict_machine()
     run(m, link(0.5, up=False, reason="unplugged"))
     out = run(m, truck_on(1.0), shown(2.0, GOOD_PASS), weight(3, 30_000, 10))
     assert published(out, "decision")[-1].data["reasons"] == ["lane.io_link_lost"]
@@ -169,7 +163,7 @@ def test_io_link_down_at_decision_holds_until_it_returns() -> None:
 
 
 def test_barrier_that_never_opens_turns_into_a_hold_after_the_timeout() -> None:
-    m = machine()
+    m = strict_machine()
     run(m, truck_on(1.0), shown(2.0, GOOD_PASS), weight(3, 30_000, 10))
     deadline = m.next_deadline()
     assert deadline is not None
@@ -208,7 +202,7 @@ _events = st.one_of(
 def test_barrier_opens_only_with_valid_pass_weight_in_tolerance_no_abnormality_and_link(
     events: list[object],
 ) -> None:
-    m = machine()
+    m = strict_machine()
     link_up = True
     for now, event in enumerate(events):
         transit_before = m.transit
@@ -227,7 +221,7 @@ def test_barrier_opens_only_with_valid_pass_weight_in_tolerance_no_abnormality_a
 def test_hold_takes_a_snapshot_and_its_event_references_it_with_the_weight_trace() -> None:
     from edge_agent.lane.actions import TakeSnapshot
 
-    m = machine()
+    m = strict_machine()
     trace = ((2.0, 30_900.0), (2.1, 30_920.0))
     heavy = weight(3.0, 31_000.0, 10.0, trace)
     out = run(m, truck_on(1.0), shown(2.0, GOOD_PASS), heavy)

@@ -27,7 +27,7 @@ from edge_agent.lane.inputs import (
     SignedIn,
     StorageChanged,
 )
-from edge_agent.lane.machine import LaneMachine, MachineConfig
+from edge_agent.lane.machine import LaneMachine
 from edge_agent.lane.modes import LaneMode, Via
 from edge_agent.tests.lane_builders import (
     PassSpec,
@@ -39,6 +39,7 @@ from edge_agent.tests.lane_builders import (
     truck_on,
     weight,
 )
+from edge_agent.tests.lane_play import strict_machine
 
 PASSES = {
     "good": PassSpec(valid=True, reason=None, release_no="RL-1", declared_gross_kg=30_000,
@@ -147,8 +148,7 @@ def check(lane: Lane, op: tuple[Any, ...], out: list[Any], ledger_ok: bool) -> N
 def test_no_mode_and_no_input_sequence_breaks_the_lane_rules(
     ops: list[tuple[tuple[Any, ...], bool]],
 ) -> None:
-    counter = itertools.count(1)
-    lane = Lane(LaneMachine(MachineConfig(), new_id=lambda: f"id{next(counter)}", strict=True))
+    lane = Lane(strict_machine())
     for op, ledger_ok in ops:
         if op[0] == "visit":
             for part in (("truck",), ("pass", "good"), ("weight", 30_000.0)):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,6 @@ from edge_agent.lane.modes import LaneMode, Via
 from edge_agent.telemetry.commands import sign_command
 from simulators.scenarios import DEMO
 from simulators.virtual_lane import VirtualLane
-
-
-@pytest.fixture
-def lane(tmp_path: Path) -> Iterator[VirtualLane]:
-    virtual = VirtualLane(tmp_path, DEMO)
-    try:
-        yield virtual
-    finally:
-        virtual.close()
 
 
 def send(lane: VirtualLane, args: dict[str, Any], *, key: Ed25519PrivateKey | None = None

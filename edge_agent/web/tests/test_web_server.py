@@ -12,6 +12,7 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,8 @@ TOKEN = "lane-token-0123456789abcdef"
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[PageRig]:
-    page = PageRig(tmp_path)
-    try:
+    with closing(PageRig(tmp_path)) as page:
         yield page
-    finally:
-        page.close()
 
 
 def _status(url: str, headers: dict[str, str] | None = None, data: bytes | None = None
