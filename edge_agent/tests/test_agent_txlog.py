@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,6 @@ from simulators.virtual_lane import VirtualLane
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 VALID = DEMO.trucks[0]
 MISMATCH = next(p for p in DEMO.trucks if p.name == "mismatch")
-
-
-@pytest.fixture
-def lane(tmp_path: Path) -> Iterator[VirtualLane]:
-    virtual = VirtualLane(tmp_path, DEMO)
-    try:
-        yield virtual
-    finally:
-        virtual.close()
 
 
 def log_events(lane: VirtualLane) -> list[dict[str, Any]]:
