@@ -59,6 +59,7 @@ from edge_agent.weighing.events import (
     WeightCommitted,
 )
 from edge_agent.weighing.fit import FloatArray
+from edge_agent.weighing.rest_checks import LevelTrack
 from edge_agent.weighing.settle import OscillationSettler, Settler
 
 HISTORY_S = 60.0
@@ -85,6 +86,11 @@ FROZEN_MIN_SAMPLES = 50
 # A deck still swinging after the commit is judged on the level its swing model gives.
 SWING_LEVEL_S = 2.5
 SWING_LEVEL_EVERY_S = 0.5
+# Both beams clear, a truck may still roll the rest of the deck's length (up to about 3 s at a
+# crawl). Behind an indicator filter its pushes can stay under the noise, so a window that shows
+# no swing of its own proves no rest before then; a visible free swing does.
+QUIET_REST_S = 3.0
+SWING_EVIDENCE_E = 4.0
 
 
 class DeckState(Enum):
@@ -146,6 +152,7 @@ class WeightWatcher:
         self._condition = ScaleCondition()
         self._swing = OscillationSettler(self._e, scale.max_uncertainty_e * self._e)
         self._last_swing_fit = -math.inf
+        self._levels = LevelTrack(self._e)
 
     @property
     def scale(self) -> ScaleConfig:
@@ -285,6 +292,7 @@ class WeightWatcher:
             self._blocked_settled_since = None
             self._settler.reset()
             self._probe.reset()
+            self._levels.reset()
             out.append(TruckOnDeck(now))
             for code, detail, evidence in self._condition.carried():
                 self._raise(out, now, code, detail, evidence=evidence)
@@ -342,6 +350,7 @@ class WeightWatcher:
             self._blocked_settled_since = None
             self._settler.reset()
             self._probe.reset()
+            self._levels.reset()
         motion_veto = self._scale.respect_motion_flag and self._last_motion is True
         if self._overloaded or motion_veto or kg > self._scale.overload_kg or self._stuck():
             return
@@ -353,10 +362,18 @@ class WeightWatcher:
         if self._unproven() or self._net:
             return
         t, x = self._live_window(max(self._ramp_end, self._beams_clear_since, self._mode_since))
+        self._levels.add(now, t, x)
         estimate = self._settler.propose(t, x, noise_kg=self._noise(), flicker=self._flicker())
         if estimate is None:
             return
         used_t, used_x = self._live_window(estimate.start)
+        # The swing seen past the window's first half second (not an axle ramp's tail).
+        late = used_x[used_t >= estimate.start + RAMP_LOOKBACK_S]
+        swing_seen = len(late) > 0 and (
+            float(np.max(np.abs(late - estimate.kg))) >= SWING_EVIDENCE_E * self._e)
+        if not swing_seen and now - self._beams_clear_since < QUIET_REST_S:
+            return  # a quiet window this soon may be a truck still rolling: wait
+        level_before = self._levels.farthest_before(estimate.start, estimate.kg)
         self._committed = WeightCommitted(
             at=now,
             kg=round(estimate.kg, 1),
@@ -368,6 +385,12 @@ class WeightWatcher:
         self._flat_levels.append((now, estimate.kg))
         self._enter(DeckState.COMMITTED, now)
         out.append(self._committed)
+        if (level_before is not None
+                and abs(estimate.kg - level_before) >= self._scale.step_e * self._e):
+            # The load changed after the truck came to rest and before the window weighed.
+            self._raise(out, now, ev.STEP_WHILE_STATIONARY,
+                        f"level stepped from {level_before:.0f} to {estimate.kg:.0f} kg "
+                        "with the truck at rest, before the commit")
 
     def _check_off_deck(self, out: list[WeighEvent], now: float) -> None:
         if now - self._last_probe < OFF_DECK_PROBE_S:
@@ -381,7 +404,8 @@ class WeightWatcher:
             return
         self._blocked_settled_last = now
         if self._blocked_settled_since is None:
-            self._blocked_settled_since = now
+            # The load has been at rest since the window the probe explained began.
+            self._blocked_settled_since = min(now, settled.start)
         elif now - self._blocked_settled_since >= self._scale.not_on_deck_s:
             blocked = [name for name, clear in (("front", self._front_clear),
                                                 ("rear", self._rear_clear)) if not clear]
@@ -453,6 +477,7 @@ class WeightWatcher:
         self._net, self._mode_since = net, now
         self._settler.reset()
         self._probe.reset()
+        self._levels.reset()
         if self.state is DeckState.EMPTY:
             self._episode_zero = None  # the zero is looked for afresh
         else:
