@@ -17,18 +17,15 @@ then decided at once, with the container unread, held or flagged by the site's p
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
-import os
 import re
-import socket
 import socketserver
-import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_agent import local_socket
 from edge_agent.identity.containers import MAX_READ_CHARS
 from edge_agent.lane.inputs import IdentitySeen, IdentitySourceChanged
 
@@ -62,8 +59,7 @@ def parse_entry(line: bytes) -> tuple[tuple[str, ...], str | None]:
     return numbers, None
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+class _Server(local_socket.UnixServer):
     entry: ContainerEntry
 
 
@@ -108,10 +104,7 @@ class ContainerEntry:
     def start(self) -> None:
         """Serve the socket; one that cannot be made is logged and told to the lane."""
         try:
-            _clear_stale(self.path)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            server = _Server(str(self.path), _Handler)
-            os.chmod(self.path, 0o660)
+            server = local_socket.bind(self.path, _Server, _Handler)
         except OSError as exc:
             self.problem = f"[containers] socket = {str(self.path)!r}: {exc.strerror or exc}"
             log.error("%s; trucks get vehicle.container_unread", self.problem)
@@ -119,9 +112,7 @@ class ContainerEntry:
             return
         server.entry = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="containers",
-                                        kwargs={"poll_interval": 0.2}, daemon=True)
-        self._thread.start()
+        self._thread = local_socket.serve(server, "containers")
 
     def status(self) -> dict[str, Any]:
         return {"ok": self.problem is None, "socket": str(self.path), "error": self.problem,
@@ -129,30 +120,6 @@ class ContainerEntry:
 
     def close(self) -> None:
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if server is not None:
+            local_socket.close(server, self.path)
 
-
-def _clear_stale(path: Path) -> None:
-    """Remove the socket a stopped agent left; refuse to take over a live one (OSError)."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise OSError(errno.EEXIST, "exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError as exc:
-        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-            raise
-        path.unlink(missing_ok=True)
-        return
-    finally:
-        probe.close()
-    raise OSError(errno.EADDRINUSE, "another agent is serving it")

@@ -21,14 +21,11 @@ dropped unrun, so a timeout never hides a change.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
-import os
 import pwd
 import socket
 import socketserver
-import stat
 import struct
 import threading
 import uuid
@@ -37,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_agent import local_socket
 from edge_agent.errors import DeviceError
 from edge_agent.inbox import Kind
 from edge_agent.lane.actions import Answer, LaneAction, OpenBarrier, Publish
@@ -202,8 +200,7 @@ def _reply(machine: LaneMachine, ok: bool, detail: str) -> dict[str, Any]:
 
 
 # -- the server ---------------------------------------------------------------------------------
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+class _Server(local_socket.UnixServer):
     submit: Callable[[ControlRequest], bool]
 
 
@@ -247,44 +244,15 @@ class ControlServer:
             DeviceError: the socket cannot be made, or another agent serves it.
         """
         self.path = path
-        _clear_stale(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._server = _Server(str(path), _Handler)
-            os.chmod(path, 0o660)
+            self._server = local_socket.bind(path, _Server, _Handler)
         except OSError as exc:
             raise DeviceError(f"[control] socket = {str(path)!r}: {exc.strerror or exc}") from exc
         self._server.submit = submit
-        self._thread = threading.Thread(target=self._server.serve_forever, name="control",
-                                        kwargs={"poll_interval": 0.2}, daemon=True)  # fmt: skip
-        self._thread.start()
+        self._thread = local_socket.serve(self._server, "control")
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-
-
-def _clear_stale(path: Path) -> None:
-    """Remove the socket a stopped agent left; refuse to take over a live one."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise DeviceError(f"[control] socket = {str(path)!r} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError as exc:
-        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-            raise DeviceError(f"[control] socket = {str(path)!r}: {exc.strerror}") from exc
-        path.unlink(missing_ok=True)
-        return
-    finally:
-        probe.close()
-    raise DeviceError(f"[control] socket = {str(path)!r}: another agent is serving it")
+        local_socket.close(self._server, self.path)
 
 
 class _Unserved:

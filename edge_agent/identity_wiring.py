@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from edge_agent.backoff import Backoff
 from edge_agent.container_entry import ContainerEntry
 from edge_agent.plate_wiring import PlateWiring
 from edge_agent.seal_source import OpenTransit, SealSource
@@ -47,20 +46,11 @@ class IdentityWiring(PlateWiring):
             with self.faults.guard("start containers"):
                 self.containers.start()
         seals = self.seals
-        if seals is None:
-            return
-
-        def forever() -> None:
-            backoff = Backoff(0.2, 5.0)
-            while not self._stop.is_set():
-                try:
-                    seals.run(self._put_device, self._clock, self._stop, self._open_transit)
-                except Exception as exc:  # containment: a reader bug must not stop the lane
-                    self.faults.record("reader eseal", exc)
-                    self._stop.wait(backoff.next())
-
-        self._seal_thread = threading.Thread(target=forever, name="eseal", daemon=True)
-        self._seal_thread.start()
+        if seals is not None:
+            self._seal_thread = self._start_reader(
+                "eseal",
+                lambda: seals.run(self._put_device, self._clock, self._stop, self._open_transit),
+                5.0)
 
     def _plates_stop(self) -> None:
         super()._plates_stop()

@@ -54,17 +54,27 @@ class PlateWiring:
             shown = devices.evidence.latest()
             return None if shown is None else (shown[0], shown[1])
 
+        self._plate_thread = self._start_reader(
+            "plates", lambda: plates.run(self._put_device, self._clock, self._stop, latest),
+            RETRY_S)
+
+    def _start_reader(self, name: str, run: Callable[[], None],
+                      retry_s: float) -> threading.Thread:
+        """``run`` on its own daemon thread until the agent stops, started over after a
+        back-off (0.2 s up to ``retry_s``) whenever it raises: the containment counts it."""
+
         def forever() -> None:
-            backoff = Backoff(0.2, RETRY_S)
+            backoff = Backoff(0.2, retry_s)
             while not self._stop.is_set():
                 try:
-                    plates.run(self._put_device, self._clock, self._stop, latest)
+                    run()
                 except Exception as exc:  # containment: a reader bug must not stop the lane
-                    self.faults.record("reader plates", exc)
+                    self.faults.record(f"reader {name}", exc)
                     self._stop.wait(backoff.next())
 
-        self._plate_thread = threading.Thread(target=forever, name="plates", daemon=True)
-        self._plate_thread.start()
+        thread = threading.Thread(target=forever, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def _plates_stop(self) -> None:
         if self._plate_thread is not None:

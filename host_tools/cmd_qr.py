@@ -14,12 +14,12 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import EdgeAgentError
 from host_tools.cli import add_json, command
 from host_tools.errors import fail
+from host_tools.image_files import add_image_files, analyse_files
 
 
 def latency_summary(timings_ms: list[float]) -> dict[str, float]:
@@ -32,31 +32,14 @@ def latency_summary(timings_ms: list[float]) -> dict[str, float]:
 
 def _decode(args: argparse.Namespace) -> int:
     import numpy as np
-    from PIL import Image
 
     from edge_agent.vision.pipeline import decode_frame
 
-    results: list[dict[str, Any]] = []
-    failed = False
-    for name in args.images:
-        entry: dict[str, Any] = {"file": name, "texts": [], "ms": 0.0}
-        try:
-            with Image.open(Path(name)) as img:
-                gray = np.asarray(img.convert("L"))
-        except (OSError, ValueError) as exc:
-            entry["error"] = f"cannot read image: {exc}"
-            failed = True
-        else:
-            start = time.perf_counter()
-            entry["texts"] = [r.text for r in decode_frame(gray)]
-            entry["ms"] = round((time.perf_counter() - start) * 1000, 2)
-        results.append(entry)
-        if not args.json:
-            shown = entry.get("error") or " | ".join(entry["texts"]) or "(no code)"
-            print(f"{name}: {shown}  [{entry['ms']} ms]")
-    if args.json:
-        print(json.dumps(results, ensure_ascii=False))
-    return 1 if failed else 0
+    return analyse_files(
+        args.images, key="texts", nothing="(no code)", as_json=args.json,
+        load=lambda img: np.asarray(img.convert("L")),
+        analyse=lambda gray: [r.text for r in decode_frame(gray)],
+        shown=" | ".join)
 
 
 def _live(args: argparse.Namespace) -> int:
@@ -109,8 +92,7 @@ def register(subparsers: Any) -> None:
 
     p = command(sub, "decode", "decode every QR code in image files",
                 "lanectl qr decode pass.png gate-photo.jpg --json")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
-    add_json(p, "one JSON list: file, texts, ms")
+    add_image_files(p, "one JSON list: file, texts, ms")
     p.set_defaults(func=_decode)
 
     p = command(sub, "live", "watch a frame source and print confirmed reads",

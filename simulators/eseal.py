@@ -15,15 +15,14 @@ import contextlib
 import os
 import random
 import sys
-import tempfile
 import threading
 import time
-import tty
 from collections.abc import Callable
 
 from edge_agent.errors import LocalProtocolError
 from edge_agent.protocols.eseal import SealRead, encode_heartbeat, encode_read
 from simulators.errors import SimulatorSetupError
+from simulators.pty_line import PtySimulator, run_for
 
 FAULTS = {
     "silent": "no output at all (cable cut, reader off)",
@@ -33,13 +32,14 @@ FAULTS = {
 }
 
 
-class EsealSim:
+class EsealSim(PtySimulator):
     """Writes e-seal reader sentences for the tags in range to a pty until stopped."""
 
     def __init__(self, *, rate_hz: float = 4.0, heartbeat_s: float = 1.0, seed: int = 0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if rate_hz <= 0 or heartbeat_s <= 0:
             raise SimulatorSetupError("rate_hz and heartbeat_s must be positive")
+        super().__init__("eseal", "reader", nonblocking=True)
         self._rate = rate_hz
         self._heartbeat_s = heartbeat_s
         self._clock = clock
@@ -47,19 +47,8 @@ class EsealSim:
         self._tags: dict[str, SealRead] = {}
         self._faults: set[str] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._dir = tempfile.mkdtemp(prefix="eseal-")
-        self._link = os.path.join(self._dir, "reader")
         self._count = 0
         self.bursts_sent = 0  # ticks whose sentences reached the line
-
-    @property
-    def port(self) -> str:
-        """Path the agent opens (a symlink to the pty)."""
-        return self._link
 
     def show(self, tag_id: str, status: str = "closed", *, rssi_dbm: int | None = -55) -> None:
         """This tag is in range from now on, with this status."""
@@ -80,32 +69,6 @@ class EsealSim:
             raise SimulatorSetupError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULTS))}")
         with self._lock:
             (self._faults.add if on else self._faults.discard)(name)
-
-    def start(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        tty.setraw(master)
-        os.set_blocking(master, False)  # a full line drops sentences, it never stalls the sim
-        self._master, self._slave = master, slave
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._link)
-        os.symlink(os.ttyname(slave), self._link)
-        self._thread = threading.Thread(target=self._run, name="eseal-sim", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        for fd in (self._slave, self._master):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = None
-        with contextlib.suppress(OSError):
-            os.unlink(self._link)
-        with contextlib.suppress(OSError):
-            os.rmdir(self._dir)
 
     def sentences_at(self, now: float, *, heartbeat: bool) -> bytes:
         """The bytes of one tick, faults applied (advances the fault counters)."""
@@ -142,7 +105,7 @@ class EsealSim:
             if heartbeat:
                 next_heartbeat = now + self._heartbeat_s
             data = self.sentences_at(now, heartbeat=heartbeat)
-            master = self._master
+            master = self._pty.master
             if data and master is not None:
                 with contextlib.suppress(OSError):  # nobody reading: the line drops it
                     os.write(master, data)
@@ -183,14 +146,7 @@ def run_eseal_cli(argv: list[str] | None = None) -> int:
         sim.set_fault(fault)
     sim.start()
     print(f"e-seal reader ({len(args.seal)} tags, {args.rate:g} Hz) on {sim.port}", flush=True)
-    started = time.monotonic()
-    try:
-        while args.duration <= 0 or time.monotonic() - started < args.duration:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    run_for(args.duration, sim.stop)
     return 0
 
 

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from edge_agent.protocols.base45 import ALPHABET
 from simulators.errors import SimulatorSetupError
+from simulators.perspective import perspective_coeffs
 
 QUIET_MODULES = 4
 STYLES = ("phone", "paper")
@@ -101,16 +102,6 @@ def _noise_tile(size: tuple[int, int]) -> np.ndarray:
     return rng.standard_normal((h + _NOISE_MARGIN, w + _NOISE_MARGIN), dtype=np.float32)
 
 
-def _perspective_coeffs(dst: np.ndarray, src: np.ndarray) -> tuple[float, ...]:
-    """PIL PERSPECTIVE coefficients mapping output points ``dst`` to input points ``src``."""
-    rows = []
-    for (x, y), (u, v) in zip(dst, src, strict=True):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-    coeffs = np.linalg.solve(np.array(rows, float), src.reshape(8).astype(float))
-    return tuple(float(c) for c in coeffs)
-
-
 def render_pass_frame(
     text: str | None, *, rng: np.random.Generator, style: str = "phone",
     px_per_module: float = 4, rotation_deg: float = 0, perspective: float = 0,
@@ -154,7 +145,7 @@ def render_pass_frame(
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
     local = corners - [x0, y0]
     src = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], float)
-    coeffs = _perspective_coeffs(local, src)
+    coeffs = perspective_coeffs(local, src)
     patch_size = (int(x1 - x0), int(y1 - y0))
     card_img = Image.fromarray(card)
     patch = card_img.transform(patch_size, Image.Transform.PERSPECTIVE, coeffs,

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from simulators.errors import SimulatorSetupError
+from simulators.perspective import perspective_coeffs
 
 FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")  # Debian: fonts-wqy-zenhei
 PROVINCES = "京沪津渝冀晋蒙辽吉黑苏浙皖闽赣鲁豫鄂湘粤桂琼川贵云藏陕甘青宁新"
@@ -282,16 +283,6 @@ def _truck_scene(size: tuple[int, int], seed: int, px_per_mm: float,
     return out
 
 
-def _perspective_coeffs(dst: NDArray[np.float64], src: NDArray[np.float64]) -> tuple[float, ...]:
-    """PIL PERSPECTIVE coefficients mapping output points ``dst`` to input points ``src``."""
-    rows = []
-    for (x, y), (u, v) in zip(dst, src, strict=True):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-    coeffs = np.linalg.solve(np.array(rows, float), src.reshape(8).astype(float))
-    return tuple(float(c) for c in coeffs)
-
-
 _NOISE_MARGIN = 61
 
 
@@ -390,7 +381,7 @@ def render_plate_frame(
     src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], float)
     patch_size = (int(x1 - x0), int(y1 - y0))
     patch = Image.fromarray(flat).transform(patch_size, Image.Transform.PERSPECTIVE,
-                                            _perspective_coeffs(local, src),
+                                            perspective_coeffs(local, src),
                                             Image.Resampling.BILINEAR)
     mask = Image.new("L", patch_size, 0)
     ImageDraw.Draw(mask).polygon([tuple(p) for p in local.tolist()], fill=255)

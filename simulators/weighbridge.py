@@ -15,10 +15,8 @@ import contextlib
 import os
 import select
 import sys
-import tempfile
 import threading
 import time
-import tty
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +31,7 @@ from edge_agent.protocols.indicators import (
     make_encoder,
 )
 from simulators.errors import SimulatorSetupError
+from simulators.pty_line import PtySimulator, run_for
 from simulators.weight_dynamics import DeckDynamics
 
 FAULTS = {
@@ -63,7 +62,7 @@ PRESET_TARE_KG = 1000.0
 ZERO_OFFSET_1000_KG = -1000.0
 
 
-class WeighbridgeSim:
+class WeighbridgeSim(PtySimulator):
     """Writes indicator frames for ``load_fn(now)`` to a pty until stopped."""
 
     def __init__(
@@ -82,6 +81,7 @@ class WeighbridgeSim:
             raise SimulatorSetupError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
         if rate_hz <= 0:
             raise SimulatorSetupError("rate_hz must be positive")
+        super().__init__("weighbridge", "indicator")
         self.protocol = protocol
         options = dict(encoder_options or {})
         self._encoder = make_encoder(protocol, **options)
@@ -98,12 +98,6 @@ class WeighbridgeSim:
         self._dynamics = DeckDynamics(e_kg, self._rng)
         self._faults: set[str] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._dir = tempfile.mkdtemp(prefix="weighbridge-")
-        self._link = os.path.join(self._dir, "indicator")
         self._frozen: bytes | None = None
         self._history: deque[tuple[float, float]] = deque(maxlen=64)
         self._frame_count = 0
@@ -113,26 +107,6 @@ class WeighbridgeSim:
         self.last_kg: float | None = None
 
     # ---------------------------------------------------------------- control
-    @property
-    def port(self) -> str:
-        """Path the agent opens (a symlink to the current pty)."""
-        return self._link
-
-    def start(self) -> None:
-        """Open the pty and start writing frames."""
-        self._plug()
-        self._thread = threading.Thread(target=self._run, name="weighbridge-sim", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop writing and remove the pty."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        self._unplug()
-        with contextlib.suppress(OSError):
-            os.rmdir(self._dir)
-
     def set_fault(self, name: str, on: bool = True) -> None:
         """Switch a fault from :data:`FAULTS` (or a profile from :data:`PROFILES`) on or off."""
         names = PROFILES.get(name, (name,))
@@ -149,32 +123,15 @@ class WeighbridgeSim:
                     if fault == "frozen":
                         self._frozen = None
             unplugged = "unplug" in self._faults
-        if unplugged and self._master is not None:
-            self._unplug()
-        elif not unplugged and self._master is None and not self._stop.is_set():
-            self._plug()
+        if unplugged and self._pty.master is not None:
+            self._pty.unplug()
+        elif not unplugged and self._pty.master is None and not self._stop.is_set():
+            self._pty.plug()
 
     @property
     def faults(self) -> frozenset[str]:
         with self._lock:
             return frozenset(self._faults)
-
-    # ------------------------------------------------------------------- pty
-    def _plug(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        tty.setraw(master)
-        self._master, self._slave = master, slave
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._link)
-        os.symlink(os.ttyname(slave), self._link)
-
-    def _unplug(self) -> None:
-        master, slave, self._master, self._slave = self._master, self._slave, None, None
-        for fd in (slave, master):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
 
     # ------------------------------------------------------------------ loop
     def _run(self) -> None:
@@ -240,7 +197,7 @@ class WeighbridgeSim:
 
     def _tick(self, now: float) -> None:
         frame = self.frame_at(now)
-        master = self._master
+        master = self._pty.master
         if frame is None or master is None or "silent" in self.faults:
             return
         if not self._continuous and not self._polled(master):
@@ -326,13 +283,7 @@ def run_weighbridge_cli(argv: list[str] | None = None) -> int:
     for fault in args.fault:
         sim.set_fault(fault)
     print(f"weighbridge ({args.protocol}, {args.rate:g} Hz) on {sim.port}", flush=True)
-    try:
-        while args.duration <= 0 or time.monotonic() - started < args.duration:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    run_for(args.duration, sim.stop)
     return 0
 
 

@@ -12,20 +12,15 @@ truck arrived (``sightings(since)``) and whether the reader is alive (its heartb
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-import termios
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import serial
-
 from edge_agent.backoff import Backoff
+from edge_agent.drivers.serial_reader import SerialLineReader
 from edge_agent.drivers.serialport import LineSettings, open_port
-from edge_agent.errors import DeviceError
 from edge_agent.identity.seals import CLOSED, OPEN, TAMPERED, sighting_text
 from edge_agent.protocols.eseal import (
     EsealDecoder,
@@ -38,8 +33,6 @@ from edge_agent.protocols.eseal import (
 log = logging.getLogger("edge_agent.eseal")
 
 FAKE_SCHEME = "fake-eseal://"
-READ_CHUNK = 512
-READ_SLICE_S = 0.02  # the port's own read timeout: one empty read waits this long
 DEFAULT_LINE = LineSettings(9600)
 _SEVERITY = {CLOSED: 0, OPEN: 1, TAMPERED: 2}
 
@@ -62,7 +55,7 @@ def _open_transport(url: str, line: LineSettings, timeout: float) -> Any:
     return open_port(url, line, timeout=timeout)
 
 
-class EsealReader:
+class EsealReader(SerialLineReader):
     """Reads one e-seal reader; ``read(timeout)`` returns what arrived, with arrival times."""
 
     def __init__(
@@ -74,34 +67,16 @@ class EsealReader:
         sleep: Callable[[float], None] = time.sleep,
         backoff: Backoff | None = None,
     ) -> None:
-        self.url = url
-        self._line = line
-        self._clock = clock
-        self._sleep = sleep
-        self._backoff = backoff or Backoff(0.2, 5.0)
+        super().__init__(url, line, label="e-seal reader", log=log, clock=clock, sleep=sleep,
+                         backoff=backoff, opener=_open_transport)
         self._decoder = EsealDecoder()
-        self._port: Any = None
-        self._next_try = -math.inf
-        self._opened_before = False
         self.sentences = 0
         self.errors = 0
-        self.reconnects = 0
-
-    @property
-    def connected(self) -> bool:
-        return self._port is not None
 
     def read(self, timeout: float) -> list[SealArrival]:
         """Wait up to about ``timeout`` s for bytes; return the sentences and frame errors they
         completed. While the port is away this waits out the back-off instead."""
-        if self._port is None and not self._open():
-            self._sleep(max(0.0, min(timeout, self._next_try - self._clock())))
-            return []
-        try:
-            data = self._read_some(timeout)
-        except (serial.SerialException, OSError, termios.error) as exc:
-            self._drop(f"read failed: {exc}")
-            return []
+        data = self._read_bytes(timeout)
         if not data:
             return []
         now = self._clock()
@@ -113,50 +88,8 @@ class EsealReader:
                 self.sentences += 1
         return arrivals
 
-    def _read_some(self, timeout: float) -> bytes:
-        """Bytes that arrive within about ``timeout``; returns once a burst has been read."""
-        empty_reads_left = max(1, math.ceil(timeout / READ_SLICE_S))
-        data = b""
-        while True:
-            chunk: bytes = self._port.read(max(1, min(self._port.in_waiting, READ_CHUNK)))
-            data += chunk
-            if data and not self._port.in_waiting:
-                return data
-            if not chunk:
-                empty_reads_left -= 1
-                if empty_reads_left <= 0:
-                    return data
-
-    def close(self) -> None:
-        """Close the port; a later ``read`` opens it again."""
-        port, self._port = self._port, None
-        if port is not None:
-            with contextlib.suppress(serial.SerialException, OSError, termios.error):
-                port.close()
-
-    def _open(self) -> bool:
-        now = self._clock()
-        if now < self._next_try:
-            return False
-        try:
-            self._port = _open_transport(self.url, self._line, READ_SLICE_S)
-        except (DeviceError, termios.error) as exc:
-            self._next_try = now + self._backoff.next()
-            log.warning("e-seal reader %s: %s", self.url, exc)
-            return False
-        if self._opened_before:
-            self.reconnects += 1
-            log.info("e-seal reader %s: port open again", self.url)
-        self._opened_before = True
-        self._backoff.reset()
-        self._next_try = -math.inf
+    def _reset_decoder(self) -> None:
         self._decoder = EsealDecoder()  # no half sentence from before the loss
-        return True
-
-    def _drop(self, why: str) -> None:
-        log.warning("e-seal reader %s: %s; reconnecting", self.url, why)
-        self.close()
-        self._next_try = self._clock() + self._backoff.next()
 
 
 class SealLog:

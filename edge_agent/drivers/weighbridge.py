@@ -2,26 +2,22 @@
 
 The driver owns the port and the clock; decoding is the sans-I/O codec's job. An unplugged
 USB adapter or a closed pty never raises to the caller: the reader reports nothing, retries
-with back-off and starts a fresh decoder once the port is back (the watcher raises
-``weight.comm_loss`` from the silence). Polled formats (SMA) get their request sent here.
+with back-off and starts a fresh decoder once the port is back (``serial_reader``; the
+watcher raises ``weight.comm_loss`` from the silence). Polled formats (SMA) get their request
+sent here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import serial
 
 from edge_agent.backoff import Backoff
-from edge_agent.drivers.serialport import LineSettings, open_port
-from edge_agent.errors import DeviceError
+from edge_agent.drivers.serial_reader import PORT_ERRORS, SerialLineReader
+from edge_agent.drivers.serialport import LineSettings
 from edge_agent.protocols.indicators import (
     DEFAULT_LINE,
     POLLED,
@@ -34,13 +30,6 @@ from edge_agent.protocols.indicators import (
 log = logging.getLogger("edge_agent.weighbridge")
 
 POLL_INTERVAL_S = 0.1
-READ_CHUNK = 512
-READ_SLICE_S = 0.02  # the port's own read timeout: one empty read waits this long
-
-
-def reopen_backoff() -> Backoff:
-    """Reopening a lost port: 0.2 s doubling to 5 s, so an unplugged adapter is not hammered."""
-    return Backoff(0.2, 5.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +40,7 @@ class IndicatorArrival:
     item: IndicatorReading | FrameError
 
 
-class WeighbridgeReader:
+class WeighbridgeReader(SerialLineReader):
     """Reads one indicator; ``read(timeout)`` returns what arrived, with arrival times."""
 
     def __init__(
@@ -65,36 +54,18 @@ class WeighbridgeReader:
         backoff: Backoff | None = None,
     ) -> None:
         self._decoder = make_decoder(protocol)  # validates the protocol name up front
-        self.url = url
         self.protocol = protocol
-        self._line = line or LineSettings.parse(DEFAULT_LINE[protocol], 9600)
-        self._clock = clock
-        self._sleep = sleep
-        self._port: Any = None
-        self._backoff = backoff or reopen_backoff()
-        self._next_try = -math.inf
+        super().__init__(url, line or LineSettings.parse(DEFAULT_LINE[protocol], 9600),
+                         label="weighbridge", log=log, clock=clock, sleep=sleep,
+                         backoff=backoff)
         self._last_poll = -math.inf
-        self._opened_before = False
         self.frames = 0
         self.errors = 0
-        self.reconnects = 0
-
-    @property
-    def connected(self) -> bool:
-        return self._port is not None
 
     def read(self, timeout: float) -> list[IndicatorArrival]:
         """Wait up to about ``timeout`` s for bytes; return the readings and frame errors
         they completed. While the port is away this waits out the back-off instead."""
-        if self._port is None and not self._open():
-            self._sleep(max(0.0, min(timeout, self._next_try - self._clock())))
-            return []
-        try:
-            self._poll()
-            data = self._read_some(timeout)
-        except (serial.SerialException, OSError, termios.error) as exc:
-            self._drop(f"read failed: {exc}")
-            return []
+        data = self._read_bytes(timeout)
         if not data:
             return []
         now = self._clock()
@@ -119,66 +90,15 @@ class WeighbridgeReader:
             return False
         try:
             self._port.write(data)
-        except (serial.SerialException, OSError, termios.error) as exc:
+        except PORT_ERRORS as exc:
             self._drop(f"write failed: {exc}")
             return False
         return True
 
-    def _read_some(self, timeout: float) -> bytes:
-        """Bytes that arrive within about ``timeout``; returns as soon as a burst has been read.
+    def _reset_decoder(self) -> None:
+        self._decoder = make_decoder(self.protocol)
 
-        The wait is spent in empty reads of the port's own short timeout, so the port's
-        transport keeps time: a real line blocks in each read, a fake on a virtual clock
-        answers at once. The port keeps the timeout it was opened with: changing it
-        reconfigures the line, which some adapters (and ptys at 7E1) refuse.
-        """
-        empty_reads_left = max(1, math.ceil(timeout / READ_SLICE_S))
-        data = b""
-        while True:
-            chunk: bytes = self._port.read(max(1, min(self._port.in_waiting, READ_CHUNK)))
-            data += chunk
-            if data and not self._port.in_waiting:
-                return data
-            if not chunk:
-                empty_reads_left -= 1
-                if empty_reads_left <= 0:
-                    return data
-
-    def close(self) -> None:
-        """Close the port; a later ``read`` opens it again."""
-        port, self._port = self._port, None
-        if port is not None:
-            with contextlib.suppress(serial.SerialException, OSError, termios.error):
-                port.close()
-
-    def _open(self) -> bool:
-        now = self._clock()
-        if now < self._next_try:
-            return False
-        try:
-            self._port = open_port(self.url, self._line, timeout=READ_SLICE_S)
-        except (DeviceError, termios.error) as exc:
-            self._retry_later(now)
-            log.warning("weighbridge %s: %s", self.url, exc)
-            return False
-        if self._opened_before:
-            self.reconnects += 1
-            log.info("weighbridge %s: port open again", self.url)
-        self._opened_before = True
-        self._backoff.reset()
-        self._next_try = -math.inf
-        self._decoder = make_decoder(self.protocol)  # a fresh buffer: no half frame from before
-        return True
-
-    def _drop(self, why: str) -> None:
-        log.warning("weighbridge %s: %s; reconnecting", self.url, why)
-        self.close()
-        self._retry_later(self._clock())
-
-    def _retry_later(self, now: float) -> None:
-        self._next_try = now + self._backoff.next()
-
-    def _poll(self) -> None:
+    def _before_read(self) -> None:
         if self.protocol not in POLLED:
             return
         now = self._clock()

@@ -20,17 +20,13 @@ read waits for the next frame up to the port's timeout, as a serial port does.
 from __future__ import annotations
 
 import bisect
-import math
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import serial
-
+from edge_agent.drivers.fake_serial import FakeSerialDevice, FakeSerialPort
 from edge_agent.drivers.fakes import FakeRegistry
-from edge_agent.errors import DeviceError
 from edge_agent.protocols.indicators import POLLED, IndicatorReading, make_encoder
 
 DEFAULT_PROTOCOL = "yaohua-tf0"
@@ -38,7 +34,6 @@ DEFAULT_PROTOCOL = "yaohua-tf0"
 MAX_BACKLOG_FRAMES = 200
 # The indicator's own motion rule: the weight moved within the last second.
 MOTION_WINDOW_S = 1.0
-TICK_EPSILON = 1e-9  # a frame due at exactly ``now`` is due despite float rounding
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,37 +54,15 @@ class _Trace:
         return IndicatorReading(self.kg_at(t), max(window) - min(window) > self.motion_band_kg)
 
 
-class FakeIndicatorPort:
+class FakeIndicatorPort(FakeSerialPort):
     """What ``open_port`` returns for a fake indicator: the pyserial subset the reader uses.
 
     Like a real port it dies with its device: after ``unplug`` every call raises
     ``serial.SerialException`` until the reader closes it and opens a new one.
     """
 
-    def __init__(self, indicator: FakeIndicator) -> None:
-        self._indicator = indicator
-        self.timeout: float | None = 0.05
-        self.is_open = True
-        self.dead = False
 
-    @property
-    def in_waiting(self) -> int:
-        return self._indicator._waiting(self)
-
-    def read(self, size: int = 1) -> bytes:
-        return self._indicator._read(self, size, self.timeout)
-
-    def write(self, data: bytes) -> int:
-        return self._indicator._write(self, bytes(data))
-
-    def reset_input_buffer(self) -> None:
-        self._indicator._flush(self)
-
-    def close(self) -> None:
-        self._indicator._release(self)
-
-
-class FakeIndicator:
+class FakeIndicator(FakeSerialDevice):
     """A weighbridge indicator speaking ``protocol`` through its real encoder.
 
     Args:
@@ -104,6 +77,9 @@ class FakeIndicator:
         ConfigError: unknown protocol or encoder option.
     """
 
+    port_class = FakeIndicatorPort
+    max_backlog_ticks = MAX_BACKLOG_FRAMES
+
     def __init__(
         self,
         protocol: str = DEFAULT_PROTOCOL,
@@ -117,25 +93,13 @@ class FakeIndicator:
             raise ValueError(f"rate_hz must be positive, not {rate_hz}")
         self.protocol = protocol
         self._encoder = make_encoder(protocol, **dict(encoder_options or {}))
-        self._clock = clock
-        if sleep is None and clock is time.monotonic:
-            sleep = time.sleep  # on the wall clock a read waits, as a device does
-        self._sleep = sleep
-        self._rate = rate_hz
-        self._lock = threading.Lock()
-        self._t0 = clock()
-        self._ticks_done = 0  # frames due at t0 + k / rate for k < this are past
+        super().__init__(f"fake {protocol} indicator", clock=clock, rate_hz=rate_hz,
+                         sleep=sleep)
         self._reading = IndicatorReading(0.0, False)
         self._trace: _Trace | None = None
-        self._damage_left = 0
-        self._silent = False
-        self._plugged = True
         self._streaming = protocol not in POLLED
         self._requests = bytearray()  # what the reader wrote that is not yet a whole command
-        self._line = bytearray()  # bytes on their way to the reader
-        self._port: FakeIndicatorPort | None = None
         self.frames_sent = 0
-        self.open_attempts: list[float] = []  # when the port was asked for, on the fake's clock
         self.commands: list[str] = []  # commands a polled indicator received, in order
 
     # ---------------------------------------------------------------- the deck and the line
@@ -178,125 +142,24 @@ class FakeIndicator:
         """The next ``count`` frames arrive with an error their format detects: a wrong check
         character where it has one (yaohua-tf0, toledo with checksum), else a letter in the
         weight field."""
-        with self._lock:
-            self._catch_up(self._clock())
-            self._damage_left += count
-
-    def set_silent(self, silent: bool = True) -> None:
-        """No frames at all while silent (cable cut, indicator switched off)."""
-        with self._lock:
-            self._catch_up(self._clock())
-            self._silent = silent
-
-    def inject(self, data: bytes) -> None:
-        """Put ``data`` on the line now, as it is (garbage, a hand-made frame)."""
-        with self._lock:
-            self._catch_up(self._clock())
-            if self._port is not None:
-                self._line += data
-
-    def unplug(self) -> None:
-        """The device disappears: the open port fails and opening fails until ``plug``."""
-        with self._lock:
-            self._catch_up(self._clock())
-            self._plugged = False
-            if self._port is not None:
-                self._port.dead = True
-                self._port = None
-            self._line.clear()
-
-    def plug(self) -> None:
-        with self._lock:
-            self._catch_up(self._clock())
-            self._plugged = True
-
-    @property
-    def connected(self) -> bool:
-        """True while a reader holds the port open."""
-        return self._port is not None
+        super().damage_next(count)
 
     # ------------------------------------------------------------------------- the port
-    def open(self) -> FakeIndicatorPort:
-        """A fresh port on this indicator; bytes sent before it opened are gone.
+    def _on_open(self) -> None:
+        self._requests.clear()
 
-        Raises:
-            DeviceError: unplugged, or the port is already open (ports are exclusive).
-        """
-        with self._lock:
-            now = self._clock()
-            self.open_attempts.append(now)
-            if not self._plugged:
-                raise DeviceError(f"fake {self.protocol} indicator: no such device (unplugged)")
-            if self._port is not None:
-                raise DeviceError(f"fake {self.protocol} indicator: port busy")
-            self._catch_up(now)
-            self._line.clear()
-            self._requests.clear()
-            self._port = FakeIndicatorPort(self)
-            return self._port
-
-    def _check(self, port: FakeIndicatorPort) -> None:
-        if port.dead:
-            raise serial.SerialException("device disconnected")
-        if not port.is_open:
-            raise serial.SerialException("port not open")
-
-    def _waiting(self, port: FakeIndicatorPort) -> int:
-        with self._lock:
-            self._check(port)
-            self._catch_up(self._clock())
-            return len(self._line)
-
-    def _read(self, port: FakeIndicatorPort, size: int, timeout: float | None) -> bytes:
-        deadline: float | None = None
-        while True:
-            with self._lock:
-                self._check(port)
-                now = self._clock()
-                self._catch_up(now)
-                if self._line or timeout == 0 or self._sleep is None:
-                    data = bytes(self._line[:size])
-                    del self._line[:size]
-                    return data
-                if deadline is None:  # pyserial's timeout None: wait for as long as it takes
-                    deadline = now + (math.inf if timeout is None else timeout)
-                if now >= deadline:
-                    return b""
-                wait = min(deadline, self._t0 + self._ticks_done / self._rate) - now
-            self._sleep(max(0.0, wait))
-
-    def _write(self, port: FakeIndicatorPort, data: bytes) -> int:
-        with self._lock:
-            self._check(port)
-            now = self._clock()
-            self._catch_up(now)
-            if self.protocol in POLLED:
-                self._requests += data
-                self._answer(now)
-            return len(data)
-
-    def _flush(self, port: FakeIndicatorPort) -> None:
-        with self._lock:
-            self._check(port)
-            self._catch_up(self._clock())
-            self._line.clear()
-
-    def _release(self, port: FakeIndicatorPort) -> None:
-        with self._lock:
-            port.is_open = False
-            if self._port is port:
-                self._port = None
+    def _on_write(self, data: bytes, now: float) -> None:
+        if self.protocol in POLLED:
+            self._requests += data
+            self._answer(now)
 
     # ------------------------------------------------------------------------ the frames
     def _catch_up(self, now: float) -> None:
         """Send the frames due by ``now``; those due while nobody listened are lost."""
-        due = math.floor((now - self._t0) * self._rate + TICK_EPSILON) + 1
-        if due <= self._ticks_done:
-            return
-        if self._port is not None and self._streaming and not self._silent:
-            for tick in range(max(self._ticks_done, due - MAX_BACKLOG_FRAMES), due):
+        ticks = self._due(now)
+        if self._streaming:
+            for tick in ticks:
                 self._send(self._t0 + tick / self._rate)
-        self._ticks_done = due
 
     def _send(self, at: float) -> None:
         reading = self._reading if self._trace is None else self._trace.reading_at(at)
@@ -349,7 +212,7 @@ INDICATORS: FakeRegistry[FakeIndicator] = FakeRegistry(
 """Fake indicators by name; a name nobody registered gets a yaohua-tf0 on the wall clock."""
 
 
-def open_fake_port(url: str) -> FakeIndicatorPort:
+def open_fake_port(url: str) -> FakeSerialPort:
     """Open the fake indicator ``fake-indicator://NAME`` names (``serialport.open_port``).
 
     Raises:
