@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds dist/gatelane_VERSION_ARCH.deb: the gatelane wheel and every pinned runtime wheel for
-# Debian 12's Python 3.11 on ARCH (amd64 or arm64), the unit, udev rules, account and folders.
+# Debian 12's Python 3.11 on ARCH (amd64 or arm64), with the plate engine (headless OpenCV 4
+# and hyperlpr2's models), the unit, udev rules, account and folders.
 #
 #   deb/build-deb.sh [--arch amd64|arm64] [--version X.Y.Z] [--out DIR]
 #
@@ -67,17 +68,23 @@ echo "build-deb: gatelane $VERSION for $ARCH"
 "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$WHEELS" "$SRC"
 [ -f "$WHEELS/gatelane-$VERSION-py3-none-any.whl" ] || die "the gatelane wheel was not built"
 
-# The runtime: [project].dependencies (no extras), pinned by constraints.txt, as binary wheels
-# for CPython 3.11 on glibc 2.36 (Debian 12), whatever Python and machine build them.
-"$PYTHON" -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
+# The runtime: [project].dependencies and the uvc extra (headless OpenCV 4, for the plate
+# engine and USB cameras), pinned by constraints.txt, as binary wheels for CPython 3.11 on
+# glibc 2.36 (Debian 12), whatever Python and machine build them.
+"$PYTHON" -c 'import sys, tomllib; p = tomllib.load(open(sys.argv[1], "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["uvc"]))' \
     "$SRC/pyproject.toml" >"$WORK/requirements.txt"
 platforms=()
 for minor in $(seq 36 -1 17); do platforms+=(--platform "manylinux_2_${minor}_${MACHINE}"); done
 platforms+=(--platform "manylinux2014_${MACHINE}")
-"$PYTHON" -m pip download --quiet --disable-pip-version-check --dest "$WHEELS" \
-    --requirement "$WORK/requirements.txt" --constraint "$REPO/constraints.txt" \
-    --only-binary=:all: --python-version 3.11 --implementation cp \
-    --abi cp311 --abi abi3 --abi none "${platforms[@]}"
+binary_for_target=(--disable-pip-version-check --dest "$WHEELS" --constraint "$REPO/constraints.txt"
+    --only-binary=:all: --python-version 3.11 --implementation cp
+    --abi cp311 --abi abi3 --abi none "${platforms[@]}")
+"$PYTHON" -m pip download --quiet "${binary_for_target[@]}" --requirement "$WORK/requirements.txt"
+# The plate models, without hyperlpr2's declared opencv-python (it would replace the headless
+# build); the postinst installs it the same way.
+"$PYTHON" -m pip download --quiet "${binary_for_target[@]}" --no-deps hyperlpr2
+ls "$WHEELS"/opencv_python_headless-*.whl "$WHEELS"/hyperlpr2-*.whl >/dev/null 2>&1 ||
+    die "the plate engine's wheels (opencv-python-headless, hyperlpr2) were not downloaded"
 
 install -D -m 0644 "$REPO/edge_agent/deploy/gatelane-agent.service" \
     "$ROOT/lib/systemd/system/gatelane-agent.service"

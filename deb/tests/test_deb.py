@@ -1,8 +1,9 @@
 """The Debian package, installed with apt and dpkg into a clean Debian 12 root, as on a Pi.
 
-One root for the module: installed once, then the layout, the commands on PATH, the agent
-itself (started as its unit starts it, as user gatelane, on the simulated lane devices and a
-real Mosquitto on the host's loopback), then the package's life: reinstall, upgrade, remove
+One root for the module: installed once, then the layout, the commands on PATH, the plate
+engine (OpenCV and the models from the shipped wheels), the agent itself (started as its
+unit starts it, as user gatelane, on the simulated lane devices and a real Mosquitto on the
+host's loopback), then the package's life: reinstall, upgrade, remove
 and purge, and last an install where systemd's sysusers and tmpfiles are missing. The
 Raspberry Pi's package is built too and its wheels checked. The package size and the install
 time are printed (``pytest -s``).
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 from paho.mqtt.client import Client, MQTTMessage
+from PIL import Image
 
 from edge_agent import __version__
 from edge_agent.drivers import ioboard_fake
@@ -130,6 +132,38 @@ def test_the_fake_io_board_finds_the_shipped_firmware(root: chroot.DebianRoot) -
     files = set(root.run(["ls", where]).stdout.split())
     assert {"controller.py", "interlock.py", "main.py"} <= files and "tests" not in files
     assert version == ".".join(map(str, ioboard_fake.load_firmware().version))
+
+
+PLATE_PROBE = """
+import importlib.metadata as metadata, json
+import cv2, numpy as np
+from edge_agent.vision.plates import default_engine
+reads = default_engine().read(np.zeros((720, 1280, 3), np.uint8))
+names = {d.metadata["Name"].lower() for d in metadata.distributions()}
+print(json.dumps({"opencv": cv2.__version__, "cv2_file": cv2.__file__, "reads": len(reads),
+                  "headless": "opencv-python-headless" in names,
+                  "full_opencv": "opencv-python" in names,
+                  "hyperlpr2": metadata.version("hyperlpr2")}))
+"""
+
+
+def test_the_installed_venv_reads_plates(root: chroot.DebianRoot) -> None:
+    venv = f"{PREFIX}/versions/{__version__}"
+    done = root.run([f"{venv}/bin/python", "-c", PLATE_PROBE], user="gatelane")
+    engine = json.loads(done.stdout)
+    # OpenCV 4 (the Caffe importer), headless, from the venv; hyperlpr2 without opencv-python.
+    assert engine["opencv"].startswith("4.") and engine["cv2_file"].startswith(venv), engine
+    assert engine["headless"] and not engine["full_opencv"], engine
+    assert engine["hyperlpr2"] == "2.0.0"
+    assert engine["reads"] == 0  # a black frame has no plate
+
+    Image.new("RGB", (640, 480), (255, 255, 255)).save(root.host_path("/tmp/blank.png"))
+    read = root.run(["lanectl", "plate", "read", "/tmp/blank.png", "--json"], user="gatelane",
+                    check=False)  # fmt: skip
+    assert read.returncode == 0 and "Traceback" not in read.stderr, read.stderr
+    [entry] = json.loads(read.stdout)
+    assert entry["file"] == "/tmp/blank.png" and entry["plates"] == [] and "error" not in entry
+    assert isinstance(entry["ms"], float)
 
 
 def test_the_account_and_its_folders(root: chroot.DebianRoot) -> None:
