@@ -41,9 +41,13 @@ def agent() -> Iterator[ThreadingHTTPServer]:
     server.server_close()
 
 
-def lanectl(*argv: str) -> subprocess.Popen[str]:
+def lanectl(*argv: str, ignoring_ctrl_c: bool = False) -> subprocess.Popen[str]:
+    def ignore_ctrl_c() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec, like `cmd &`
+
     return subprocess.Popen([sys.executable, "-m", "host_tools.lanectl", *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ignore_ctrl_c if ignoring_ctrl_c else None)
 
 
 def url(server: ThreadingHTTPServer) -> str:
@@ -69,6 +73,17 @@ def test_watch_refreshes_until_ctrl_c_and_exits_cleanly(agent: ThreadingHTTPServ
     rest, err = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert err == "" and "Traceback" not in rest
+
+
+def test_a_watch_started_with_ctrl_c_ignored_still_stops_on_it(
+        agent: ThreadingHTTPServer) -> None:
+    proc = lanectl("status", "--url", url(agent), "--watch", "0.1", "--json",
+                   ignoring_ctrl_c=True)
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["status"] == DOC
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err == "" and "Traceback" not in rest
 
 
 def test_an_unreachable_agent_is_exit_1_with_what_to_do() -> None:
