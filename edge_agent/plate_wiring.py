@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.backoff import Backoff
 from edge_agent.catalogue import EventType
 from edge_agent.plate_source import RETRY_S, Frame, PlateSource
+from edge_agent.readers import run_contained
 
 if TYPE_CHECKING:
     from edge_agent.assembly import LaneDevices
@@ -63,16 +64,9 @@ class PlateWiring:
         """``run`` on its own daemon thread until the agent stops, started over after a
         back-off (0.2 s up to ``retry_s``) whenever it raises: the containment counts it."""
 
-        def forever() -> None:
-            backoff = Backoff(0.2, retry_s)
-            while not self._stop.is_set():
-                try:
-                    run()
-                except Exception as exc:  # containment: a reader bug must not stop the lane
-                    self.faults.record(f"reader {name}", exc)
-                    self._stop.wait(backoff.next())
-
-        thread = threading.Thread(target=forever, name=name, daemon=True)
+        thread = threading.Thread(
+            target=run_contained, args=(name, run, self._stop, self.faults, Backoff(0.2, retry_s)),
+            name=name, daemon=True)
         thread.start()
         return thread
 

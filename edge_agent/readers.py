@@ -17,6 +17,7 @@ from edge_agent.assembly import LaneDevices
 from edge_agent.backoff import Backoff
 from edge_agent.containment import Faults
 from edge_agent.drivers.camera import FrameSource, open_frame_source
+from edge_agent.drivers.serial_reader import reopen_backoff
 from edge_agent.errors import EdgeAgentError
 from edge_agent.lane.inputs import CameraChanged
 from edge_agent.protocols.iolink_session import LinkLost
@@ -25,9 +26,16 @@ from edge_agent.translate import DeviceInput
 Put = Callable[[DeviceInput], None]
 
 
-def reopen_backoff() -> Backoff:
-    """Device reopening: 0.2 s doubling to 5 s, with jitter so a fleet does not stampede."""
-    return Backoff(0.2, 5.0)
+def run_contained(name: str, loop: Callable[[], None], stop: threading.Event, faults: Faults,
+                  backoff: Backoff) -> None:
+    """``loop`` until ``stop`` is set, started over after ``backoff`` whenever it raises: a
+    reader's bug is counted by the containment and never stops the lane."""
+    while not stop.is_set():
+        try:
+            loop()
+        except Exception as exc:  # containment: a reader bug must not blind the lane
+            faults.record(f"reader {name}", exc)
+            stop.wait(backoff.next())
 
 
 class Readers:
@@ -61,13 +69,7 @@ class Readers:
             thread.join(timeout)
 
     def _forever(self, name: str, loop: Callable[[], None]) -> None:
-        backoff = reopen_backoff()
-        while not self._stop.is_set():
-            try:
-                loop()
-            except Exception as exc:  # containment: a reader bug must not blind the lane
-                self._faults.record(f"reader {name}", exc)
-                self._stop.wait(backoff.next())
+        run_contained(name, loop, self._stop, self._faults, reopen_backoff())
 
     def _io_loop(self) -> None:
         board = self._devices.board

@@ -183,10 +183,10 @@ class DeviceInputs:
         if verdict.valid and verdict.claims is not None:
             try:
                 if self._is_used(verdict.claims.cti):
-                    refusal = "pass.already_used"
+                    refusal = Code.PASS_ALREADY_USED
             except DeviceError as exc:  # fail closed: a use that cannot be checked holds
                 log.error("pass ledger unreadable: %s", exc)
-                refusal = "lane.storage_fault"
+                refusal = Code.LANE_STORAGE_FAULT
         log.info("pass read by %s in %.1f ms: %s", read.engine, read.ms,
                  refusal or verdict.reason or "valid")
         return PassPresented(read.at, verdict, refusal)

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edge_agent.catalogue import Code
 from edge_agent.identity.iso6346 import is_valid_container, normalise_container
 
-CONTAINER_MISMATCH = "vehicle.container_mismatch"
-CONTAINER_UNREAD = "vehicle.container_unread"
+CONTAINER_MISMATCH = Code.VEHICLE_CONTAINER_MISMATCH
+CONTAINER_UNREAD = Code.VEHICLE_CONTAINER_UNREAD
 
 # Glyph pairs OCR engines confuse on container doors; each maps to its partner.
 CONFUSIONS: dict[str, str] = {"0": "O", "O": "0", "1": "I", "I": "1", "8": "B", "B": "8",

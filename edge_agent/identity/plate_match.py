@@ -20,8 +20,10 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-PLATE_MISMATCH = "vehicle.plate_mismatch"
-PLATE_UNREAD = "vehicle.plate_unread"
+from edge_agent.catalogue import Code
+
+PLATE_MISMATCH = Code.VEHICLE_PLATE_MISMATCH
+PLATE_UNREAD = Code.VEHICLE_PLATE_UNREAD
 
 _STRIP = re.compile(r"[\s.\-·•_]+")
 _FOLD = str.maketrans({"O": "0", "D": "0", "I": "1", "B": "8", "Z": "2", "S": "5"})

@@ -30,9 +30,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-SEAL_MISMATCH = "vehicle.seal_mismatch"
-SEAL_UNREAD = "vehicle.seal_unread"
-SEAL_TAMPERED = "vehicle.seal_tampered"
+from edge_agent.catalogue import Code
+
+SEAL_MISMATCH = Code.VEHICLE_SEAL_MISMATCH
+SEAL_UNREAD = Code.VEHICLE_SEAL_UNREAD
+SEAL_TAMPERED = Code.VEHICLE_SEAL_TAMPERED
 
 CLOSED, OPEN, TAMPERED = "closed", "open", "tampered"
 SEAL_STATUSES = (CLOSED, OPEN, TAMPERED)
