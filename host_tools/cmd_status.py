@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import time
 import urllib.error
 import urllib.request
@@ -93,10 +92,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _watch(args: argparse.Namespace, request: urllib.request.Request) -> int:
     """Redraw until Ctrl-C; an unreachable agent is shown and watched on, not an exit."""
-    # A watch ends only by Ctrl-C: make sure it arrives even when whatever started us
-    # ignores or blocks SIGINT (a background job, a supervisor), which we would inherit.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         while True:
             now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

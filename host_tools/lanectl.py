@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -79,6 +81,14 @@ def _where(args: argparse.Namespace) -> str:
     return f"{command} {action}" if action else command
 
 
+def _honour_ctrl_c() -> None:
+    """Watches and monitors end by Ctrl-C: make sure it arrives even when whatever started
+    lanectl ignores or blocks SIGINT (a background job, a supervisor), which it inherits."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     errors.json_errors("--json" in argv)
@@ -91,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return errors.USAGE_EXIT
     where = _where(args)
+    _honour_ctrl_c()
     try:
         code: int = handler(args)
     except ToolError as exc:
