@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from backend.ingest import IngestWorker
 from edge_agent.telemetry.mqtt import ReconnectJitter
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 from simulators.polling import wait_until as poll_until
 
@@ -103,13 +103,13 @@ class LaneRig:
         """True when the outbox holds no event: every one was watermarked by the backend."""
         return bool(self.outbox.stats()["events"] == 0)
 
-    def wait_stored(self, backend: BackendSim, count: int, timeout: float = 30.0) -> bool:
+    def wait_stored(self, backend: IngestWorker, count: int, timeout: float = 30.0) -> bool:
         """Wait until ``backend`` holds at least ``count`` of this lane's events."""
         return backend.wait_for(
             lambda events: sum(event["lane"] == self.lane for event in events) >= count, timeout
         )
 
-    def deliver(self, backend: BackendSim, count: int, timeout: float = 30.0) -> bool:
+    def deliver(self, backend: IngestWorker, count: int, timeout: float = 30.0) -> bool:
         """Produce ``count`` events, then wait until ``backend`` holds this lane's every seq so far.
 
         Seq runs on over restarts of the same outbox, so this counts what earlier runs sent too.
@@ -211,8 +211,8 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 
 @pytest.fixture
-def backend(broker: MosquittoBroker) -> Iterator[BackendSim]:
-    with BackendSim(broker.url) as sim:
+def backend(broker: MosquittoBroker) -> Iterator[IngestWorker]:
+    with IngestWorker(broker.url) as sim:
         yield sim
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from backend.ingest import IngestWorker
 from redteam.agent_rig import LANE, AgentRig
 from redteam.small_disk import fill, small_tmpfs
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 from simulators.polling import wait_until
 
@@ -58,7 +58,7 @@ def test_a_retained_huge_ack_deletes_nothing_and_the_lane_lives_on(agent: AgentR
 def test_a_stale_ack_from_a_replaced_outbox_deletes_nothing_unsent(
     agent: AgentRig, broker: MosquittoBroker
 ) -> None:
-    with BackendSim(broker.url) as backend:
+    with IngestWorker(broker.url) as backend:
         agent.start()
         assert wait_until(lambda: backend.watermark(LANE) >= 2, timeout=20.0), agent.log()
         assert wait_until(lambda: agent.outbox_rows() == [] or min(agent.outbox_rows()) > 1)
@@ -78,7 +78,7 @@ def test_a_stale_ack_from_a_replaced_outbox_deletes_nothing_unsent(
         timeout=15.0,
     )
     assert agent.outbox_rows()[: len(pending)] == pending  # nothing deleted unsent
-    with BackendSim(broker.url) as backend:
+    with IngestWorker(broker.url) as backend:
         # Unrouted rows are retried with a back-off that reaches resend_after_s (30 s).
         assert wait_until(lambda: agent.outbox_rows() == [], timeout=75.0), agent.log()
         new = [e for e in backend.events(LANE) if e.get("epoch") == agent.epoch()]

@@ -13,11 +13,11 @@ import time
 
 import pytest
 
+from backend.commands import CommandService, SigningKey
+from backend.ingest import IngestWorker
 from conftest import LaneRigs
 from redteam.agent_rig import LANE, SITE, AgentRig
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
-from simulators.console import Console, SigningKey
 from simulators.polling import wait_until
 
 pytestmark = pytest.mark.slow
@@ -37,12 +37,12 @@ def _pass_used(rig: LaneRigs, lane: str, transit: str) -> None:
 def test_a_pass_used_at_two_lanes_is_flagged_and_every_lane_learns_it(
     agent: AgentRig, broker: MosquittoBroker, lane_rig: LaneRigs
 ) -> None:
-    with BackendSim(broker.url) as backend:
+    with IngestWorker(broker.url) as backend:
         agent.start()
         _pass_used(lane_rig, "exit-04", "t-at-04")
         assert wait_until(lambda: PASS_HASH in backend.pass_uses(), timeout=20.0)
         assert backend.double_uses() == []
-        console = Console(backend, SITE, officer=SigningKey(
+        console = CommandService(backend, SITE, officer=SigningKey(
             "officer-console", agent.officer, "site-backend"))
         sent = console.share_site_uses([LANE], version=1)
         result = agent.result(sent[LANE])

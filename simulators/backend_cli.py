@@ -10,8 +10,8 @@ import json
 import time
 from pathlib import Path
 
+from backend.ingest import IngestWorker
 from edge_agent.telemetry.mqtt import TlsFiles
-from simulators.backend import BackendSim
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", type=Path, help="the backend's private key")
     args = parser.parse_args(argv)
     tls = TlsFiles(args.ca, args.cert, args.key) if args.broker.startswith("mqtts://") else None
-    backend = BackendSim(args.broker, client_id=args.client_id, tls=tls)
+    backend = IngestWorker(args.broker, client_id=args.client_id, tls=tls)
     backend.start()
     print("ready", flush=True)
     last_count, last_change = -1, time.monotonic()

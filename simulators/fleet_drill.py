@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from backend.ingest import IngestWorker
 from edge_agent.telemetry.mqtt import ReconnectJitter
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 from simulators.fleet import Fleet
 from simulators.polling import wait_until
@@ -40,7 +40,7 @@ def restart_drill(
     db = workdir / "ingest.db"
     with MosquittoBroker(workdir=workdir / "broker") as broker:
         workers = [
-            BackendSim(broker.url, db_path=db, client_id=f"ingest-{n}", shared_group="ingest",
+            IngestWorker(broker.url, db_path=db, client_id=f"ingest-{n}", shared_group="ingest",
                        ack_interval_s=0.2)
             for n in (1, 2)
         ]

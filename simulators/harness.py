@@ -77,13 +77,13 @@ class SimLane:
     def start(self) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+        from backend.commands import CommandService, SigningKey
+        from backend.ingest import IngestWorker
         from edge_agent.protocols import gp1
         from edge_agent.telemetry.commands import public_key_text
-        from simulators.backend import BackendSim
         from simulators.barrier import BarrierMotor
         from simulators.broker import MosquittoBroker
         from simulators.camera import CameraSim
-        from simulators.console import Console, SigningKey
         from simulators.iohost import IoBoardHost
         from simulators.weighbridge import WeighbridgeSim
 
@@ -108,10 +108,10 @@ class SimLane:
             self._broker_url = broker.url
         self._log(f"broker      {self._broker_url}")
 
-        self.backend = BackendSim(self._broker_url, db_path=self._tmp / "backend.sqlite")
+        self.backend = IngestWorker(self._broker_url, db_path=self._tmp / "backend.sqlite")
         self._stack.callback(self.backend.stop)
         self.backend.start()
-        self.console = Console(
+        self.console = CommandService(
             self.backend,
             self.scenario.site,
             officer=SigningKey("officer-console", self.officer_key, "officer-7"),

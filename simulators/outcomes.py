@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from simulators.backend import BackendSim
+    from backend.ingest import IngestWorker
     from simulators.iohost import IoBoardHost
     from simulators.scenarios import TruckPlan
     from simulators.world import World
@@ -59,7 +59,7 @@ class TruckOutcome:
 
 
 def collect_outcome(
-    backend: BackendSim,
+    backend: IngestWorker,
     iohost: IoBoardHost,
     world: World,
     site_lane: str,
@@ -89,7 +89,7 @@ def collect_outcome(
 
 
 def _find_transit(
-    backend: BackendSim, site_lane: str, started: float, finished: float
+    backend: IngestWorker, site_lane: str, started: float, finished: float
 ) -> str | None:
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:

@@ -4,7 +4,7 @@ delivering to a real broker, faults on a schedule, and the lane's resources samp
 The lane is ``VirtualLane`` (the real agent on the in-package fakes, in virtual time) with its
 publisher running towards the broker. The rest of the world runs in a child process
 (``python -m simulators.soak world DIR LANE``): Mosquitto, a ``FaultProxy`` in front of it
-that the lane connects through, and the backend (``BackendSim``, storing into SQLite). So what
+that the lane connects through, and the backend (``IngestWorker``, storing into SQLite). So what
 is sampled here (memory, descriptors, threads, files) is the lane's own, not the backend's.
 
 Faults, spread over the run:
@@ -89,14 +89,14 @@ def world_main(argv: Sequence[str]) -> int:
     / ``up`` with ``{"done": ...}``; on ``quit`` (or end of input) prints the backend's
     figures for LANE and exits.
     """
-    from simulators.backend import BackendSim
+    from backend.ingest import IngestWorker
     from simulators.broker import FaultProxy, MosquittoBroker
 
     workdir, lane = Path(argv[0]), argv[1]
     workdir.mkdir(parents=True, exist_ok=True)
     with MosquittoBroker(workdir=workdir / "broker") as broker:
         proxy = FaultProxy(broker.port)
-        backend = BackendSim(broker.url, db_path=workdir / "ingest.sqlite")
+        backend = IngestWorker(broker.url, db_path=workdir / "ingest.sqlite")
         backend.start()
         print(json.dumps({"url": proxy.url}), flush=True)
         for line in sys.stdin:

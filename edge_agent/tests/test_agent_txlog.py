@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
+from backend.sqlite_store import SqliteStore
 from edge_agent.protocols.iolink_session import BoardHello
 from edge_agent.records import LOG_NAME
 from edge_agent.records.chain import ChainFollower
@@ -17,7 +18,6 @@ from edge_agent.records.lane_log import RETRY_S
 from edge_agent.records.segments import verify_segments
 from edge_agent.records.store import RecordStore
 from edge_agent.records.verify import verify_log
-from simulators.ingest_store import IngestStore
 from simulators.scenarios import DEMO
 from simulators.virtual_lane import VirtualLane
 
@@ -142,7 +142,7 @@ def test_every_record_event_matches_the_interface_document(lane: VirtualLane) ->
 
 def backend_chain(events: list[dict[str, Any]]) -> dict[str, Any]:
     """What the backend makes of the lane's events: its chain check as they arrive."""
-    store = IngestStore()
+    store = SqliteStore()
     with store.write():
         for event in events:
             store.add("site", event, json.dumps(event), 0.0)

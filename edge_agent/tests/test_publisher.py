@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from simulators.backend import BackendSim
+from backend.ingest import IngestWorker
 from simulators.broker import MosquittoBroker
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def seqs(events: list[dict[str, Any]]) -> list[int]:
 
 
 def test_events_reach_the_backend_and_leave_the_outbox_only_after_the_ack(
-    agent: LaneRig, backend: BackendSim, wait_until: WaitUntil
+    agent: LaneRig, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     produced = agent.produce(50)
     assert agent.wait_stored(backend, 50)
@@ -47,7 +47,7 @@ def test_events_reach_the_backend_and_leave_the_outbox_only_after_the_ack(
 
 
 def test_birth_is_retained_and_a_clean_stop_publishes_offline(
-    lane_rig: LaneRigs, backend: BackendSim, wait_until: WaitUntil
+    lane_rig: LaneRigs, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     lane = lane_rig()
     assert wait_until(lambda: (backend.lane_state(LANE) or {}).get("online") is True)
@@ -59,7 +59,7 @@ def test_birth_is_retained_and_a_clean_stop_publishes_offline(
 
 
 def test_nothing_is_lost_while_the_broker_is_down(
-    agent: LaneRig, broker: MosquittoBroker, backend: BackendSim, wait_until: WaitUntil
+    agent: LaneRig, broker: MosquittoBroker, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     assert agent.deliver(backend, 20)
     broker.stop()
@@ -79,7 +79,7 @@ def test_the_backend_losing_acked_messages_is_covered_by_the_resend_timer(
     # Mosquitto PUBACKs the lane's messages, queues only 100 for the offline backend and
     # silently drops the rest: only the watermark-driven resend gets them through.
     with MosquittoBroker(workdir=tmp_path / "b", extra_config="max_queued_messages 100") as broker:
-        backend = BackendSim(broker.url, client_id="ingest-1", session_expiry_s=300)
+        backend = IngestWorker(broker.url, client_id="ingest-1", session_expiry_s=300)
         backend.start()
         backend.stop()  # offline, but its session (and queue) stays on the broker
         lane = lane_rig(broker_url=broker.url, resend_after_s=1.0)
@@ -97,7 +97,7 @@ def test_the_backend_losing_acked_messages_is_covered_by_the_resend_timer(
 
 
 def test_commands_for_the_lane_reach_the_handler(
-    lane_rig: LaneRigs, backend: BackendSim, wait_until: WaitUntil
+    lane_rig: LaneRigs, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     received: list[tuple[str, bytes]] = []
     lane = lane_rig(on_command=lambda name, payload: received.append((name, payload)))
@@ -111,7 +111,7 @@ def test_commands_for_the_lane_reach_the_handler(
 
 
 def test_the_first_reconnect_waits_the_drawn_delay(
-    lane_rig: LaneRigs, broker: MosquittoBroker, backend: BackendSim, wait_until: WaitUntil
+    lane_rig: LaneRigs, broker: MosquittoBroker, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     # A fleet must not come back in the same second: even with the broker back at once, the
     # lane waits its drawn first delay (here exactly 1.5 s) before it tries again.
@@ -129,7 +129,7 @@ def test_the_first_reconnect_waits_the_drawn_delay(
 
 
 def test_a_hung_network_thread_is_replaced_by_a_new_client_and_nothing_is_lost(
-    lane_rig: LaneRigs, backend: BackendSim, wait_until: WaitUntil
+    lane_rig: LaneRigs, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     lane = lane_rig(keepalive_s=1)  # cut after 1 s without a PUBACK, rebuilt 3 s later
     assert lane.deliver(backend, 10)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from backend.ingest import IngestWorker
 from edge_agent.app import LaneAgent
 from edge_agent.clock import judge_kernel, read_kernel_clock
 from edge_agent.config import load_config
 from edge_agent.notify import LoopHealth, Notifier, Service
 from edge_agent.tests.agent_files import LANE, REPO, AgentProcess, lane_config, write_config
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 from simulators.polling import wait_until
 
@@ -163,7 +163,7 @@ def test_a_bad_log_level_option_is_one_line(tmp_path: Path) -> None:
 
 
 def test_the_backend_tells_a_planned_stop_from_a_crash(
-    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+    tmp_path: Path, broker: MosquittoBroker, backend: IngestWorker
 ) -> None:
     fast = "keepalive_s = 1\nreconnect_first_min_s = 0.2\nreconnect_first_max_s = 0.5\n"
     config = write_config(tmp_path / "lane", broker=broker.url, mqtt=fast)

@@ -24,10 +24,10 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.client import MQTTMessage
 
+from backend.ingest import IngestWorker
 from edge_agent.telemetry.commands import sign_command
 from edge_agent.telemetry.envelope import state_message
 from edge_agent.telemetry.mqtt import make_client, parse_broker_url
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def test_the_document_is_a_consistent_asyncapi_3_description(spec: dict[str, Any
 
 def test_every_message_on_the_wire_matches_its_channel_schema(
     broker: MosquittoBroker,
-    backend: BackendSim,
+    backend: IngestWorker,
     lane_rig: LaneRigs,
     wait_until: WaitUntil,
     spec: dict[str, Any],

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from backend.ingest import IngestWorker
 from edge_agent.telemetry.outbox import Outbox
-from simulators.backend import BackendSim
 from simulators.broker import FaultProxy, MosquittoBroker
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 QUICK_RESEND_S = 1.0  # the watermark resend recovers what a fault lost within seconds
 
 
-def assert_exactly_once_in_order(backend: BackendSim, count: int) -> None:
+def assert_exactly_once_in_order(backend: IngestWorker, count: int) -> None:
     events = backend.events(LANE)
     assert [e["seq"] for e in events] == list(range(1, count + 1))
     assert len({e["event_id"] for e in events}) == count
@@ -45,7 +45,7 @@ def assert_exactly_once_in_order(backend: BackendSim, count: int) -> None:
 
 
 def test_2_silent_network_drop_is_detected_and_nothing_is_lost(
-    lane_rig: LaneRigs, broker: MosquittoBroker, backend: BackendSim, wait_until: WaitUntil
+    lane_rig: LaneRigs, broker: MosquittoBroker, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     proxy = FaultProxy(broker.port)
     keepalive = 2
@@ -68,7 +68,7 @@ def test_2_silent_network_drop_is_detected_and_nothing_is_lost(
 
 
 def test_3_lost_pubacks_then_a_cut_duplicates_are_removed_by_the_backend(
-    lane_rig: LaneRigs, broker: MosquittoBroker, backend: BackendSim, wait_until: WaitUntil
+    lane_rig: LaneRigs, broker: MosquittoBroker, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     proxy = FaultProxy(broker.port)
     lane = lane_rig(broker_url=proxy.url, keepalive_s=30, resend_after_s=30.0)
@@ -90,7 +90,7 @@ def test_3_lost_pubacks_then_a_cut_duplicates_are_removed_by_the_backend(
 
 
 def test_4_kill_9_of_the_agent_ten_times_during_a_burst(
-    tmp_path: Path, broker: MosquittoBroker, backend: BackendSim
+    tmp_path: Path, broker: MosquittoBroker, backend: IngestWorker
 ) -> None:
     count = 10_000
     outbox = tmp_path / "o.db"
@@ -120,7 +120,7 @@ def test_4_kill_9_of_the_agent_ten_times_during_a_burst(
 
 
 def test_5_broker_sigkill_mid_stream_is_recovered_by_the_watermark_resend(
-    lane_rig: LaneRigs, broker: MosquittoBroker, backend: BackendSim, wait_until: WaitUntil
+    lane_rig: LaneRigs, broker: MosquittoBroker, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     lane = lane_rig(resend_after_s=QUICK_RESEND_S)
     lane.produce(500)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from paho.mqtt.client import Client, MQTTMessage
 
+from backend.ingest import IngestWorker
 from edge_agent.assembly import open_devices
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
@@ -29,7 +30,6 @@ from edge_agent.telemetry.publisher import Publisher
 from edge_agent.telemetry.topics import LaneTopics
 from host_tools import site_init
 from simulators import polling
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 
 SITE = "BZ01"
@@ -318,7 +318,7 @@ def test_the_publisher_delivers_over_mutual_tls(
     site: Path, broker: MosquittoBroker, tmp_path: Path
 ) -> None:
     outbox = Outbox(tmp_path / "outbox.db", site=SITE, lane="exit-01", agent_version="9.9.9")
-    with BackendSim(broker.url, tls=tls_of(site, site_init.BACKEND_CN)) as backend:
+    with IngestWorker(broker.url, tls=tls_of(site, site_init.BACKEND_CN)) as backend:
         sender = publisher(outbox, broker.url, tls_of(site, "exit-01"), "exit-01")
         try:
             produce(outbox, 20)
@@ -351,7 +351,7 @@ def test_a_refused_lane_keeps_its_events_and_delivers_them_with_a_valid_cert(
     config = folder / "broker" / "mosquitto.conf"
     outbox = Outbox(tmp_path / "outbox.db", site=SITE, lane="exit-01", agent_version="9.9.9")
     with MosquittoBroker(workdir=tmp_path / "broker", config_file=config) as broker, \
-            BackendSim(broker.url, tls=tls_of(folder, site_init.BACKEND_CN)) as backend:
+            IngestWorker(broker.url, tls=tls_of(folder, site_init.BACKEND_CN)) as backend:
         produce(outbox, 30)
         sender = publisher(outbox, broker.url, bad, "exit-01")
         try:
@@ -412,7 +412,7 @@ def test_the_generated_agent_config_loads_and_its_lane_connects(
         passes=dataclasses.replace(config.passes, trust_list=trust, ledger=tmp_path / "l.db"),
         mqtt=dataclasses.replace(config.mqtt, broker=f"mqtts://localhost:{broker.port}"),
     )
-    with BackendSim(broker.url, tls=tls_of(site, site_init.BACKEND_CN)) as backend:
+    with IngestWorker(broker.url, tls=tls_of(site, site_init.BACKEND_CN)) as backend:
         devices = open_devices(config, time.monotonic)
         try:
             devices.publisher.start()

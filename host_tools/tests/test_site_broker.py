@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from paho.mqtt.client import Client
 
+from backend.ingest import IngestWorker
 from edge_agent.telemetry.mqtt import TlsFiles, make_client, parse_broker_url
 from edge_agent.telemetry.outbox import Outbox
 from edge_agent.telemetry.publisher import Publisher
 from edge_agent.telemetry.topics import LaneTopics
 from host_tools import site_init
 from simulators import polling
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 
 SITE = "BZ01"
@@ -96,7 +96,7 @@ def test_two_workers_with_their_own_certificates_share_the_stream_and_stay_conne
 ) -> None:
     db = tmp_path / "ingest.sqlite"
     workers = [
-        BackendSim(broker.url, db_path=db, client_id=cn, shared_group="ingest",
+        IngestWorker(broker.url, db_path=db, client_id=cn, shared_group="ingest",
                    tls=tls_of(site, cn))
         for cn in WORKERS
     ]

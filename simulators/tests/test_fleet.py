@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.ingest import IngestWorker
 from edge_agent.telemetry.mqtt import ReconnectJitter
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 from simulators.fleet import Fleet, ReconnectReport
 from simulators.polling import wait_until
@@ -65,7 +65,7 @@ def test_200_lanes_come_back_spread_out_after_a_broker_restart_and_nothing_is_lo
 ) -> None:
     db = tmp_path / "ingest.db"
     workers = [
-        BackendSim(broker.url, db_path=db, client_id=f"ingest-{n}", shared_group="ingest",
+        IngestWorker(broker.url, db_path=db, client_id=f"ingest-{n}", shared_group="ingest",
                    ack_interval_s=0.2)
         for n in (1, 2)
     ]

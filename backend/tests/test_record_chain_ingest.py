@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from backend.sqlite_store import SqliteStore
 from edge_agent.records.lane_log import LaneLog
-from simulators.ingest_store import IngestStore
 
 SITE, LANE = "site-1", "lane-01"
 UTC0 = 1_800_000_000.0
@@ -29,7 +29,7 @@ def lane_records(state: Path, transits: int, segment_bytes: int = 4000) -> list[
              "type": "transaction_record", "data": data} for n, data in enumerate(sent, 1)]
 
 
-def offer(store: IngestStore, *events: dict[str, Any]) -> None:
+def offer(store: SqliteStore, *events: dict[str, Any]) -> None:
     with store.write():
         for e in events:
             store.add(SITE, e, json.dumps(e), 0.0)
@@ -39,7 +39,7 @@ def offer(store: IngestStore, *events: dict[str, Any]) -> None:
 
 def test_an_intact_log_is_followed_across_its_segments(tmp_path: Path) -> None:
     events = lane_records(tmp_path, 12)
-    store = IngestStore()
+    store = SqliteStore()
     offer(store, *events[:5])
     offer(store, *events[5:])
     chain = store.record_chain(LANE)
@@ -49,7 +49,7 @@ def test_an_intact_log_is_followed_across_its_segments(tmp_path: Path) -> None:
 
 def test_records_arriving_out_of_order_are_checked_once_the_gap_is_filled(tmp_path: Path) -> None:
     events = lane_records(tmp_path, 6)
-    store = IngestStore()
+    store = SqliteStore()
     offer(store, *events[:2], *events[3:])  # one is late: nothing past the gap is judged
     chain = store.record_chain(LANE)
     assert chain is not None and chain["records"] == 2
@@ -63,7 +63,7 @@ def test_the_first_break_is_kept_with_its_place(tmp_path: Path) -> None:
     edited = json.loads(json.dumps(events[4]))
     edited["data"]["record"]["body"]["indicator_kg"] = 1.0  # changed on the way
     lost = events[6]["data"]["record"]["seq"]
-    store = IngestStore()
+    store = SqliteStore()
     # A dead letter stands in for a record the broker refused: the chain sees it missing.
     dead = {**events[6], "type": "dead_letter", "data": {"seq": 999}}
     offer(store, *events[:4], edited, events[5], dead, *events[7:])

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from backend.errors import BackendSetupError
 from edge_agent.telemetry.commands import sign_command
-from simulators.errors import SimulatorSetupError
 
 COMMAND_LIFETIME_S = 60
 
@@ -38,7 +38,7 @@ class SigningKey:
     issuer: str  # who signs: an officer id, or the operations service
 
 
-class Console:
+class CommandService:
     """Signs and sends commands for the lanes of one site; reads their results back."""
 
     def __init__(
@@ -97,7 +97,7 @@ class Console:
         """Sign ``name`` with the tier it needs and publish it; returns the cmd_id."""
         signer = self._root if name in ("trust_update", "revocations") else self._officer
         if signer is None:
-            raise SimulatorSetupError(f"{name} needs the site's root key, which this console lacks")
+            raise BackendSetupError(f"{name} needs the site's root key, which this console lacks")
         cmd_id = cmd_id or f"{name}-{os.urandom(6).hex()}"
         now = int(time.time())
         claims = {

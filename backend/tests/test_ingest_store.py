@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simulators.ingest_store import AckRow, IngestStore, Stored
+from backend.sqlite_store import AckRow, SqliteStore, Stored
 
 SITE, LANE = "site-1", "lane-01"
 
@@ -18,7 +18,7 @@ def event(seq: int, *, event_id: str | None = None, lost: int | None = None) -> 
             "data": {} if lost is None else {"seq": lost}}
 
 
-def add(store: IngestStore, *events: dict[str, Any]) -> list[Stored]:
+def add(store: SqliteStore, *events: dict[str, Any]) -> list[Stored]:
     with store.write():
         outcomes = [store.add(SITE, e, json.dumps(e), 0.0) for e in events]
         store.advance(LANE)
@@ -26,7 +26,7 @@ def add(store: IngestStore, *events: dict[str, Any]) -> list[Stored]:
 
 
 def test_each_event_is_stored_once_and_a_conflict_never_overwrites() -> None:
-    store = IngestStore()
+    store = SqliteStore()
     assert add(store, event(1), event(2)) == [Stored.NEW, Stored.NEW]
     assert add(store, event(2)) == [Stored.DUPLICATE]
     assert add(store, event(1, event_id="other")) == [Stored.SEQ_CONFLICT]
@@ -37,7 +37,7 @@ def test_each_event_is_stored_once_and_a_conflict_never_overwrites() -> None:
 
 
 def test_the_watermark_stops_at_a_gap_until_it_is_filled_or_declared_lost() -> None:
-    store = IngestStore()
+    store = SqliteStore()
     add(store, event(1), event(3), event(6))
     assert store.upto(LANE) == 1
     assert store.gaps(LANE) == [2, 4, 5]
@@ -48,7 +48,7 @@ def test_the_watermark_stops_at_a_gap_until_it_is_filled_or_declared_lost() -> N
 
 
 def test_acks_due_and_a_learned_watermark() -> None:
-    store = IngestStore()
+    store = SqliteStore()
     add(store, event(1), event(2))
     assert store.ack_rows() == [AckRow(LANE, SITE, 2, 1, 0)]
     with store.write():
@@ -64,7 +64,7 @@ def test_acks_due_and_a_learned_watermark() -> None:
 
 
 def test_workers_sharing_one_file_see_each_others_rows(tmp_path: Path) -> None:
-    one, two = IngestStore(tmp_path / "s.db"), IngestStore(tmp_path / "s.db")
+    one, two = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
     try:
         add(one, event(1), event(3))
         assert add(two, event(1), event(2)) == [Stored.DUPLICATE, Stored.NEW]

@@ -7,7 +7,7 @@ every worker sharing the file. Several ingest workers may share one database fil
 not the worker, is then the authority, and every write runs under SQLite's write lock
 (``write()``: ``BEGIN IMMEDIATE``), so workers see each other's rows and watermarks.
 
-Not thread-safe by itself: its owner serialises calls (``BackendSim`` holds its own lock).
+Not thread-safe by itself: its owner serialises calls (``IngestWorker`` holds its own lock).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class AckRow:
     epoch: str = ""
 
 
-class IngestStore:
+class SqliteStore:
     """One SQLite store, in memory or in a file shared by several workers."""
 
     def __init__(self, db_path: Path | None = None) -> None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from paho.mqtt.client import MQTTMessage
 
+from backend.ingest import IngestWorker
 from edge_agent.telemetry.mqtt import make_client, parse_broker_url
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ def drained(lane: LaneRig) -> bool:
     return lane.drained() and lane.status()["acked_upto"] == EVENTS_PER_LANE
 
 
-def worker(url: str, db: Path, name: str) -> BackendSim:
-    sim = BackendSim(url, db_path=db, client_id=name, shared_group=GROUP)
+def worker(url: str, db: Path, name: str) -> IngestWorker:
+    sim = IngestWorker(url, db_path=db, client_id=name, shared_group=GROUP)
     sim.start()
     return sim
 

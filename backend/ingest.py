@@ -14,7 +14,7 @@ On start it also reads the retained acks, so a backend without history (fresh da
 continues from the watermark its predecessor published instead of waiting for deleted rows.
 
 Several workers may share one subscription group (``$share/<group>/...``) and one database
-file (``simulators.ingest_store``). Each worker then sees only part of a lane's events, so
+file (``backend.sqlite_store``). Each worker then sees only part of a lane's events, so
 the store, not the worker, is the authority: a worker writes under the store's write lock,
 counts an event another worker already stored as a duplicate, and advances the lane's
 watermark over every worker's rows. Acks are published under the same lock and the lock is
@@ -37,6 +37,8 @@ from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage,
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from backend.errors import BackendError, BackendTimeout
+from backend.sqlite_store import SqliteStore, Stored
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry import envelope as envelope_codec
 from edge_agent.telemetry.mqtt import (
@@ -55,13 +57,11 @@ from edge_agent.telemetry.topics import (
 )
 from edge_agent.telemetry.topics import parse_topic as parse_lane_topic
 from edge_agent.telemetry.topics import shared as shared_filter
-from simulators.errors import SimulatorError, SimulatorTimeout
-from simulators.ingest_store import IngestStore, Stored
 
 ACK_CONFIRM_TIMEOUT_S = 2.0
 
 
-class BackendSim:
+class IngestWorker:
     """Subscribes to every lane, stores events, publishes per-lane ack watermarks."""
 
     def __init__(
@@ -81,7 +81,7 @@ class BackendSim:
         self._shared_group = shared_group
         self._ack_interval_s = ack_interval_s
         self._session_expiry_s = session_expiry_s
-        self._store = IngestStore(db_path)  # shared with the other workers of a group
+        self._store = SqliteStore(db_path)  # shared with the other workers of a group
         self._lock = threading.Condition()
         self._by_lane: dict[str, dict[int, dict[str, Any]]] = {}
         self._republish: set[str] = set()  # lanes whose ack must be sent again
@@ -110,7 +110,7 @@ class BackendSim:
     def start(self, timeout: float = 10.0) -> None:
         """Connect, subscribe and return once the subscriptions are in place."""
         if self._client is not None:
-            raise SimulatorError("backend simulator already started")
+            raise BackendError("ingest worker already started")
         self._subscribed.clear()
         client = make_client(self._client_id, self._address, self._tls)
         client.on_connect = self._cb_connect
@@ -135,7 +135,7 @@ class BackendSim:
         client.loop_start()
         if not self._subscribed.wait(timeout):
             self.stop()
-            raise SimulatorTimeout(f"backend simulator could not subscribe at {self._address}")
+            raise BackendTimeout(f"ingest worker could not subscribe at {self._address}")
 
     def stop(self) -> None:
         """Leave the ingest group, store what was received, publish the final acks, disconnect.
@@ -161,7 +161,7 @@ class BackendSim:
         self.stop()
         self._store.close()
 
-    def __enter__(self) -> BackendSim:
+    def __enter__(self) -> IngestWorker:
         self.start()
         return self
 
@@ -239,7 +239,7 @@ class BackendSim:
     ) -> None:
         """Send a (signed, by the caller) command to a lane, QoS1, with a message expiry."""
         if self._client is None:
-            raise SimulatorError("backend simulator is not started")
+            raise BackendError("ingest worker is not started")
         props = publish_properties()
         props.MessageExpiryInterval = expiry_s
         self._client.publish(LaneTopics(site, lane).command(name), payload, qos=1, properties=props)

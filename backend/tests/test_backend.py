@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from paho.mqtt.client import Client, MQTTMessage
 
+from backend.ingest import IngestWorker
 from edge_agent.telemetry import envelope
 from edge_agent.telemetry.mqtt import make_client, parse_broker_url
 from edge_agent.telemetry.topics import LaneTopics
-from simulators.backend import BackendSim
 from simulators.broker import MosquittoBroker
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def acks_seen(client: RawClient) -> list[dict[str, Any]]:
 
 
 def test_duplicates_are_stored_once(
-    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
+    lane: RawClient, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     payload = make_event(1)
     lane.publish(TOPICS.event("vehicle_passed"), payload)
@@ -106,7 +106,7 @@ def test_duplicates_are_stored_once(
 
 
 def test_out_of_order_events_are_sorted_and_the_watermark_waits_for_gaps(
-    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
+    lane: RawClient, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     lane.subscribe(TOPICS.ack)
     for seq in (3, 1):
@@ -123,7 +123,7 @@ def test_out_of_order_events_are_sorted_and_the_watermark_waits_for_gaps(
 
 
 def test_the_ack_is_retained_for_a_lane_that_reconnects(
-    broker: MosquittoBroker, lane: RawClient, backend: BackendSim, wait_until: WaitUntil
+    broker: MosquittoBroker, lane: RawClient, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     lane.subscribe(TOPICS.ack)
     lane.publish(TOPICS.event("vehicle_passed"), make_event(1))
@@ -138,7 +138,7 @@ def test_the_ack_is_retained_for_a_lane_that_reconnects(
 
 
 def test_same_seq_with_another_event_id_is_a_conflict_not_an_overwrite(
-    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
+    lane: RawClient, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     first = make_event(1)
     impostor = json.loads(first)
@@ -150,7 +150,7 @@ def test_same_seq_with_another_event_id_is_a_conflict_not_an_overwrite(
 
 
 def test_a_lane_cannot_speak_for_another_and_garbage_is_rejected(
-    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
+    lane: RawClient, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     lane.publish(TOPICS.event("vehicle_passed"), make_event(1, lane="lane-b"))
     lane.publish(TOPICS.event("vehicle_passed"), b"{not json")
@@ -159,7 +159,7 @@ def test_a_lane_cannot_speak_for_another_and_garbage_is_rejected(
 
 
 def test_a_dead_letter_closes_the_gap_of_the_seq_it_names(
-    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
+    lane: RawClient, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     lane.publish(TOPICS.event("vehicle_passed"), make_event(1))
     lane.publish(TOPICS.event("dead_letter"), make_event(3, type="dead_letter", data={"seq": 2}))
@@ -171,12 +171,12 @@ def test_a_backend_without_history_continues_from_the_retained_watermark(
     broker: MosquittoBroker, lane: RawClient, wait_until: WaitUntil
 ) -> None:
     lane.subscribe(TOPICS.ack)
-    with BackendSim(broker.url) as first:
+    with IngestWorker(broker.url) as first:
         for seq in (1, 2):
             lane.publish(TOPICS.event("vehicle_passed"), make_event(seq))
         assert wait_until(lambda: first.watermark(LANE) == 2)
         assert wait_until(lambda: acks_seen(lane)[-1:] == [{"upto_seq": 2, **ACK_1}])
-    with BackendSim(broker.url, client_id="backend-2") as fresh:
+    with IngestWorker(broker.url, client_id="backend-2") as fresh:
         assert wait_until(lambda: fresh.watermark(LANE) == 2)
         lane.publish(TOPICS.event("vehicle_passed"), make_event(3))
         assert wait_until(lambda: fresh.watermark(LANE) == 3)
@@ -186,10 +186,10 @@ def test_a_persistent_database_survives_a_backend_restart(
     tmp_path: Path, broker: MosquittoBroker, lane: RawClient, wait_until: WaitUntil
 ) -> None:
     db = tmp_path / "ingest.db"
-    with BackendSim(broker.url, db_path=db) as first:
+    with IngestWorker(broker.url, db_path=db) as first:
         lane.publish(TOPICS.event("vehicle_passed"), make_event(1))
         assert first.wait_for(lambda events: len(events) == 1, timeout=10)
-    with BackendSim(broker.url, db_path=db) as again:
+    with IngestWorker(broker.url, db_path=db) as again:
         assert [e["seq"] for e in again.events(LANE)] == [1]
         assert again.watermark(LANE) == 1
         lane.publish(TOPICS.event("vehicle_passed"), make_event(1))
@@ -197,7 +197,7 @@ def test_a_persistent_database_survives_a_backend_restart(
 
 
 def test_state_and_health_are_recorded_and_commands_are_delivered(
-    lane: RawClient, backend: BackendSim, wait_until: WaitUntil
+    lane: RawClient, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     lane.subscribe(TOPICS.commands)
     lane.publish(TOPICS.state, b'{"online": true, "boot_id": 4}')
@@ -211,7 +211,7 @@ def test_state_and_health_are_recorded_and_commands_are_delivered(
 def test_shared_subscription_members_split_the_stream(
     broker: MosquittoBroker, lane: RawClient, wait_until: WaitUntil
 ) -> None:
-    with BackendSim(broker.url, client_id="i1", shared_group="ingest") as one, BackendSim(
+    with IngestWorker(broker.url, client_id="i1", shared_group="ingest") as one, IngestWorker(
         broker.url, client_id="i2", shared_group="ingest"
     ) as two:
         for seq in range(1, 21):
