@@ -38,7 +38,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from backend.errors import BackendError, BackendTimeout
-from backend.sqlite_store import SqliteStore, Stored
+from backend.sqlite_store import SqliteStore
+from backend.store import Stored
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry import envelope as envelope_codec
 from edge_agent.telemetry.mqtt import (

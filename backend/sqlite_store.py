@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from backend.store import AckRow, Stored
 from edge_agent.records.chain import ChainFollower, ChainState
 
 _SCHEMA_SQL = """
@@ -51,27 +50,6 @@ CREATE TABLE IF NOT EXISTS record_chains (
 # lanes.epoch: the outbox the watermark counts for; retired_epochs: replaced outboxes.
 # record_chains: each lane's transaction log as followed so far (edge_agent/records/chain.py):
 # checked up to the event seq fed_upto of the outbox epoch, in the order the lane sent it.
-
-
-class Stored(Enum):
-    """What became of one event offered to the store."""
-
-    NEW = "new"
-    DUPLICATE = "duplicate"  # already stored (by us or another worker), or below the watermark
-    SEQ_CONFLICT = "seq_conflict"  # another event already holds that seq
-    ID_CONFLICT = "id_conflict"  # that event_id is stored under another seq
-
-
-@dataclass(frozen=True, slots=True)
-class AckRow:
-    """A lane's watermark and the one last published for it (0 if none)."""
-
-    lane: str
-    site: str
-    upto: int
-    boot_id: int
-    acked: int
-    epoch: str = ""
 
 
 class SqliteStore:
@@ -273,6 +251,25 @@ class SqliteStore:
             "FROM lanes l LEFT JOIN acks a ON a.lane = l.lane WHERE l.upto_seq > 0"
         ).fetchall()
         return [AckRow(*row) for row in rows]
+
+    def events(
+        self, lane: str | None = None, types: Collection[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Stored envelopes, per lane in seq order, lanes sorted by name; ``types``
+        keeps only those event types."""
+        where, args = [], []
+        if lane is not None:
+            where.append("lane = ?")
+            args.append(lane)
+        if types is not None:
+            kinds = list(types)
+            where.append(f"type IN ({', '.join('?' * len(kinds))})")
+            args.extend(kinds)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = self._db.execute(
+            f"SELECT payload FROM events {clause}ORDER BY lane, seq, received_at", args
+        )
+        return [json.loads(payload) for (payload,) in rows]
 
     def stored(self) -> Iterator[tuple[str, int, str]]:
         """(lane, seq, payload) of every stored event, any worker's."""

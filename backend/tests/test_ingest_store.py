@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from backend.sqlite_store import AckRow, SqliteStore, Stored
+from backend.sqlite_store import SqliteStore
+from backend.store import AckRow, Stored
 
 SITE, LANE = "site-1", "lane-01"
 
