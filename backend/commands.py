@@ -54,6 +54,21 @@ class CommandService:
         args = {"challenge": hold["data"]["challenge"], "transit_id": hold["transit_id"]}
         return self.send(lane, "remote_release", args, cmd_id=f"release-{hold['transit_id']}")
 
+    def refuse(self, lane: str, hold: Mapping[str, Any], reason: str) -> str:
+        """Refuse the truck held by ``hold``: the arm stays down, the driver is told to back
+        off, and the transit ends ``refused``; returns the cmd_id."""
+        args = {"challenge": hold["data"]["challenge"], "transit_id": hold["transit_id"],
+                "reason": reason}
+        return self.send(lane, "remote_refuse", args, cmd_id=f"refuse-{hold['transit_id']}")
+
+    def reweigh(self, lane: str, hold: Mapping[str, Any], reason: str = "") -> str:
+        """Ask the truck held by ``hold`` to back off and drive on again; its pass stays
+        unused. Returns the cmd_id."""
+        args = {"challenge": hold["data"]["challenge"], "transit_id": hold["transit_id"]}
+        if reason:
+            args["reason"] = reason
+        return self.send(lane, "remote_reweigh", args, cmd_id=f"reweigh-{hold['transit_id']}")
+
     def trust_update(
         self,
         lane: str,

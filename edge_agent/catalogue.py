@@ -20,6 +20,7 @@ class EventType(StrEnum):
     DECISION = "decision"
     RELEASED = "released"
     RELEASE_REFUSED = "release_refused"
+    REMOTE_VERDICT = "remote_verdict"  # an officer refused the truck or asked for a re-weigh
     PASS_USED = "pass_used"
     VEHICLE_PASSED = "vehicle_passed"
     TRANSIT_CLOSED = "transit_closed"

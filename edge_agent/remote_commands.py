@@ -24,6 +24,7 @@ from edge_agent.lane.actions import Answer, LaneAction, OpenBarrier, Publish
 from edge_agent.lane.inputs import ModeRequested, RemoteRelease
 from edge_agent.lane.modes import Via, parse_mode
 from edge_agent.protocols import gp1
+from edge_agent.telemetry.command_args import VERDICTS
 from edge_agent.telemetry.commands import Command, CommandVerifier, Rejection, echo
 from edge_agent.telemetry.records import RefusalBudget
 from edge_agent.timefloor import TimeFloor
@@ -119,7 +120,7 @@ class RemoteCommands:
     ) -> CommandOutcome:
         version = verdict.args.get("version")
         match verdict.name:
-            case "remote_release":
+            case "remote_release" | "remote_refuse" | "remote_reweigh":
                 return self._remote_release(verdict, now)
             case "lane_mode":
                 return self._lane_mode(verdict, now)
@@ -158,12 +159,17 @@ class RemoteCommands:
 
     def _remote_release(self, verdict: Command, now: float) -> CommandOutcome:
         release = RemoteRelease(
-            now, verdict.cmd_id, str(verdict.args["challenge"]), officer=verdict.issuer
+            now, verdict.cmd_id, str(verdict.args["challenge"]), officer=verdict.issuer,
+            verdict=VERDICTS[verdict.name], reason=str(verdict.args.get("reason", "")),
         )
         actions = self._release(release)
         if any(isinstance(a, OpenBarrier) for a in actions):
             return CommandOutcome(verdict.cmd_id, verdict.name, True, None, "barrier opened")
         published = [a for a in actions if isinstance(a, Publish)]
+        told = [a for a in published if a.type == EventType.REMOTE_VERDICT]
+        if told:
+            return CommandOutcome(verdict.cmd_id, verdict.name, True, None,
+                                  str(told[0].data["instruction"]))
         refused = [a for a in published if a.type == EventType.RELEASE_REFUSED]
         held = [a for a in published if a.type == EventType.DECISION]
         why = (

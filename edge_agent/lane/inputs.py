@@ -81,12 +81,16 @@ class IdentitySourceChanged:
 
 @dataclass(frozen=True, slots=True)
 class RemoteRelease:
-    """A verified, signed remote release from an officer."""
+    """A verified, signed remote verdict on a held truck from an officer: ``release`` opens
+    the barrier; ``refuse`` and ``reweigh`` keep it closed and tell the driver to back off
+    (a re-weigh: and drive on again with the same pass, which stays unused)."""
 
     at: float
     cmd_id: str
     challenge: str
     officer: str = ""
+    verdict: str = "release"  # release | refuse | reweigh
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,7 +262,9 @@ class LaneMachine(DecisionRules, ConditionRules, TechnicianRules):
         assert self.transit is not None
         if not self.transit.loaded:
             return []  # nothing left the deck; a truck-less pass is ended by the L8 timer
-        return self._end_unpassed("withdrawn", now)
+        verdict = self.transit.remote_verdict
+        outcome = {"refuse": "refused", "reweigh": "reweigh"}.get(verdict or "", "withdrawn")
+        return self._end_unpassed(outcome, now)
 
     def _deck_cleared_moving(self, event: DeckCleared, now: float) -> list[LaneAction]:
         assert self.transit is not None
@@ -324,6 +326,12 @@ class LaneMachine(DecisionRules, ConditionRules, TechnicianRules):
         if refused is not None:
             data = {"cmd_id": event.cmd_id, "accepted": False, "reason": refused}
             return [Publish(EventType.RELEASE_REFUSED, data, transit.transit_id)]
+        if event.verdict != "release":
+            # The arm stays down; the truck backs off, and the transit ends with the verdict.
+            transit.remote_verdict = event.verdict
+            data = {"verdict": event.verdict, "cmd_id": event.cmd_id, "officer": event.officer,
+                    "reason": event.reason, "instruction": _BACK_OFF[event.verdict]}
+            return [Publish(EventType.REMOTE_VERDICT, data, transit.transit_id)]
         data = {"by": "remote", "cmd_id": event.cmd_id, "officer": event.officer}
         released = Publish(EventType.RELEASED, data, transit.transit_id)
         return [released, *self._open(now, by="remote")]
@@ -340,6 +348,10 @@ class LaneMachine(DecisionRules, ConditionRules, TechnicianRules):
 
 M, S = LaneMachine, LaneState
 _NO_HOLD = "only a hold can be released"
+_BACK_OFF = {
+    "refuse": "entry refused: back off the deck",
+    "reweigh": "back off the deck, then drive on again to be weighed again",
+}
 _NOT_ASKED = "answers a MarkPassUsed, which only RECORDING waits for"
 _SAME_STEP = "the shell answers MarkPassUsed in the same step: nothing comes between"
 _NO_DEADLINE = "no deadline is set in this state"

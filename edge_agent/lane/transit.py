@@ -42,6 +42,7 @@ class Transit:
     identity_since: float | None = None  # when all but identity was ready: the wait starts
     identity_deadline: float | None = None  # set while the decision waits for identity reads
     identity: tuple[dict[str, Any], ...] = ()  # each identity check judged, with its evidence
+    remote_verdict: str | None = None  # refuse / reweigh: how the transit ends when it backs off
     flags: tuple[str, ...] = ()  # codes a decision went on with (an unread plate under flag)
 
     def take_weight(self, event: WeightCommitted) -> dict[str, Any]:

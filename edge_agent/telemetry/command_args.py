@@ -1,6 +1,8 @@
 """What each signed command carries: checked before anything is recorded, stored or applied.
 
     remote_release  {challenge, reason_ref?, transit_id?}
+    remote_refuse   {challenge, reason, transit_id?}        the held truck backs off
+    remote_reweigh  {challenge, reason?, transit_id?}       backs off and drives on again
     trust_update    {version, pass_keys?, command_keys?}   at least one list
     revocations     {version, pass_hashes?, command_kids?} at least one list
     config          {version, settings}
@@ -28,6 +30,8 @@ ArgsCheck = Callable[[Mapping[str, Any]], list[str]]
 
 ALLOWED_ARGS = {
     "remote_release": frozenset({"challenge", "reason_ref", "transit_id"}),
+    "remote_refuse": frozenset({"challenge", "reason", "transit_id"}),
+    "remote_reweigh": frozenset({"challenge", "reason", "transit_id"}),
     "trust_update": frozenset({"version", "pass_keys", "command_keys"}),
     "revocations": frozenset({"version", "pass_hashes", "command_kids"}),
     "config": frozenset({"version", "settings"}),
@@ -39,6 +43,7 @@ LISTS = {
     "revocations": ("pass_hashes", "command_kids"),
     "site_uses": ("pass_hashes",),
 }
+VERDICTS = {"remote_release": "release", "remote_refuse": "refuse", "remote_reweigh": "reweigh"}
 VERSIONED = frozenset({"trust_update", "revocations", "config", "site_uses"})
 MAX_LIST_ITEMS = 5000
 MAX_INTEGER = (1 << 53) - 1  # times and versions: exact in JSON everywhere, and fit SQLite
@@ -48,13 +53,15 @@ def structure_problems(name: str, args: Mapping[str, Any]) -> list[str]:
     """Problems with the shape of ``args`` for command ``name`` (empty when well formed)."""
     unknown = sorted(set(args) - ALLOWED_ARGS.get(name, frozenset()))
     problems = [f"unknown argument {key!r}" for key in unknown]
-    if name == "remote_release":
+    if name in VERDICTS:
         challenge = args.get("challenge")
         if not isinstance(challenge, str) or not challenge:
-            problems.append("remote_release must echo the hold's challenge")
+            problems.append(f"{name} must echo the hold's challenge")
         for key in ("reason_ref", "transit_id"):
             if not isinstance(args.get(key, ""), str):
                 problems.append(f"{key} must be a string")
+        if name == "remote_refuse" or "reason" in args:
+            problems.extend(text_problems("reason", args.get("reason"), MAX_REASON))
     if name in VERSIONED:
         version = args.get("version")
         if (not isinstance(version, int) or isinstance(version, bool)

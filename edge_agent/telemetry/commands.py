@@ -65,6 +65,8 @@ class KeyRole(Enum):
 
 REQUIRED_ROLE = {
     "remote_release": KeyRole.COMMAND,
+    "remote_refuse": KeyRole.COMMAND,  # the officer refuses a held truck: it backs off
+    "remote_reweigh": KeyRole.COMMAND,  # the officer asks a held truck to be weighed again
     "config": KeyRole.COMMAND,
     "site_uses": KeyRole.COMMAND,  # the backend's view of which passes the site used
     "lane_mode": KeyRole.COMMAND,  # in service / out of service (modes.py: what else is local)

@@ -230,3 +230,37 @@ def test_hold_takes_a_snapshot_and_its_event_references_it_with_the_weight_trace
     assert decision.data["snapshot"] == snapshot.ref
     assert decision.data["trace"] == [[2.0, 30_900.0], [2.1, 30_920.0]]
     assert out.index(snapshot) < out.index(decision)
+
+
+def test_an_officer_refusal_keeps_the_arm_down_and_ends_the_transit_refused() -> None:
+    m = strict_machine()
+    out = run(m, truck_on(1.0), shown(2.0, GOOD_PASS), weight(3, 31_000, 10))
+    challenge = published(out, "decision")[-1].data["challenge"]
+    wrong = step(m, RemoteRelease(4.0, "cmd-0", "other", verdict="refuse"), 4.0)
+    assert published(wrong, "release_refused")[0].data["reason"] == "challenge mismatch"
+    out = step(m, RemoteRelease(5.0, "cmd-1", challenge, officer="officer-7",
+                                verdict="refuse", reason="seal broken"), 5.0)
+    told = published(out, "remote_verdict")[0].data
+    assert (told["verdict"], told["officer"], told["reason"]) == ("refuse", "officer-7",
+                                                                 "seal broken")
+    assert "back off" in told["instruction"]
+    assert not any(isinstance(c, OpenBarrier) for c in out)
+    assert m.state is LaneState.HOLD
+    out = step(m, cleared(9.0, 0.0), 9.0)
+    assert published(out, "transit_closed")[0].data["outcome"] == "refused"
+    assert not any(isinstance(c, MarkPassUsed) for c in out)
+    assert m.state is LaneState.IDLE
+
+
+def test_a_reweigh_sends_the_truck_back_with_its_pass_unused() -> None:
+    m = strict_machine()
+    out = run(m, truck_on(1.0), shown(2.0, GOOD_PASS), weight(3, 31_000, 10))
+    challenge = published(out, "decision")[-1].data["challenge"]
+    out = step(m, RemoteRelease(5.0, "cmd-1", challenge, verdict="reweigh"), 5.0)
+    assert published(out, "remote_verdict")[0].data["verdict"] == "reweigh"
+    out = step(m, cleared(9.0, 0.0), 9.0)
+    assert published(out, "transit_closed")[0].data["outcome"] == "reweigh"
+    # Driven on again with the same pass and now within tolerance: weighed and let through.
+    out = run(m, truck_on(20.0), shown(21.0, GOOD_PASS), weight(22, 30_000, 10), now=22.0)
+    assert published(out, "decision")[-1].data["decision"] == "open"
+    assert any(isinstance(c, OpenBarrier) for c in out)

@@ -262,3 +262,18 @@ def test_trusted_key_from_raw_checks_the_length() -> None:
         TrustedKey.from_raw("k", "command", b"short")
     key = TrustedKey.from_raw("k", "root", public_key_text(ROOT))
     assert key.role is KeyRole.ROOT
+
+
+def test_an_officer_refusal_or_reweigh_is_a_command_tier_verdict(tmp_path: Path) -> None:
+    check = verifier(tmp_path)
+    refuse = signed(name="remote_refuse", args={"challenge": "ch-abc", "reason": "seal broken"})
+    result = check.verify(TOPICS.command("remote_refuse"), refuse, NOW)
+    assert isinstance(result, Command)
+    assert result.args == {"challenge": "ch-abc", "reason": "seal broken"}
+    reweigh = signed(name="remote_reweigh", n=2, args={"challenge": "ch-abc"})
+    assert isinstance(check.verify(TOPICS.command("remote_reweigh"), reweigh, NOW), Command)
+    by_root = signed(ROOT, "root-1", name="remote_refuse", n=3,
+                     args={"challenge": "ch-abc", "reason": "x"})
+    assert refusal(check.verify(TOPICS.command("remote_refuse"), by_root, NOW))
+    no_reason = signed(name="remote_refuse", n=4, args={"challenge": "ch-abc"})
+    assert refusal(check.verify(TOPICS.command("remote_refuse"), no_reason, NOW))
