@@ -38,8 +38,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from backend.errors import BackendError, BackendTimeout
-from backend.sqlite_store import SqliteStore
-from backend.store import Stored
+from backend.store import EventStore, Stored
+from backend.store_url import open_store
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry import envelope as envelope_codec
 from edge_agent.telemetry.mqtt import (
@@ -70,6 +70,7 @@ class IngestWorker:
         broker_url: str,
         *,
         db_path: Path | None = None,
+        store: EventStore | str | None = None,
         client_id: str = "backend-sim",
         shared_group: str | None = None,
         ack_interval_s: float = 0.05,
@@ -82,7 +83,10 @@ class IngestWorker:
         self._shared_group = shared_group
         self._ack_interval_s = ack_interval_s
         self._session_expiry_s = session_expiry_s
-        self._store = SqliteStore(db_path)  # shared with the other workers of a group
+        # The store is shared with the other workers of the group: a URL, or a SQLite file.
+        self._store = open_store(db_path if store is None else store) if (
+            store is None or isinstance(store, str)
+        ) else store
         self._lock = threading.Condition()
         self._by_lane: dict[str, dict[int, dict[str, Any]]] = {}
         self._republish: set[str] = set()  # lanes whose ack must be sent again

@@ -271,6 +271,14 @@ class SqliteStore:
         )
         return [json.loads(payload) for (payload,) in rows]
 
+    def prune(self, keep_days: int, now: float) -> int:
+        """Delete events that arrived before the last ``keep_days`` days (UTC days, as
+        PostgreSQL drops its day partitions); the number deleted. Watermarks stay."""
+        oldest_kept = (int(now) // 86_400 - (keep_days - 1)) * 86_400
+        return int(self._db.execute(
+            "DELETE FROM events WHERE received_at < ?", (oldest_kept,)
+        ).rowcount)
+
     def stored(self) -> Iterator[tuple[str, int, str]]:
         """(lane, seq, payload) of every stored event, any worker's."""
         yield from self._db.execute("SELECT lane, seq, payload FROM events")

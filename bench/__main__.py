@@ -1,7 +1,7 @@
 """Run every benchmark area, print its table, and write all figures to .bench/results.json.
 
 ``python -m bench [AREA ...]`` runs the named areas only (weighing, robustness, vision, io,
-telemetry, lane, flood, soak, records, plates). Each area runs in a process of its own
+telemetry, lane, flood, soak, records, plates, backend). Each area runs in a process of its own
 (``bench.section``), so the memory it reports, and its high-water mark under ``sections``,
 are not what an earlier area left behind.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 AREAS = ("weighing", "robustness", "vision", "io", "telemetry", "lane", "flood", "soak", "records",
-         "plates")
+         "plates", "backend")
 RESULTS = Path(".bench/results.json")
 
 

@@ -96,6 +96,7 @@ class _Pending:
     topic: str
     payload: bytes
     due: float = math.inf  # resend time; inf = not sent yet
+    first_sent: float | None = None  # monotonic, for the publish-to-ack latency
 
 
 @dataclass(slots=True)
@@ -135,6 +136,7 @@ class Fleet:
         keepalive_s: int = 10,
         seed: int = 0,
         event_type: str = "vehicle_passed",
+        events_per_lane: int | None = None,
     ) -> None:
         if lanes < 1 or rate_hz <= 0 or resend_after_s <= 0:
             raise SimulatorSetupError(
@@ -146,6 +148,8 @@ class Fleet:
         self._resend_after_s = resend_after_s
         self._keepalive_s = keepalive_s
         self._event_type = event_type
+        self._events_per_lane = events_per_lane  # None: until stop_producing()
+        self._ack_latencies: list[float] = []
         self._rng = random.Random(seed)
         self._selector = selectors.DefaultSelector()
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -206,6 +210,12 @@ class Fleet:
         """lane id -> events accepted so far (seq 1..N)."""
         with self._lock:
             return {lane.topics.lane: lane.seq for lane in self._lanes}
+
+    def ack_latencies(self) -> list[float]:
+        """Seconds from each event's first publish to the ack covering it at its lane: the
+        backend stored and committed it (the ack is published only after the commit)."""
+        with self._lock:
+            return list(self._ack_latencies)
 
     def unacked(self) -> int:
         """Events the backend's watermark does not cover yet, over all lanes."""
@@ -411,11 +421,16 @@ class Fleet:
         if upto <= lane.acked:
             return
         lane.acked = upto
+        now = time.monotonic()
         for seq in [s for s in lane.pending if s <= upto]:
-            del lane.pending[seq]
+            sent = lane.pending.pop(seq).first_sent
+            if sent is not None:
+                self._ack_latencies.append(now - sent)
 
     def _produce(self, lane: _Lane, now: float) -> None:
         while lane.next_event_at <= now:
+            if self._events_per_lane is not None and lane.seq >= self._events_per_lane:
+                return
             lane.seq += 1
             wall_ms = int(time.time() * 1000)
             event = envelope.build_envelope(
@@ -453,6 +468,8 @@ class Fleet:
         info = lane.client.publish(pending.topic, pending.payload, qos=1, properties=self._props)
         lane.mids[info.mid] = seq
         pending.due = now + self._resend_after_s
+        if pending.first_sent is None:
+            pending.first_sent = now
         lane.resend_at = min(lane.resend_at, pending.due)
         self._stats["published"] += 1
 

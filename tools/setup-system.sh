@@ -13,6 +13,8 @@ ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || missing+=(libzbar0)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# The backend's PostgreSQL store: the tests start a private server with these binaries.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -27,4 +29,8 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The Debian package may start a system broker on 1883; the project always runs its own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
     systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
+# Nor does it use the system's PostgreSQL cluster: each run starts its own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postgresql 2>/dev/null; then
+    systemctl disable --now postgresql >/dev/null 2>&1 || true
 fi

@@ -8,15 +8,14 @@ every worker's rows. The lanes are the real thing (SQLite ``Outbox`` + ``Publish
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from paho.mqtt.client import MQTTMessage
 
 from backend.ingest import IngestWorker
+from backend.store_url import open_store
 from edge_agent.telemetry.mqtt import make_client, parse_broker_url
 from simulators.broker import MosquittoBroker
 
@@ -55,16 +54,16 @@ def drained(lane: LaneRig) -> bool:
     return lane.drained() and lane.status()["acked_upto"] == EVENTS_PER_LANE
 
 
-def worker(url: str, db: Path, name: str) -> IngestWorker:
-    sim = IngestWorker(url, db_path=db, client_id=name, shared_group=GROUP)
+def worker(url: str, store: str, name: str) -> IngestWorker:
+    sim = IngestWorker(url, store=store, client_id=name, shared_group=GROUP)
     sim.start()
     return sim
 
 
 def test_two_shared_ingest_workers_store_every_event_once_across_a_worker_restart(
-    tmp_path: Path, broker: MosquittoBroker, lane_rig: LaneRigs, wait_until: WaitUntil
+    store_url: str, broker: MosquittoBroker, lane_rig: LaneRigs, wait_until: WaitUntil
 ) -> None:
-    db = tmp_path / "ingest.db"
+    db = store_url  # a SQLite file or a PostgreSQL database, shared by both workers
     sniffer = AckSniffer(broker.url)
     one, two = worker(broker.url, db, "ingest-1"), worker(broker.url, db, "ingest-2")
     lanes = [lane_rig(lane=name, resend_after_s=1.0) for name in LANES]
@@ -96,9 +95,12 @@ def test_two_shared_ingest_workers_store_every_event_once_across_a_worker_restar
         two.close()
         sniffer.close()
 
-    with sqlite3.connect(db) as store:
-        rows = store.execute("SELECT lane, seq FROM events ORDER BY lane, seq").fetchall()
-        watermarks = dict(store.execute("SELECT lane, upto_seq FROM lanes").fetchall())
+    store = open_store(db)
+    try:
+        rows = [(e["lane"], e["seq"]) for e in store.events()]
+        watermarks = {lane: store.upto(lane) for lane in LANES}
+    finally:
+        store.close()
     assert len(rows) == len(set(rows)) == len(LANES) * EVENTS_PER_LANE  # nothing stored twice
     for lane in LANES:
         assert [seq for name, seq in rows if name == lane] == list(range(1, EVENTS_PER_LANE + 1))

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from backend.sqlite_store import SqliteStore
-from backend.store import AckRow, Stored
+from backend.store import AckRow, EventStore, Stored
+from backend.tests.conftest import OpenStore
 
 SITE, LANE = "site-1", "lane-01"
 
@@ -19,15 +19,15 @@ def event(seq: int, *, event_id: str | None = None, lost: int | None = None) -> 
             "data": {} if lost is None else {"seq": lost}}
 
 
-def add(store: SqliteStore, *events: dict[str, Any]) -> list[Stored]:
+def add(store: EventStore, *events: dict[str, Any]) -> list[Stored]:
     with store.write():
         outcomes = [store.add(SITE, e, json.dumps(e), 0.0) for e in events]
         store.advance(LANE)
     return outcomes
 
 
-def test_each_event_is_stored_once_and_a_conflict_never_overwrites() -> None:
-    store = SqliteStore()
+def test_each_event_is_stored_once_and_a_conflict_never_overwrites(stores: OpenStore) -> None:
+    store = stores()
     assert add(store, event(1), event(2)) == [Stored.NEW, Stored.NEW]
     assert add(store, event(2)) == [Stored.DUPLICATE]
     assert add(store, event(1, event_id="other")) == [Stored.SEQ_CONFLICT]
@@ -37,8 +37,10 @@ def test_each_event_is_stored_once_and_a_conflict_never_overwrites() -> None:
         (LANE, 1), (LANE, 2), (LANE, 4)]
 
 
-def test_the_watermark_stops_at_a_gap_until_it_is_filled_or_declared_lost() -> None:
-    store = SqliteStore()
+def test_the_watermark_stops_at_a_gap_until_it_is_filled_or_declared_lost(
+    stores: OpenStore,
+) -> None:
+    store = stores()
     add(store, event(1), event(3), event(6))
     assert store.upto(LANE) == 1
     assert store.gaps(LANE) == [2, 4, 5]
@@ -48,8 +50,8 @@ def test_the_watermark_stops_at_a_gap_until_it_is_filled_or_declared_lost() -> N
     assert (store.upto(LANE), store.gaps(LANE)) == (7, [])
 
 
-def test_acks_due_and_a_learned_watermark() -> None:
-    store = SqliteStore()
+def test_acks_due_and_a_learned_watermark(stores: OpenStore) -> None:
+    store = stores()
     add(store, event(1), event(2))
     assert store.ack_rows() == [AckRow(LANE, SITE, 2, 1, 0)]
     with store.write():
@@ -64,8 +66,8 @@ def test_acks_due_and_a_learned_watermark() -> None:
         assert store.add(SITE, old, json.dumps(old), 0.0) is Stored.DUPLICATE
 
 
-def test_workers_sharing_one_file_see_each_others_rows(tmp_path: Path) -> None:
-    one, two = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+def test_workers_sharing_one_file_see_each_others_rows(stores: OpenStore, tmp_path: Path) -> None:
+    one, two = stores(), stores()
     try:
         add(one, event(1), event(3))
         assert add(two, event(1), event(2)) == [Stored.DUPLICATE, Stored.NEW]
@@ -73,3 +75,33 @@ def test_workers_sharing_one_file_see_each_others_rows(tmp_path: Path) -> None:
     finally:
         one.close()
         two.close()
+
+
+def test_retention_drops_old_days_and_keeps_the_watermark(stores: OpenStore) -> None:
+    store = stores()
+    day = 86_400.0
+    now = 100 * day + 3600.0
+    with store.write():
+        for seq, age_days in ((1, 40), (2, 31), (3, 30), (4, 1), (5, 0)):
+            e = event(seq)
+            store.add(SITE, e, json.dumps(e), now - age_days * day)
+        store.advance(LANE)
+    assert store.prune(32, now) == 1  # keeps today and the 31 days before: 40 days old goes
+    assert store.prune(31, now) == 1  # now 31 days old is past
+    assert [e["seq"] for e in store.events(LANE)] == [3, 4, 5]
+    assert store.upto(LANE) == 5
+    with store.write():  # a pruned event sent again is still a duplicate, never stored anew
+        assert store.add(SITE, event(1), json.dumps(event(1)), now) is Stored.DUPLICATE
+    assert store.prune(31, now) == 0
+
+
+def test_events_are_queried_by_lane_and_type(stores: OpenStore) -> None:
+    store = stores()
+    other = {**event(1, event_id="o-1"), "lane": "lane-02"}
+    with store.write():
+        for e in (event(1), event(2, lost=7), other):
+            store.add(SITE, e, json.dumps(e), 0.0)
+    assert [(e["lane"], e["seq"]) for e in store.events()] == [
+        (LANE, 1), (LANE, 2), ("lane-02", 1)]
+    assert [e["seq"] for e in store.events(LANE, types=["dead_letter"])] == [2]
+    assert store.events("lane-03") == []

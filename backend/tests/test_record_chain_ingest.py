@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from backend.sqlite_store import SqliteStore
+from backend.store import EventStore
+from backend.tests.conftest import OpenStore
 from edge_agent.records.lane_log import LaneLog
 
 SITE, LANE = "site-1", "lane-01"
@@ -29,7 +30,7 @@ def lane_records(state: Path, transits: int, segment_bytes: int = 4000) -> list[
              "type": "transaction_record", "data": data} for n, data in enumerate(sent, 1)]
 
 
-def offer(store: SqliteStore, *events: dict[str, Any]) -> None:
+def offer(store: EventStore, *events: dict[str, Any]) -> None:
     with store.write():
         for e in events:
             store.add(SITE, e, json.dumps(e), 0.0)
@@ -37,9 +38,9 @@ def offer(store: SqliteStore, *events: dict[str, Any]) -> None:
         store.follow_records(LANE)
 
 
-def test_an_intact_log_is_followed_across_its_segments(tmp_path: Path) -> None:
+def test_an_intact_log_is_followed_across_its_segments(stores: OpenStore, tmp_path: Path) -> None:
     events = lane_records(tmp_path, 12)
-    store = SqliteStore()
+    store = stores()
     offer(store, *events[:5])
     offer(store, *events[5:])
     chain = store.record_chain(LANE)
@@ -47,9 +48,11 @@ def test_an_intact_log_is_followed_across_its_segments(tmp_path: Path) -> None:
     assert chain["records"] == len(events) and chain["segment"] > 0  # segments were closed
 
 
-def test_records_arriving_out_of_order_are_checked_once_the_gap_is_filled(tmp_path: Path) -> None:
+def test_records_arriving_out_of_order_are_checked_once_the_gap_is_filled(
+    stores: OpenStore, tmp_path: Path
+) -> None:
     events = lane_records(tmp_path, 6)
-    store = SqliteStore()
+    store = stores()
     offer(store, *events[:2], *events[3:])  # one is late: nothing past the gap is judged
     chain = store.record_chain(LANE)
     assert chain is not None and chain["records"] == 2
@@ -58,12 +61,12 @@ def test_records_arriving_out_of_order_are_checked_once_the_gap_is_filled(tmp_pa
     assert chain is not None and chain["first_break"] is None and chain["records"] == len(events)
 
 
-def test_the_first_break_is_kept_with_its_place(tmp_path: Path) -> None:
+def test_the_first_break_is_kept_with_its_place(stores: OpenStore, tmp_path: Path) -> None:
     events = lane_records(tmp_path, 6, segment_bytes=1 << 20)  # one segment: seq = place
     edited = json.loads(json.dumps(events[4]))
     edited["data"]["record"]["body"]["indicator_kg"] = 1.0  # changed on the way
     lost = events[6]["data"]["record"]["seq"]
-    store = SqliteStore()
+    store = stores()
     # A dead letter stands in for a record the broker refused: the chain sees it missing.
     dead = {**events[6], "type": "dead_letter", "data": {"seq": 999}}
     offer(store, *events[:4], edited, events[5], dead, *events[7:])
