@@ -44,12 +44,14 @@ class SimLane:
         seed: int = 1,
         protocol: str = "yaohua-tf0",
         prepare_state: Callable[[Path], None] | None = None,
+        store: str = "sqlite",
     ) -> None:
         """``protocol`` is the weighbridge indicator's format; ``prepare_state(state_dir)``
         runs before the agent first starts (to stage damaged or aged state files)."""
         self.scenario = scenario
         self._protocol = protocol
         self._prepare_state = prepare_state
+        self._store_kind = store  # the backend's: "sqlite" (a file) or "postgresql" (private)
         self._broker_url = broker_url
         self._log = log
         self._seed = seed
@@ -108,7 +110,16 @@ class SimLane:
             self._broker_url = broker.url
         self._log(f"broker      {self._broker_url}")
 
-        self.backend = IngestWorker(self._broker_url, db_path=self._tmp / "backend.sqlite")
+        store_url = str(self._tmp / "backend.sqlite")
+        if self._store_kind == "postgresql":
+            from backend.pgserver import PgServer
+
+            pg = PgServer(self._tmp / "postgresql")
+            self._stack.callback(pg.close)
+            pg.start()
+            store_url = pg.url
+        self._log(f"store       {self._store_kind} {store_url}")
+        self.backend = IngestWorker(self._broker_url, store=store_url)
         self._stack.callback(self.backend.stop)
         self.backend.start()
         self.console = CommandService(

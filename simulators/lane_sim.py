@@ -1,10 +1,12 @@
 """``lane-sim``: the whole lane on a laptop.
 
-``lane-sim run`` starts a private broker (or uses ``--broker``), the backend simulator, the IO
+``lane-sim run`` starts a private broker (or uses ``--broker``), the backend (ingest worker), the IO
 board firmware in the MicroPython unix port, the weighbridge and camera simulators, the lane
 world and the real ``edge-agent`` process; drives the scenario's trucks; prints a table; exits 0
 only if every truck's outcome is the expected one. Nothing it started outlives it; with
-``--keep DIR`` the lane's state (outbox, pass ledger, transaction log) is left in DIR.
+``--keep DIR`` the lane's state (outbox, pass ledger, transaction log) is left in DIR; with
+``--store postgresql`` the backend stores into a private PostgreSQL server (started and removed
+by the run) instead of its embedded SQLite file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from backend.errors import BackendError
 from simulators.errors import SimulatorError, SimulatorSetupError
 from simulators.harness import SimLane
 from simulators.outcomes import TruckOutcome
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     lane: SimLane | None = None
     try:
         kind = SealLane if args.eseal or scenario is SEALS else SimLane
-        with kind(scenario, broker_url=args.broker, log=_log, seed=args.seed) as lane:
+        with kind(scenario, broker_url=args.broker, log=_log, seed=args.seed,
+                  store=args.store) as lane:
             for plan in scenario.trucks:
                 outcomes.append(lane.run_truck(plan))
             events_total = len(lane.backend.events(scenario.lane))
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _log("interrupted; everything started has been stopped")
         return 130
-    except SimulatorError as exc:
+    except (SimulatorError, BackendError) as exc:
         _log(f"lane-sim failed: {exc}")
         return 1
     except Exception as exc:
@@ -157,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--seed", type=int, default=1)
     run_parser.add_argument("--report", help="write a JSON report here")
     run_parser.add_argument("--broker", help="use this broker (mqtt://HOST:PORT) instead")
+    run_parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                            help="the backend's event store: an embedded SQLite file (default) "
+                                 "or a private PostgreSQL server started and removed by the run")
     run_parser.add_argument("--keep", metavar="DIR",
                             help="leave the lane's state (outbox, ledger, transaction log) here")
     run_parser.set_defaults(func=run)
