@@ -29,7 +29,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,13 @@ from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage,
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from backend.contract import event_problems
 from backend.errors import BackendError, BackendTimeout
 from backend.store import EventStore, Stored
 from backend.store_url import open_store
 from edge_agent.errors import RemoteProtocolError
 from edge_agent.telemetry import envelope as envelope_codec
+from edge_agent.telemetry.evidence_chunks import assemble_evidence
 from edge_agent.telemetry.mqtt import (
     TlsFiles,
     connect_properties,
@@ -60,6 +62,7 @@ from edge_agent.telemetry.topics import parse_topic as parse_lane_topic
 from edge_agent.telemetry.topics import shared as shared_filter
 
 ACK_CONFIRM_TIMEOUT_S = 2.0
+MAX_MESSAGE_BYTES = 256 * 1024  # an evidence chunk is 24 KiB of base64; a record a few KiB
 
 
 class IngestWorker:
@@ -70,6 +73,7 @@ class IngestWorker:
         broker_url: str,
         *,
         db_path: Path | None = None,
+        validate: Callable[[Mapping[str, Any]], list[str]] = event_problems,
         store: EventStore | str | None = None,
         client_id: str = "backend-sim",
         shared_group: str | None = None,
@@ -87,28 +91,23 @@ class IngestWorker:
         self._store = open_store(db_path if store is None else store) if (
             store is None or isinstance(store, str)
         ) else store
+        self._validate = validate
         self._lock = threading.Condition()
-        self._by_lane: dict[str, dict[int, dict[str, Any]]] = {}
         self._republish: set[str] = set()  # lanes whose ack must be sent again
-        # pass_hash -> [(lane, transit_id)] of every pass_used event: a pass is single-use
-        # across the site, so two entries are a double use an officer must look at.
-        self._pass_uses: dict[str, list[tuple[str, str | None]]] = {}
-        self._double_uses: list[dict[str, Any]] = []
         # Every (re)connect asks for all acks again (the broker may have lost them).
         self._connects = self._acks_resent_for = 0
-        self._states: dict[str, dict[str, Any]] = {}
         # lane -> (boot_id, how) each time it went offline: "planned" (a clean stop's farewell),
         # "failed" (the agent gave up and said so) or "crash" (the last will: it vanished).
         self._offline: dict[str, list[tuple[object, str]]] = {}
         self._health: dict[str, list[dict[str, Any]]] = {}
         self._arrival: dict[str, dict[int, float]] = {}  # lane -> seq -> monotonic at store
-        self._counts = {"stored": 0, "duplicates": 0, "conflicts": 0, "rejected": 0}
+        self._counts = {"stored": 0, "duplicates": 0, "conflicts": 0, "rejected": 0,
+                        "quarantined": 0, "evidence": 0}
         self._inbox: queue.SimpleQueue[MQTTMessage | None] = queue.SimpleQueue()
         self._subscribed = threading.Event()
         self._unsubscribed = threading.Event()
         self._client: Client | None = None
         self._worker: threading.Thread | None = None
-        self._load()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -178,13 +177,7 @@ class IngestWorker:
     def events(self, lane: str | None = None) -> list[dict[str, Any]]:
         """Stored envelopes, per lane in seq order (lanes sorted by name)."""
         with self._lock:
-            lanes = [lane] if lane is not None else sorted(self._by_lane)
-            return [
-                stored[seq]
-                for name in lanes
-                for stored in [self._by_lane.get(name, {})]
-                for seq in sorted(stored)
-            ]
+            return self._store.events(lane)
 
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float) -> bool:
         """Poll ``predicate(events())`` after every stored batch until true or timeout."""
@@ -228,7 +221,18 @@ class IngestWorker:
     def lane_state(self, lane: str) -> dict[str, Any] | None:
         """The last retained/live ``state`` message of a lane (birth or will)."""
         with self._lock:
-            return self._states.get(lane)
+            state = self._store.lane_docs().get(lane, {}).get("state")
+            return None if state is None else dict(state)
+
+    def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Messages refused on ingest, newest first, each with its kind and reason."""
+        with self._lock:
+            return self._store.quarantined(limit)
+
+    def evidence(self, lane: str, ref: str) -> tuple[str, bytes] | None:
+        """A reassembled, hash-checked evidence file: (media type, bytes)."""
+        with self._lock:
+            return self._store.evidence(lane, ref)
 
     def offline_history(self, lane: str) -> list[str]:
         """How the lane went offline, oldest first: "planned", "failed" or "crash"."""
@@ -327,14 +331,18 @@ class IngestWorker:
         parsed = parse_lane_topic(message.topic)
         payload = bytes(message.payload)
         if parsed is None:
-            self._counts["rejected"] += 1
+            self._refuse(message.topic, "foreign_topic", "not a lane topic", payload)
+        elif len(payload) > MAX_MESSAGE_BYTES:
+            why = f"{len(payload)} bytes; a lane message is at most {MAX_MESSAGE_BYTES}"
+            self._refuse(message.topic, "oversized", why, payload)
         elif parsed.kind in (TopicKind.EVENT, TopicKind.CMD_RESULT):
-            self._ingest_event(parsed, payload, touched)
+            self._ingest_event(message.topic, parsed, payload, touched)
         elif parsed.kind is TopicKind.ACK:
             if message.retain:
                 self._learn_watermark(parsed.site, parsed.lane, payload)
         elif parsed.kind is TopicKind.STATE:
-            state = self._states[parsed.lane] = _json_or_error(payload)
+            state = _json_or_error(payload)
+            self._store.put_lane_doc(parsed.site, parsed.lane, "state", state, time.time())
             if state.get("online") is False:
                 reason = str(state.get("reason"))
                 how = {"stopped": "planned", "failed": "failed"}.get(reason, "crash")
@@ -342,54 +350,90 @@ class IngestWorker:
                 if not seen or seen[-1][0] != state.get("boot_id"):  # a retained replay: once
                     seen.append((state.get("boot_id"), how))
         elif parsed.kind is TopicKind.HEALTH:
-            self._health.setdefault(parsed.lane, []).append(_json_or_error(payload))
+            health = _json_or_error(payload)
+            self._health.setdefault(parsed.lane, []).append(health)
+            self._store.put_lane_doc(parsed.site, parsed.lane, "health", health, time.time())
 
-    def _ingest_event(self, parsed: ParsedTopic, payload: bytes, touched: set[str]) -> None:
+    def _refuse(self, topic: str, kind: str, reason: str, payload: bytes) -> None:
+        """Quarantine a message with why: kept and counted, never silently dropped."""
+        self._store.quarantine(time.time(), topic, kind, reason, payload)
+        self._counts["rejected"] += 1
+        self._counts["quarantined"] += 1
+
+    def _ingest_event(
+        self, topic: str, parsed: ParsedTopic, payload: bytes, touched: set[str]
+    ) -> None:
         try:
             event = envelope_codec.decode(payload)
-        except RemoteProtocolError:
-            self._counts["rejected"] += 1
+        except RemoteProtocolError as exc:
+            self._refuse(topic, "malformed", str(exc), payload)
             return
         if event["lane"] != parsed.lane or event["site"] != parsed.site:
-            self._counts["rejected"] += 1  # a lane may only speak for itself
+            # A lane may only speak for itself: its seqs must not move another's watermark.
+            why = f"{event['site']}/{event['lane']} published under {parsed.site}/{parsed.lane}"
+            self._refuse(topic, "foreign_topic", why, payload)
+            return
+        problems = self._validate(event)
+        if problems and event["seq"] <= self._store.upto(event["lane"]):
+            self._counts["duplicates"] += 1  # resent after it was settled: ack it again
+            self._republish.add(event["lane"])
+            return
+        if problems:
+            # Kept in quarantine, and its seq counted as settled: the lane may forget it,
+            # and its later events are not held behind one it will only ever send the same.
+            self._refuse(topic, "schema", "; ".join(problems)[:2000], payload)
+            self._store.skip(event["lane"], event["seq"])
+            touched.add(event["lane"])
             return
         lane, seq = event["lane"], event["seq"]
         outcome = self._store.add(parsed.site, event, payload.decode(), time.time())
         if outcome is Stored.NEW:
-            if event["type"] == "pass_used":
-                self._note_pass_use(event)
-            self._by_lane.setdefault(lane, {})[seq] = event
             self._arrival.setdefault(lane, {})[seq] = time.monotonic()
             self._counts["stored"] += 1
             touched.add(lane)
+            if event["type"] == "evidence":
+                self._assemble(topic, lane, event["data"])
             return
         self._counts["duplicates" if outcome is Stored.DUPLICATE else "conflicts"] += 1
         if outcome is not Stored.ID_CONFLICT:
             self._republish.add(lane)  # the lane is resending: our ack may not have reached it
 
-    def _note_pass_use(self, event: dict[str, Any]) -> None:
-        pass_hash = event["data"].get("pass_hash")
-        if not isinstance(pass_hash, str) or not pass_hash:
+    def _assemble(self, topic: str, lane: str, chunk: dict[str, Any]) -> None:
+        """Once every part of an evidence file is in, keep the checked file itself."""
+        ref = str(chunk.get("ref", ""))
+        if self._store.evidence(lane, ref) is not None:
             return
-        uses = self._pass_uses.setdefault(pass_hash, [])
-        use = (event["lane"], event.get("transit_id"))
-        if uses and use not in uses:
-            self._double_uses.append({
-                "pass_hash": pass_hash, "release_no": event["data"].get("release_no"),
-                "uses": [*uses, use],
-            })
-        if use not in uses:
-            uses.append(use)
+        try:
+            data = assemble_evidence(self._store.evidence_chunks(lane, ref), ref)
+        except (RemoteProtocolError, ValueError, KeyError, TypeError) as exc:
+            self._refuse(topic, "evidence", f"evidence {ref!r} of {lane}: {exc}", b"")
+            return
+        if data is not None:
+            self._store.put_evidence(lane, ref, str(chunk.get("media_type", "")),
+                                     str(chunk.get("sha256", "")), data, time.time())
+            self._counts["evidence"] += 1
 
     def pass_uses(self) -> dict[str, list[tuple[str, str | None]]]:
-        """pass_hash -> the (lane, transit) of each use seen."""
-        with self._lock:
-            return {h: list(uses) for h, uses in self._pass_uses.items()}
+        """pass_hash -> the (lane, transit) of each use stored, in the store's order."""
+        uses: dict[str, list[tuple[str, str | None]]] = {}
+        for event in self.events_of_type("pass_used"):
+            pass_hash = event["data"].get("pass_hash")
+            use = (event["lane"], event.get("transit_id"))
+            if isinstance(pass_hash, str) and pass_hash and use not in uses.get(pass_hash, []):
+                uses.setdefault(pass_hash, []).append(use)
+        return uses
 
     def double_uses(self) -> list[dict[str, Any]]:
-        """Passes used by more than one transit (at one lane or across lanes): flagged."""
+        """Passes used by more than one transit (at one lane or across lanes): flagged.
+        A pass is single-use across the site: two uses are for an officer to look at."""
+        release = {e["data"].get("pass_hash"): e["data"].get("release_no")
+                   for e in self.events_of_type("pass_used")}
+        return [{"pass_hash": h, "release_no": release.get(h), "uses": uses}
+                for h, uses in self.pass_uses().items() if len(uses) > 1]
+
+    def events_of_type(self, *types: str) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self._double_uses)
+            return self._store.events(types=types)
 
     def _learn_watermark(self, site: str, lane: str, payload: bytes) -> None:
         try:
@@ -435,11 +479,6 @@ class IngestWorker:
                         self._store.record_ack(lane, upto)
                 if confirmed == len(sent):
                     self._acks_resent_for = connects
-
-    def _load(self) -> None:
-        for lane, seq, payload in self._store.stored():
-            self._by_lane.setdefault(lane, {})[seq] = json.loads(payload)
-            self._counts["stored"] += 1
 
 
 def _confirmed(info: MQTTMessageInfo, deadline: float) -> bool:

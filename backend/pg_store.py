@@ -26,6 +26,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from backend.errors import StoreError
+from backend.side_tables import SIDE_SQL, SideTables
 from backend.store import AckRow, Stored
 from edge_agent.records.chain import ChainFollower, ChainState
 
@@ -70,8 +71,11 @@ def _partition(day: dt.date) -> str:
     return f"events_{day:%Y%m%d}"
 
 
-class PgStore:
+class PgStore(SideTables):
     """One connection to a PostgreSQL event store shared by any number of workers."""
+
+    _db: psycopg.Connection[Any]
+    _mark = "%s"
 
     def __init__(self, url: str) -> None:
         try:
@@ -82,6 +86,9 @@ class PgStore:
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
             self._db.execute(_SCHEMA_SQL)
+            self._db.execute(
+                SIDE_SQL.format(real="DOUBLE PRECISION", int="BIGINT", blob="BYTEA")
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -298,6 +305,14 @@ class PgStore:
     def stored(self) -> Iterator[tuple[str, int, str]]:
         for lane, seq, payload in self._db.execute("SELECT lane, seq, payload FROM events"):
             yield lane, int(seq), json.dumps(payload)
+
+    def evidence_chunks(self, lane: str, ref: str) -> list[dict[str, Any]]:
+        """The data of every stored evidence event of ``ref`` from ``lane``."""
+        rows = self._db.execute(
+            "SELECT payload -> 'data' FROM events WHERE lane = %s AND type = 'evidence' "
+            "AND payload -> 'data' ->> 'ref' = %s", (lane, ref),
+        ).fetchall()
+        return [dict(data) for (data,) in rows]
 
     def prune(self, keep_days: int, now: float) -> int:
         """Drop every day partition older than the last ``keep_days`` days (UTC); the number

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from backend.side_tables import SIDE_SQL, SideTables
 from backend.store import AckRow, Stored
 from edge_agent.records.chain import ChainFollower, ChainState
 
@@ -52,8 +53,10 @@ CREATE TABLE IF NOT EXISTS record_chains (
 # checked up to the event seq fed_upto of the outbox epoch, in the order the lane sent it.
 
 
-class SqliteStore:
+class SqliteStore(SideTables):
     """One SQLite store, in memory or in a file shared by several workers."""
+
+    _db: sqlite3.Connection
 
     def __init__(self, db_path: Path | None = None) -> None:
         self._db = sqlite3.connect(
@@ -65,6 +68,7 @@ class SqliteStore:
         if db_path:
             self._db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         self._db.executescript(_SCHEMA_SQL)
+        self._db.executescript(SIDE_SQL.format(real="REAL", int="INTEGER", blob="BLOB"))
 
     def close(self) -> None:
         self._db.close()
@@ -270,6 +274,14 @@ class SqliteStore:
             f"SELECT payload FROM events {clause}ORDER BY lane, seq, received_at", args
         )
         return [json.loads(payload) for (payload,) in rows]
+
+    def evidence_chunks(self, lane: str, ref: str) -> list[dict[str, Any]]:
+        """The data of every stored evidence event of ``ref`` from ``lane``."""
+        rows = self._db.execute(
+            "SELECT json_extract(payload, '$.data') FROM events WHERE lane = ? "
+            "AND type = 'evidence' AND json_extract(payload, '$.data.ref') = ?", (lane, ref),
+        ).fetchall()
+        return [json.loads(data) for (data,) in rows]
 
     def prune(self, keep_days: int, now: float) -> int:
         """Delete events that arrived before the last ``keep_days`` days (UTC days, as

@@ -162,7 +162,9 @@ def test_a_dead_letter_closes_the_gap_of_the_seq_it_names(
     lane: RawClient, backend: IngestWorker, wait_until: WaitUntil
 ) -> None:
     lane.publish(TOPICS.event("vehicle_passed"), make_event(1))
-    lane.publish(TOPICS.event("dead_letter"), make_event(3, type="dead_letter", data={"seq": 2}))
+    lost = {"seq": 2, "topic": TOPICS.event("vehicle_passed"), "reason_code": 151,
+            "reason": "quota exceeded"}
+    lane.publish(TOPICS.event("dead_letter"), make_event(3, type="dead_letter", data=lost))
     assert wait_until(lambda: backend.watermark(LANE) == 3)
     assert backend.gaps(LANE) == []
 

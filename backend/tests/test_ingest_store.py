@@ -105,3 +105,32 @@ def test_events_are_queried_by_lane_and_type(stores: OpenStore) -> None:
         (LANE, 1), (LANE, 2), ("lane-02", 1)]
     assert [e["seq"] for e in store.events(LANE, types=["dead_letter"])] == [2]
     assert store.events("lane-03") == []
+
+
+def test_quarantine_evidence_and_lane_documents_are_kept(stores: OpenStore) -> None:
+    store = stores()
+    with store.write():
+        store.quarantine(5.0, "gate/v1/s/l/evt/x", "malformed", "not JSON", b"\xff" * 70_000)
+        store.quarantine(6.0, "gate/v1/s/l/evt/x", "schema", "data.kg: not a number", b"{}")
+        store.put_evidence(LANE, "snap-1", "image/jpeg", "ab" * 32, b"\xff\xd8jpeg", 7.0)
+        store.put_evidence(LANE, "snap-1", "image/jpeg", "ab" * 32, b"other", 8.0)  # kept once
+        store.put_lane_doc(SITE, LANE, "state", {"online": True}, 9.0)
+        store.put_lane_doc(SITE, LANE, "state", {"online": False}, 10.0)
+    newest, oldest = store.quarantined()
+    assert (newest["kind"], newest["reason"]) == ("schema", "data.kg: not a number")
+    assert oldest["size"] == 70_000 and len(oldest["payload"]) <= 64 * 1024
+    assert store.quarantine_counts() == {"malformed": 1, "schema": 1}
+    assert store.evidence(LANE, "snap-1") == ("image/jpeg", b"\xff\xd8jpeg")
+    assert store.evidence(LANE, "snap-2") is None
+    assert store.lane_docs() == {LANE: {"site": SITE, "state": {"online": False}}}
+
+
+def test_evidence_chunks_are_found_by_ref(stores: OpenStore) -> None:
+    store = stores()
+    chunks = [{**event(n), "type": "evidence", "data": {"ref": ref, "part": 0}}
+              for n, ref in ((1, "a"), (2, "b"), (3, "a"))]
+    with store.write():
+        for e in chunks:
+            store.add(SITE, e, json.dumps(e), 0.0)
+    assert [c["ref"] for c in store.evidence_chunks(LANE, "a")] == ["a", "a"]
+    assert store.evidence_chunks("lane-02", "a") == []
