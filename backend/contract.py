@@ -8,6 +8,7 @@ event ``type`` without a schema is accepted with its envelope checked only, beca
 backend must take new types from newer lanes.
 
     python -m backend.contract reason-codes   prints the reason-code table (docs/reason-codes.md)
+    python -m backend.contract asyncapi       prints the generated tail of docs/asyncapi.yaml
 """
 
 from __future__ import annotations
@@ -117,12 +118,63 @@ def reason_code_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+GENERATED_MARK = "    # -- generated from backend/schemas by `python -m backend.contract asyncapi`"
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _for_asyncapi(node: Any) -> Any:
+    """A schema as AsyncAPI's components hold it: references inside the document."""
+    if isinstance(node, dict):
+        out = {k: _for_asyncapi(v) for k, v in node.items() if k not in ("$schema", "$id")}
+        ref = out.get("$ref")
+        if isinstance(ref, str) and ref.startswith("common.json#/$defs/"):
+            out["$ref"] = "#/components/schemas/" + ref.removeprefix("common.json#/$defs/")
+        return out
+    if isinstance(node, list):
+        return [_for_asyncapi(v) for v in node]
+    return node
+
+
+def asyncapi_block() -> str:
+    """The generated tail of ``docs/asyncapi.yaml``: every event's data and command's args,
+    and ``EventData``, which picks the data schema by the envelope's ``type``."""
+    import yaml
+
+    schemas: dict[str, Any] = {}
+    common = _schema_files(".")["common"]["$defs"]
+    for name in ("Trace", "Frame"):
+        schemas[name] = _for_asyncapi(common[name])
+    for name, schema in sorted(_schema_files("events").items()):
+        schemas[f"{_camel(name)}EventData"] = _for_asyncapi(schema)
+    for name, schema in sorted(_schema_files("commands").items()):
+        schemas[f"{_camel(name)}CommandArgs"] = _for_asyncapi(schema)
+    schemas["EventData"] = {
+        "description": "The data of each event type (backend/schemas/events); a type not "
+                       "listed is accepted with any object.",
+        "allOf": [
+            {"if": {"properties": {"type": {"const": name}}},
+             "then": {"properties": {"data": {"$ref": f"#/components/schemas/{_camel(name)}"
+                                                      "EventData"}}}}
+            for name in event_types()
+        ],
+    }
+    body = yaml.safe_dump(schemas, sort_keys=False, width=100, allow_unicode=True)
+    lines = ["    " + line if line else line for line in body.splitlines()]
+    return GENERATED_MARK + "; do not edit below.\n" + "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["reason-codes"]:
         sys.stdout.write(reason_code_table())
         return 0
-    print("usage: python -m backend.contract reason-codes", file=sys.stderr)
+    if args == ["asyncapi"]:
+        sys.stdout.write(asyncapi_block())
+        return 0
+    print("usage: python -m backend.contract reason-codes | asyncapi", file=sys.stderr)
     return 2
 
 

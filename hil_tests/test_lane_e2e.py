@@ -144,3 +144,9 @@ def test_every_message_the_lane_sent_matches_the_asyncapi_document(demo_run: Run
     for check, message in checks:
         errors = [error.message for error in check.iter_errors(message)]
         assert not errors, (message["type"], errors)
+    from backend.contract import event_problems
+
+    for event in events:  # each payload against its own schema (backend/schemas)
+        assert event_problems(event) == [], (event["type"], event["seq"])
+    # The backend validated on ingest too: nothing the lane sent was quarantined.
+    assert lane.backend.quarantined() == []

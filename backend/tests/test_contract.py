@@ -80,3 +80,23 @@ def test_schemas_are_plain_json_files_with_a_title() -> None:
     for path in (REPO / "backend" / "schemas").rglob("*.json"):
         schema = json.loads(path.read_text(encoding="utf-8"))
         assert schema.get("title"), path
+
+
+def test_the_asyncapi_document_carries_every_data_schema_as_generated() -> None:
+    import yaml
+
+    from backend.contract import GENERATED_MARK, asyncapi_block
+
+    text = (REPO / "docs" / "asyncapi.yaml").read_text(encoding="utf-8")
+    assert text[text.index(GENERATED_MARK):] == asyncapi_block(), (
+        "docs/asyncapi.yaml is stale: replace everything from the generated mark on with "
+        "the output of python -m backend.contract asyncapi")
+    schemas = yaml.safe_load(text)["components"]["schemas"]
+    picks = {branch["if"]["properties"]["type"]["const"]: branch["then"]["properties"]["data"]
+             for branch in schemas["EventData"]["allOf"]}
+    assert set(picks) == {str(t) for t in EventType}
+    for data in picks.values():
+        target = schemas[data["$ref"].removeprefix("#/components/schemas/")]
+        assert target["type"] == "object" and "properties" in target
+    envelope = schemas["Envelope"]["allOf"]
+    assert {"$ref": "#/components/schemas/EventData"} in envelope

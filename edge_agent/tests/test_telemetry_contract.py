@@ -147,9 +147,11 @@ def test_every_message_on_the_wire_matches_its_channel_schema(
     )
     now_ms = int(time.time() * 1000)
     clock = {"mono_ms": 5, "wall_ms": now_ms, "clock_synced": True}
-    hold = {"outcome": "hold", "challenge": "c1"}
+    hold = {"decision": "hold", "reasons": ["weight.frozen"], "weight_kg": None,
+            "release_no": "RL-1", "input_at_mono": 4.5, "detail": "frozen", "challenge": "c1"}
     lane.outbox.add_event("decision", hold, transit_id="t1", **clock)
-    lane.outbox.add_event("abnormality", {"code": "weight.frozen"}, transit_id=None, **clock)
+    frozen = {"code": "weight.frozen", "detail": "no change for 60 s"}
+    lane.outbox.add_event("abnormality", frozen, transit_id=None, **clock)
     lane.outbox.add_command_result("cmd-0", {
         "name": "config", "accepted": True, "code": None, "detail": "applied",
         "reported": {"version": 2, "settings": {"passes.skew_s": 120}},
