@@ -30,6 +30,7 @@ from edge_agent.telemetry.mqtt import TlsFiles
 USAGE_EXIT = 2
 FAILED_EXIT = 1
 STATUS_EVERY_S = 60.0
+ACK_INTERVAL_S = 0.25
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,8 +73,10 @@ def _ingest(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Acks go out in rounds (each under the store's writer lock until the broker has them):
+    # every quarter second keeps a lane's outbox moving without stalling the other workers.
     worker = IngestWorker(args.broker, store=args.store, client_id=args.client_id,
-                          shared_group=args.group, tls=tls)
+                          shared_group=args.group, tls=tls, ack_interval_s=ACK_INTERVAL_S)
     try:
         worker.start()
         print(f"ingest worker {args.client_id} ready", flush=True)

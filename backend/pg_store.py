@@ -83,6 +83,8 @@ class PgStore(SideTables):
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to the event store {_safe(url)}: {exc}") from exc
         self._days: set[dt.date] = set()
+        # lane -> (epoch, upto_seq, boot_id) as read in the current write(); None outside one
+        self._lanes: dict[str, tuple[str, int, int] | None] | None = None
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
             self._db.execute(_SCHEMA_SQL)
@@ -98,7 +100,11 @@ class PgStore(SideTables):
         """A write transaction under the database-wide writer lock."""
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
-            yield
+            self._lanes = {}  # under the lock nobody else changes them: read each once
+            try:
+                yield
+            finally:
+                self._lanes = None
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         return self._db.execute(sql, args).fetchone()
@@ -146,11 +152,14 @@ class PgStore(SideTables):
         )
         if retired is not None:
             return Stored.NEW  # a replaced outbox's straggler: kept, but it moves no watermark
-        self._db.execute(
-            "INSERT INTO lanes VALUES (%s, %s, 0, %s, %s) "
-            "ON CONFLICT (lane) DO UPDATE SET boot_id = excluded.boot_id",
-            (lane, site, event["boot_id"], epoch),
-        )
+        known = self._lane(lane)
+        if known is None or known[2] != event["boot_id"]:
+            self._db.execute(
+                "INSERT INTO lanes VALUES (%s, %s, 0, %s, %s) "
+                "ON CONFLICT (lane) DO UPDATE SET boot_id = excluded.boot_id",
+                (lane, site, event["boot_id"], epoch),
+            )
+            self._forget(lane)
         if event["type"] == "dead_letter" and isinstance(event["data"].get("seq"), int):
             self._db.execute(  # the refused seq will never come
                 "INSERT INTO skipped VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -158,9 +167,23 @@ class PgStore(SideTables):
             )
         return Stored.NEW
 
+    def _lane(self, lane: str) -> tuple[str, int, int] | None:
+        """(epoch, upto_seq, boot_id) of ``lane``; read once per write transaction."""
+        if self._lanes is not None and lane in self._lanes:
+            return self._lanes[lane]
+        row = self._one("SELECT epoch, upto_seq, boot_id FROM lanes WHERE lane = %s", (lane,))
+        value = None if row is None else (str(row[0]), int(row[1]), int(row[2]))
+        if self._lanes is not None:
+            self._lanes[lane] = value
+        return value
+
+    def _forget(self, lane: str) -> None:
+        if self._lanes is not None:
+            self._lanes.pop(lane, None)
+
     def _epoch(self, lane: str) -> str | None:
-        row = self._one("SELECT epoch FROM lanes WHERE lane = %s", (lane,))
-        return None if row is None else str(row[0])
+        row = self._lane(lane)
+        return None if row is None else row[0]
 
     def _start_epoch(self, lane: str, old: str, new: str) -> None:
         """The lane's outbox was replaced: its seqs start again, under a new watermark."""
@@ -168,6 +191,7 @@ class PgStore(SideTables):
             "INSERT INTO retired_epochs VALUES (%s, %s) ON CONFLICT DO NOTHING", (lane, old)
         )
         self._db.execute("UPDATE lanes SET epoch = %s, upto_seq = 0 WHERE lane = %s", (new, lane))
+        self._forget(lane)
         self._db.execute("DELETE FROM skipped WHERE lane = %s", (lane,))
         self._db.execute("DELETE FROM acks WHERE lane = %s", (lane,))
 
@@ -183,6 +207,7 @@ class PgStore(SideTables):
             "ON CONFLICT (lane) DO UPDATE SET upto_seq = excluded.upto_seq",
             (lane, site, upto, epoch),
         )
+        self._forget(lane)
         self.record_ack(lane, upto)
         self.advance(lane)
 
@@ -194,8 +219,8 @@ class PgStore(SideTables):
         )
 
     def upto(self, lane: str) -> int:
-        row = self._one("SELECT upto_seq FROM lanes WHERE lane = %s", (lane,))
-        return int(row[0]) if row else 0
+        row = self._lane(lane)
+        return row[1] if row else 0
 
     def advance(self, lane: str) -> None:
         """Move the lane's watermark over every contiguous seq any worker has stored."""
@@ -219,6 +244,7 @@ class PgStore(SideTables):
             upto += 1
         if upto > start:
             self._db.execute("UPDATE lanes SET upto_seq = %s WHERE lane = %s", (upto, lane))
+            self._forget(lane)
 
     def follow_records(self, lane: str) -> None:
         """Check the lane's transaction records that arrived up to its watermark, in the order

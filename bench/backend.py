@@ -90,7 +90,7 @@ def _run(
         broker = stack.enter_context(MosquittoBroker(workdir=workdir / "broker"))
         pg = stack.enter_context(PgServer(workdir / "pg"))
         _workers(stack, broker.url, pg.url, workers)
-        fleet = Fleet(broker.url, lanes=LANES, rate_hz=rate_hz, resend_after_s=10.0, seed=7,
+        fleet = Fleet(broker.url, lanes=LANES, rate_hz=rate_hz, resend_after_s=30.0, seed=7,
                       events_per_lane=events_per_lane)
         stack.callback(fleet.stop)
         fleet.start(timeout=60.0)
