@@ -89,6 +89,18 @@ def test_3_lost_pubacks_then_a_cut_duplicates_are_removed_by_the_backend(
         proxy.close()
 
 
+def _wait_for_boot(outbox: Path, boot_id: int, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.Error):
+            with contextlib.closing(sqlite3.connect(outbox, timeout=1)) as db:
+                row = db.execute("SELECT value FROM meta WHERE key = 'boot_id'").fetchone()
+            if row is not None and int(row[0]) >= boot_id:
+                return True
+        time.sleep(0.02)
+    return False
+
+
 def test_4_kill_9_of_the_agent_ten_times_during_a_burst(
     tmp_path: Path, broker: MosquittoBroker, backend: IngestWorker
 ) -> None:
@@ -100,8 +112,11 @@ def test_4_kill_9_of_the_agent_ten_times_during_a_burst(
         "--rate", "1500", "--resend-after", "1",
     ]
     schedule = random.Random(4)
-    for _ in range(10):
+    for run in range(1, 11):
         agent = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
+        # Each run opens its outbox before the kill (on a loaded machine the interpreter alone
+        # may take longer than the schedule's delay), so the kills hit writes, not imports.
+        assert _wait_for_boot(outbox, run), f"run {run} never opened its outbox"
         time.sleep(schedule.uniform(0.3, 1.0))  # the fault schedule, not a wait
         agent.send_signal(signal.SIGKILL)
         agent.wait(10)
