@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 
 from backend.errors import StoreError
 from backend.side_tables import SIDE_SQL, SideTables
-from backend.store import AckRow, Stored
+from backend.store import AckRow, Stored, contiguous_upto
 from edge_agent.records.chain import ChainFollower, ChainState
 
 _WRITE_LOCK = 0x6A7E1A4E  # the advisory lock every writer takes first
@@ -234,14 +234,7 @@ class PgStore(SideTables):
             "SELECT seq FROM event_keys WHERE lane = %s AND epoch = %s AND seq > %s ORDER BY seq",
             (lane, self._epoch(lane) or "", upto),
         ).fetchall()
-        for (seq,) in rows:
-            while upto + 1 in skipped:
-                upto += 1
-            if seq > upto + 1:
-                break
-            upto = max(upto, int(seq))
-        while upto + 1 in skipped:
-            upto += 1
+        upto = contiguous_upto(start, (int(seq) for (seq,) in rows), skipped)
         if upto > start:
             self._db.execute("UPDATE lanes SET upto_seq = %s WHERE lane = %s", (upto, lane))
             self._forget(lane)

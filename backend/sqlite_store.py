@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.side_tables import SIDE_SQL, SideTables
-from backend.store import AckRow, Stored
+from backend.store import AckRow, Stored, contiguous_upto
 from edge_agent.records.chain import ChainFollower, ChainState
 
 _SCHEMA_SQL = """
@@ -173,15 +173,8 @@ class SqliteStore(SideTables):
             "SELECT seq FROM events WHERE lane = ? AND epoch = ? AND seq > ? ORDER BY seq",
             (lane, self._epoch(lane) or "", upto),
         )
-        for (seq,) in rows:  # lazily: stops at the first gap
-            while upto + 1 in skipped:
-                upto += 1
-            if seq > upto + 1:
-                break
-            upto = max(upto, seq)
+        upto = contiguous_upto(start, (int(seq) for (seq,) in rows), skipped)
         rows.close()
-        while upto + 1 in skipped:
-            upto += 1
         if upto > start:
             self._db.execute("UPDATE lanes SET upto_seq = ? WHERE lane = ?", (upto, lane))
 

@@ -8,7 +8,7 @@ worker committed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import Enum
@@ -34,6 +34,21 @@ class AckRow:
     boot_id: int
     acked: int
     epoch: str = ""
+
+
+def contiguous_upto(start: int, stored: Iterable[int], skipped: Collection[int]) -> int:
+    """The highest seq reached from ``start`` over ``stored`` seqs (ascending, read lazily:
+    it stops at the first gap) and ``skipped`` ones (declared lost by a dead letter)."""
+    upto = start
+    for seq in stored:
+        while upto + 1 in skipped:
+            upto += 1
+        if seq > upto + 1:
+            break
+        upto = max(upto, seq)
+    while upto + 1 in skipped:
+        upto += 1
+    return upto
 
 
 class EventStore(Protocol):

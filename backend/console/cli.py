@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import hashlib
-import ipaddress
 import signal
 import sys
 import threading
@@ -30,7 +29,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from backend.errors import BackendError, BackendSetupError
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.web.server import is_loopback
+from edge_agent.web.server import split_listen as web_split_listen
 
 USAGE_EXIT = 2
 FAILED_EXIT = 1
@@ -90,20 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def split_listen(listen: str) -> tuple[str, int]:
-    host, _, port_text = listen.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-        raise BackendSetupError(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8090")
-    return host, int(port_text)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+    """HOST:PORT as the lane page reads it, with the console's own words when it is wrong."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return web_split_listen(listen)
+    except ConfigError:
+        raise BackendSetupError(
+            f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8090"
+        ) from None
 
 
 def load_officer_key(path: Path, kid: str | None) -> tuple[Ed25519PrivateKey, str]:
